@@ -1,0 +1,55 @@
+# Confidant — build, test and demo entry points.
+# `make test` is what CI runs (.ci/run); `make demo` runs the main job.
+
+GO       ?= go
+BIN      ?= bin
+GOFLAGS  ?=
+STATICCHECK_VERSION ?= v0.8.2
+
+# Every command directory that exists: <component>/cmd/<program>.
+CMDS := $(wildcard agent/cmd/* verifier/cmd/* hostd/cmd/* images/cmd/*)
+
+.PHONY: all deps build test unit lint demo bench fuzz-smoke clean
+
+all: build
+
+deps:
+	./scripts/install-deps.sh
+
+# confidant-agent runs as /init in the initramfs: static, no cgo.
+build:
+	@mkdir -p $(BIN)
+	@for d in $(CMDS); do \
+		name=$$(basename $$d); \
+		if [ "$$name" = confidant-agent ]; then \
+			echo "build $$name (static)"; CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/$$name ./$$d || exit 1; \
+		else \
+			echo "build $$name"; $(GO) build -trimpath -o $(BIN)/$$name ./$$d || exit 1; \
+		fi; \
+	done
+
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+# Everything CI runs. The TPM simulator needs cgo.
+test: deps lint build
+	CGO_ENABLED=1 $(GO) test -count=1 -timeout 40m ./...
+
+unit:
+	CGO_ENABLED=1 $(GO) test -count=1 -short ./...
+
+demo: deps build
+	./scripts/demo.sh
+
+bench:
+	CGO_ENABLED=1 $(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+
+# A short run of every fuzz target (each parser of untrusted input).
+fuzz-smoke:
+	./scripts/fuzz-smoke.sh
+
+clean:
+	rm -rf $(BIN)
