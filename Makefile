@@ -34,9 +34,17 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
-# Everything CI runs. The TPM simulator needs cgo.
+# Everything CI runs. The TPM simulator needs cgo. A private PostgreSQL
+# cluster is started for the store tests (CONFIDANT_TEST_POSTGRES) and
+# stopped afterwards, also when the tests fail.
+PGDIR ?= $(CURDIR)/.pgtest
 test: deps lint build
-	CGO_ENABLED=1 $(GO) test -count=1 -timeout 40m ./...
+	@./scripts/start-postgres.sh stop $(PGDIR) 2>/dev/null || true
+	@rm -rf $(PGDIR)
+	@dsn=$$(./scripts/start-postgres.sh start $(PGDIR)) || exit 1; \
+	CONFIDANT_TEST_POSTGRES="$$dsn" CONFIDANT_TEST_REQUIRE_POSTGRES=1 CGO_ENABLED=1 \
+		$(GO) test -count=1 -timeout 40m ./...; rc=$$?; \
+	./scripts/start-postgres.sh stop $(PGDIR); rm -rf $(PGDIR); exit $$rc
 
 unit:
 	CGO_ENABLED=1 $(GO) test -count=1 -short ./...

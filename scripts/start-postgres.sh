@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Starts a private, throw-away PostgreSQL cluster for the tests and prints
+# the DSN on stdout (everything else goes to stderr).
+#   scripts/start-postgres.sh start DIR [PORT]   -> prints postgres://... DSN
+#   scripts/start-postgres.sh stop DIR
+# The cluster lives entirely in DIR (data, socket, log); nothing is written to
+# /etc or /var. As root, the server runs as the 'postgres' system user, since
+# PostgreSQL refuses to run as root.
+set -euo pipefail
+
+cmd="${1:-}"; dir="${2:-}"; port="${3:-55432}"
+if [ -z "$cmd" ] || [ -z "$dir" ]; then
+  echo "usage: $0 start|stop DIR [PORT]" >&2; exit 2
+fi
+bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+if [ -z "$bindir" ]; then
+  echo "start-postgres: PostgreSQL server binaries not found (install the postgresql package)" >&2; exit 1
+fi
+
+run() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+case "$cmd" in
+start)
+  mkdir -p "$dir"
+  if [ "$(id -u)" -eq 0 ]; then chown postgres: "$dir"; fi
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    run "$bindir/initdb" -D "$dir/data" -U confidant --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1 \
+      || { cat "$dir/initdb.log" >&2; exit 1; }
+  fi
+  run "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off" start >&2 \
+    || { cat "$dir/server.log" >&2; exit 1; }
+  run "$bindir/createdb" -h 127.0.0.1 -p "$port" -U confidant confidant_test 2>/dev/null || true
+  echo "postgres://confidant@127.0.0.1:$port/confidant_test?sslmode=disable"
+  ;;
+stop)
+  if [ -f "$dir/data/postmaster.pid" ]; then
+    run "$bindir/pg_ctl" -D "$dir/data" -m fast -w stop >&2 || true
+  fi
+  ;;
+*)
+  echo "usage: $0 start|stop DIR [PORT]" >&2; exit 2 ;;
+esac
