@@ -1,0 +1,151 @@
+package flow
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/confidant-cvm/confidant/agent/internal/config"
+	"github.com/confidant-cvm/confidant/agent/internal/console"
+	"github.com/confidant-cvm/confidant/agent/internal/pipeline"
+)
+
+var errDisk = errors.New("no block device with LUKS UUID x")
+
+func TestFail(t *testing.T) {
+	errHalt := errors.New("EPERM")
+	tests := map[string]struct {
+		cfg        *config.Config
+		err        error
+		shell      string
+		haltErr    error
+		wantReboot bool
+		wantLines  []string
+		wantErr    error
+	}{
+		"no config powers off": {
+			err:       &pipeline.Failure{Stage: "config", Err: config.ErrInvalid, Completed: []string{"mount"}},
+			wantLines: []string{"FAILED at config: invalid agent configuration", `"failed_stage":"config","completed":["mount"]`, `"action":"poweroff"`},
+		},
+		"reboot from config": {
+			cfg:        &config.Config{OnFailure: config.Reboot},
+			err:        &pipeline.Failure{Stage: "devices", Err: errDisk},
+			wantReboot: true,
+			wantLines:  []string{"FAILED at devices: no block device with LUKS UUID x", `"action":"reboot"`},
+		},
+		"plain error": {
+			err:       errDisk,
+			wantLines: []string{"FAILED at agent: no block device"},
+		},
+		"debug shell runs": {
+			cfg:       &config.Config{OnFailure: config.PowerOff, DebugShell: true},
+			err:       &pipeline.Failure{Stage: "network", Err: errDisk},
+			shell:     "/bin/true",
+			wantLines: []string{"FAILED at network", `"debug_shell":true`, "debug shell on the console"},
+		},
+		"debug shell missing": {
+			cfg:       &config.Config{OnFailure: config.PowerOff, DebugShell: true},
+			err:       &pipeline.Failure{Stage: "network", Err: errDisk},
+			shell:     "/nonexistent/sh",
+			wantLines: []string{"debug shell /nonexistent/sh not available"},
+		},
+		"halt refused": {
+			err:       errDisk,
+			haltErr:   errHalt,
+			wantErr:   errHalt,
+			wantLines: []string{"cannot poweroff: EPERM"},
+		},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			var out bytes.Buffer
+			var halted []bool
+			a := New(Options{
+				Console:    console.New(&out, func() time.Duration { return time.Second }),
+				Log:        slog.New(slog.DiscardHandler),
+				Halt:       func(reboot bool) error { halted = append(halted, reboot); return tt.haltErr },
+				DebugShell: tt.shell,
+			})
+			a.st.Config = tt.cfg
+			if err := a.Fail(tt.err); !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Fail = %v, want %v", err, tt.wantErr)
+			}
+			if !slices.Equal(halted, []bool{tt.wantReboot}) {
+				t.Errorf("halt calls %v, want [%v]", halted, tt.wantReboot)
+			}
+			for _, w := range tt.wantLines {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("console lacks %q:\n%s", w, out.String())
+				}
+			}
+			if n := strings.Count(out.String(), "FAILED at"); n != 1 {
+				t.Errorf("%d FAILED lines", n)
+			}
+			if (tt.cfg == nil || !tt.cfg.DebugShell) && strings.Contains(out.String(), "debug shell") {
+				t.Error("debug shell ran without debug_shell: true")
+			}
+		})
+	}
+}
+
+func TestStagesOrder(t *testing.T) {
+	a := New(Options{Console: console.New(&bytes.Buffer{}, console.Uptime), Log: slog.New(slog.DiscardHandler)})
+	var names []string
+	for _, s := range a.Stages() {
+		names = append(names, s.Name())
+	}
+	want := []string{"mount", "config", "modules", "configfs", "network", "devices"}
+	if !slices.Equal(names, want) {
+		t.Errorf("stages %q, want %q", names, want)
+	}
+}
+
+func TestVerifierAddr(t *testing.T) {
+	for raw, want := range map[string]string{
+		"https://10.0.2.2":         "10.0.2.2:443",
+		"http://10.0.2.2":          "10.0.2.2:80",
+		"https://verifier:8443/v1": "verifier:8443",
+		"https://[fd00::2]:8443":   "[fd00::2]:8443",
+	} {
+		u, _ := url.Parse(raw)
+		if got := verifierAddr(&config.Config{VerifierURL: u}); got != want {
+			t.Errorf("verifierAddr(%s) = %s, want %s", raw, got, want)
+		}
+	}
+}
+
+func TestProbe(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	if tries, err := probe(context.Background(), ln.Addr().String(), time.Second); err != nil || tries != 1 {
+		t.Errorf("listening: %d tries, %v", tries, err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	start := time.Now()
+	tries, err := probe(context.Background(), addr, 600*time.Millisecond)
+	if err == nil || tries < 2 {
+		t.Errorf("closed port: %d tries, %v; want retries then an error", tries, err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("probe overran its budget: %v", d)
+	}
+}

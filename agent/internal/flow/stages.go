@@ -1,0 +1,239 @@
+package flow
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/confidant-cvm/confidant/agent/internal/boot"
+	"github.com/confidant-cvm/confidant/agent/internal/config"
+	"github.com/confidant-cvm/confidant/agent/internal/netcfg"
+	"github.com/confidant-cvm/confidant/agent/internal/pipeline"
+)
+
+// mount mounts the kernel filesystems and checks they are there.
+func (a *Agent) mount(_ context.Context, p pipeline.Progress) error {
+	ms := boot.EarlyMounts()
+	if err := boot.MountAll(ms); err != nil {
+		return err
+	}
+	f, err := os.Open(a.opts.ProcMounts)
+	if err != nil {
+		return fmt.Errorf("reading mount table: %w", err)
+	}
+	defer f.Close()
+	if err := boot.CheckMounted(f, ms); err != nil {
+		return err
+	}
+	targets := make([]string, len(ms))
+	for i, m := range ms {
+		targets[i] = m.Target
+	}
+	p.Stepf("mounted filesystems: %s", strings.Join(targets, " "))
+	return nil
+}
+
+// loadConfig reads and validates the configuration.
+func (a *Agent) loadConfig(_ context.Context, p pipeline.Progress) error {
+	data, err := os.ReadFile(a.opts.ConfigPath)
+	if err != nil {
+		return fmt.Errorf("reading configuration: %w", err)
+	}
+	cmdline, err := os.ReadFile(a.opts.CmdlinePath)
+	if err != nil {
+		return fmt.Errorf("reading kernel command line: %w", err)
+	}
+	cfg, err := config.Parse(data, string(cmdline), a.log)
+	if err != nil {
+		return err
+	}
+	if cfg.VerifierURL.Scheme == "https" {
+		if _, err := os.Stat(cfg.CAFile); err != nil {
+			return fmt.Errorf("verifier CA: %w", err)
+		}
+	}
+	a.st.Config = cfg
+	from := "none"
+	if len(cfg.FromCmdline) > 0 {
+		from = strings.Join(cfg.FromCmdline, " ")
+	}
+	p.Stepf("configuration loaded from %s (verifier %s, tee %s; kernel command line set: %s)",
+		a.opts.ConfigPath, cfg.VerifierURL.Redacted(), cfg.TEE, from)
+	return nil
+}
+
+// loadModules loads the listed modules and checks they are live.
+func (a *Agent) loadModules(_ context.Context, p pipeline.Progress) error {
+	cfg := a.st.Config
+	var paths []string
+	if cfg.ModulesFile != "" {
+		f, err := os.Open(cfg.ModulesFile)
+		if err != nil {
+			return fmt.Errorf("reading module list: %w", err)
+		}
+		paths, err = boot.ReadModuleList(f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	paths = append(paths, cfg.Modules...)
+	res, err := a.modules.Load(paths)
+	a.st.Modules = res
+	if err != nil {
+		return err
+	}
+	var live, absent []string
+	already := 0
+	for _, r := range res {
+		switch r.Status {
+		case boot.NoDevice:
+			absent = append(absent, r.Name)
+			continue
+		case boot.AlreadyLoaded:
+			already++
+		}
+		live = append(live, r.Name)
+	}
+	f, err := os.Open(a.opts.ProcModules)
+	if err != nil {
+		return fmt.Errorf("reading /proc/modules: %w", err)
+	}
+	defer f.Close()
+	if err := boot.CheckLive(f, live); err != nil {
+		return err
+	}
+	p.Stepf("loaded %d modules (%d already loaded), live in /proc/modules: %s", len(live), already, strings.Join(live, " "))
+	if len(absent) > 0 {
+		p.Stepf("modules without their hardware (ENODEV, skipped): %s", strings.Join(absent, " "))
+	}
+	return nil
+}
+
+// mountConfigfs mounts configfs. Only configfs-tsm needs it; for other TEE
+// kinds a failure is reported and the flow goes on.
+func (a *Agent) mountConfigfs(_ context.Context, p pipeline.Progress) error {
+	m := boot.ConfigfsMount()
+	err := boot.MountAll([]boot.Mount{m})
+	if err == nil {
+		p.Stepf("mounted configfs on %s", m.Target)
+		return nil
+	}
+	if a.st.Config.TEE == config.TEEConfigfsTSM {
+		return err
+	}
+	p.Stepf("configfs not available (not needed for tee %s): %v", a.st.Config.TEE, err)
+	return nil
+}
+
+// network brings up lo and the configured interface, then checks that the
+// verifier's address answers a TCP connection.
+func (a *Agent) network(ctx context.Context, p pipeline.Progress) error {
+	cfg := a.st.Config
+	if err := a.net.Loopback(); err != nil {
+		return err
+	}
+	desc := "lo"
+	if cfg.Address.IsValid() || cfg.Interface != "" {
+		wctx, cancel := context.WithTimeout(ctx, cfg.DeviceTimeout)
+		res, err := a.net.Configure(wctx, netcfg.Params{Interface: cfg.Interface, Address: cfg.Address, Gateway: cfg.Gateway})
+		cancel()
+		if err != nil {
+			return err
+		}
+		a.st.Network = res
+		desc += ", " + res.Interface.Name
+		if res.Address.IsValid() {
+			desc += " " + res.Address.String()
+		}
+		if res.Gateway.IsValid() {
+			desc += " via " + res.Gateway.String()
+		}
+	}
+	p.Stepf("network up: %s", desc)
+
+	addr := verifierAddr(cfg)
+	tries, err := probe(ctx, addr, cfg.RetryBudget)
+	if err != nil {
+		return fmt.Errorf("verifier %s unreachable after %d tries in %v: %w", addr, tries, cfg.RetryBudget, err)
+	}
+	p.Stepf("verifier %s reachable (%d tries)", addr, tries)
+	return nil
+}
+
+// verifierAddr returns host:port of the verifier URL.
+func verifierAddr(cfg *config.Config) string {
+	u := cfg.VerifierURL
+	port := u.Port()
+	if port == "" {
+		port = "443"
+		if u.Scheme == "http" {
+			port = "80"
+		}
+	}
+	return net.JoinHostPort(u.Hostname(), port)
+}
+
+// probe dials addr until a TCP connection succeeds or budget is spent.
+func probe(ctx context.Context, addr string, budget time.Duration) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	var d net.Dialer
+	tries := 0
+	for {
+		tries++
+		dctx, dcancel := context.WithTimeout(ctx, 3*time.Second)
+		c, err := d.DialContext(dctx, "tcp", addr)
+		dcancel()
+		if err == nil {
+			c.Close()
+			return tries, nil
+		}
+		select {
+		case <-ctx.Done():
+			return tries, err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// devices finds the TEE interface, the OS disk and the temp disk.
+func (a *Agent) devices(ctx context.Context, p pipeline.Progress) error {
+	cfg := a.st.Config
+	ctx, cancel := context.WithTimeout(ctx, cfg.DeviceTimeout)
+	defer cancel()
+
+	tee, err := a.dev.FindTEE(ctx, cfg.TEE, cfg.SimPort)
+	if err != nil {
+		return fmt.Errorf("finding TEE interface: %w", err)
+	}
+	a.st.TEE = tee
+	p.Stepf("TEE interface: %s at %s", tee.Kind, tee.Path)
+
+	osDisk, err := a.dev.FindLUKS(ctx, cfg.OSDiskUUID)
+	if err != nil {
+		return fmt.Errorf("finding OS disk: %w", err)
+	}
+	a.st.OSDisk = osDisk
+	p.Stepf("OS disk: %s (LUKS UUID %s)", osDisk.Path, osDisk.LUKSUUID)
+
+	if cfg.TempDevice != "" {
+		dev, err := a.dev.WaitBlock(ctx, cfg.TempDevice)
+		if err != nil {
+			return fmt.Errorf("finding temp disk: %w", err)
+		}
+		devs, err := a.dev.BlockDevices()
+		if err != nil {
+			return err
+		}
+		if err := a.dev.CheckDistinct(osDisk, dev, devs); err != nil {
+			return fmt.Errorf("checking temp disk %s: %w", cfg.TempDevice, err)
+		}
+		a.st.TempDisk = cfg.TempDevice
+		p.Stepf("temp disk: %s (%s)", cfg.TempDevice, dev)
+	}
+	return nil
+}
