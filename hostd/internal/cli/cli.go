@@ -1,0 +1,364 @@
+// Package cli is confidant-hostd's command tree (cobra): `serve` runs the
+// daemon, `vm ...` drives it over its unix socket, `sim-root` prints the
+// simulated secure processor's root certificate for the verifier.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/confidant-cvm/confidant/hostd/internal/api"
+	"github.com/confidant-cvm/confidant/hostd/internal/guest"
+	"github.com/confidant-cvm/confidant/hostd/internal/preflight"
+	"github.com/confidant-cvm/confidant/hostd/internal/qemu"
+	"github.com/confidant-cvm/confidant/hostd/internal/spec"
+	"github.com/confidant-cvm/confidant/shared/tee/snp/sim"
+)
+
+// Defaults.
+const (
+	DefaultSocket   = "/run/confidant-hostd.sock"
+	DefaultStateDir = "/var/lib/confidant-hostd"
+	// SimDirName is the simulated secure processor's chain under the state
+	// directory.
+	SimDirName = "sim-sp"
+)
+
+// Main runs the command line and returns the process exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := NewRoot(stdout, stderr)
+	root.SetArgs(args)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(stderr, "confidant-hostd:", err)
+		return 1
+	}
+	return 0
+}
+
+// NewRoot builds the command tree.
+func NewRoot(stdout, stderr io.Writer) *cobra.Command {
+	var socket string
+	root := &cobra.Command{
+		Use:           "confidant-hostd",
+		Short:         "Define, boot, stop and watch confidential guests (SEV-SNP, TDX, or the simulated TEE)",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.PersistentFlags().StringVar(&socket, "socket", DefaultSocket, "hostd API unix socket")
+	client := func() *api.Client { return api.NewClient(socket) }
+	root.AddCommand(serveCmd(&socket, stderr), vmCmd(client, stdout), simRootCmd(stdout))
+	return root
+}
+
+func serveCmd(socket *string, stderr io.Writer) *cobra.Command {
+	var (
+		stateDir, onExit, qemuBin, logLevel string
+		stopTimeout                         time.Duration
+		allowHostVTPM                       bool
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the daemon: API on --socket, state in --state-dir",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			exit := guest.OnExit(onExit)
+			if exit != guest.OnExitStop && exit != guest.OnExitLeave {
+				return fmt.Errorf("--on-exit %q: want stop or leave", onExit)
+			}
+			log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+			return Serve(cmd.Context(), ServeConfig{
+				StateDir: stateDir, Socket: *socket, OnExit: exit, QEMU: qemuBin,
+				StopTimeout: stopTimeout, AllowHostVTPM: allowHostVTPM,
+			}, log)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&stateDir, "state-dir", DefaultStateDir, "state directory (specs, status, disks, vTPMs, simulated chain)")
+	f.StringVar(&onExit, "on-exit", string(guest.OnExitStop), "what to do with running guests when hostd exits: stop or leave")
+	f.StringVar(&qemuBin, "qemu", "qemu-system-x86_64", "QEMU binary")
+	f.DurationVar(&stopTimeout, "stop-timeout", 30*time.Second, "wait after system_powerdown before killing QEMU")
+	f.BoolVar(&allowHostVTPM, "allow-host-vtpm", false, "DEVELOPMENT ONLY: let sev-snp/tdx guests use a host-visible swtpm")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+// ServeConfig is the daemon's configuration.
+type ServeConfig struct {
+	StateDir, Socket, QEMU string
+	OnExit                 guest.OnExit
+	StopTimeout            time.Duration
+	AllowHostVTPM          bool
+}
+
+// Serve runs the daemon until ctx ends, then stops or leaves the guests.
+func Serve(ctx context.Context, c ServeConfig, log *slog.Logger) error {
+	if err := os.MkdirAll(c.StateDir, 0o700); err != nil {
+		return fmt.Errorf("creating state directory: %w", err)
+	}
+	signer, err := sim.LoadOrCreate(filepath.Join(c.StateDir, SimDirName))
+	if err != nil {
+		return fmt.Errorf("loading simulated secure processor chain: %w", err)
+	}
+	host := preflight.Host{
+		Root:        os.DirFS("/"),
+		QEMUVersion: func(ctx context.Context) (qemu.Version, error) { return qemu.BinaryVersion(ctx, c.QEMU) },
+	}
+	m, err := guest.New(ctx, guest.Options{
+		StateDir:      c.StateDir,
+		QEMU:          c.QEMU,
+		Signer:        signer,
+		Preflight:     func(ctx context.Context, s *spec.Spec) error { return preflight.Check(ctx, host, s) },
+		StopTimeout:   c.StopTimeout,
+		AllowHostVTPM: c.AllowHostVTPM,
+		Log:           log.WithGroup("guests"),
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := api.Listen(c.Socket)
+	if err != nil {
+		m.Close(context.WithoutCancel(ctx), guest.OnExitLeave)
+		return err
+	}
+	log.Info("confidant-hostd serving", "socket", c.Socket, "state_dir", c.StateDir,
+		"sim_root", filepath.Join(c.StateDir, SimDirName, sim.ARKCertFile), "on_exit", c.OnExit)
+	serr := api.Serve(ctx, ln, api.NewHandler(m, log.WithGroup("api")), log)
+	_ = os.Remove(c.Socket)
+	log.Info("confidant-hostd exiting", "on_exit", c.OnExit)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.StopTimeout+30*time.Second)
+	defer cancel()
+	return errors.Join(serr, m.Close(cctx, c.OnExit))
+}
+
+func simRootCmd(stdout io.Writer) *cobra.Command {
+	var stateDir string
+	cmd := &cobra.Command{
+		Use:   "sim-root",
+		Short: "Print the simulated secure processor's root (ARK) certificate, PEM, for the verifier's sim-root flag",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			s, err := sim.LoadOrCreate(filepath.Join(stateDir, SimDirName))
+			if err != nil {
+				return err
+			}
+			_, err = stdout.Write(s.RootPEM())
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&stateDir, "state-dir", DefaultStateDir, "hostd state directory")
+	return cmd
+}
+
+func vmCmd(client func() *api.Client, stdout io.Writer) *cobra.Command {
+	vm := &cobra.Command{Use: "vm", Short: "Manage guests through the running daemon"}
+
+	var file string
+	create := &cobra.Command{
+		Use:   "create -f spec.yaml",
+		Short: "Define a guest from a YAML spec",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := LoadSpecFile(file)
+			if err != nil {
+				return err
+			}
+			g, err := client().Create(cmd.Context(), s)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "created %s (%s)\n", g.Name, teeLabel(g))
+			return nil
+		},
+	}
+	create.Flags().StringVarP(&file, "file", "f", "", "guest spec (YAML)")
+	_ = create.MarkFlagRequired("file")
+
+	start := &cobra.Command{
+		Use: "start NAME", Short: "Start a guest", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			g, err := client().Start(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "started %s (%s), pid %d, measurement %s\n", g.Name, teeLabel(g), g.Status.PID, orDash(g.Status.Measurement))
+			return nil
+		},
+	}
+
+	var dealloc, force bool
+	stop := &cobra.Command{
+		Use: "stop NAME", Short: "Stop a guest (power button, then kill after the timeout)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			g, err := client().Stop(cmd.Context(), args[0], api.StopRequest{Deallocate: dealloc, Force: force})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s: %s (%s)\n", g.Name, g.Status.State, g.Status.Reason)
+			return nil
+		},
+	}
+	stop.Flags().BoolVar(&dealloc, "deallocate", false, "also remove the temp disk (a blank one is made at the next start)")
+	stop.Flags().BoolVar(&force, "force", false, "kill QEMU at once")
+
+	del := &cobra.Command{
+		Use: "delete NAME", Short: "Delete a guest, its temp disk and its vTPM", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := client().Delete(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "deleted %s\n", args[0])
+			return nil
+		},
+	}
+
+	var listJSON bool
+	list := &cobra.Command{
+		Use: "list", Short: "List guests", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			gs, err := client().List(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if listJSON {
+				return printJSON(stdout, gs)
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tTEE\tSTATE\tMEASUREMENT\tREASON")
+			for _, g := range gs {
+				m := g.Status.Measurement
+				if len(m) > 16 {
+					m = m[:16] + "…"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", g.Name, teeLabel(g), g.Status.State, orDash(m), sanitize(g.Status.Reason))
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().BoolVar(&listJSON, "json", false, "print JSON")
+
+	var showJSON bool
+	show := &cobra.Command{
+		Use: "show NAME", Short: "Show a guest's spec and status", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			g, err := client().Get(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if showJSON {
+				return printJSON(stdout, g)
+			}
+			st := g.Status
+			fmt.Fprintf(stdout, "name:         %s\ntee:          %s\nstate:        %s\n", g.Name, teeLabel(g), st.State)
+			if st.Reason != "" {
+				fmt.Fprintf(stdout, "reason:       %s\n", sanitize(st.Reason))
+			}
+			fmt.Fprintf(stdout, "vcpus:        %d\nmemory:       %s\nkernel:       %s\ninitrd:       %s\ncmdline:      %s\n",
+				g.Spec.VCPUs, g.Spec.Memory, g.Spec.Image.Kernel, g.Spec.Image.Initrd, g.Spec.Image.Cmdline)
+			fmt.Fprintf(stdout, "os disk:      %s\ntemp disk:    %s (present: %t)\nverifier:     %s\nvtpm:         %s\n",
+				orDash(g.Spec.Image.OSDisk), g.Spec.TempDiskSize, st.TempDiskPresent, g.Spec.Verifier, g.Spec.VTPM)
+			fmt.Fprintf(stdout, "measurement:  %s\npid:          %d\nboots:        %d\n", orDash(st.Measurement), st.PID, st.Boots)
+			return nil
+		},
+	}
+	show.Flags().BoolVar(&showJSON, "json", false, "print JSON")
+
+	var follow, raw bool
+	console := &cobra.Command{
+		Use: "console NAME", Short: "Print the guest's serial console log", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var w io.Writer = stdout
+			if !raw {
+				w = &sanitizer{w: stdout}
+			}
+			return client().Console(cmd.Context(), args[0], follow, w)
+		},
+	}
+	console.Flags().BoolVarP(&follow, "follow", "f", false, "keep streaming new output")
+	console.Flags().BoolVar(&raw, "raw", false, "do not filter terminal control sequences from the guest's output")
+
+	vm.AddCommand(create, start, stop, del, list, show, console)
+	return vm
+}
+
+// LoadSpecFile reads a YAML spec, making its relative paths relative to
+// the file's directory.
+func LoadSpecFile(path string) (*spec.Spec, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading spec: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("resolving spec path: %w", err)
+	}
+	return spec.ParseYAML(b, filepath.Dir(abs))
+}
+
+func teeLabel(g guest.Guest) string {
+	if g.Status.Simulated || g.Spec.TEE.Simulated() {
+		return string(g.Spec.TEE) + " (SIMULATED)"
+	}
+	return string(g.Spec.TEE)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// sanitize replaces control characters (a guest controls parts of reasons
+// and all of its console) so they cannot drive the operator's terminal.
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\t' || (r >= 0x20 && r != 0x7f && (r < 0x80 || r > 0x9f)) {
+			return r
+		}
+		return '?'
+	}, s)
+}
+
+// sanitizer filters control bytes from a stream, keeping newlines and tabs;
+// carriage returns are dropped.
+type sanitizer struct{ w io.Writer }
+
+func (s *sanitizer) Write(p []byte) (int, error) {
+	out := make([]byte, 0, len(p))
+	for _, b := range p {
+		switch {
+		case b == '\r':
+		case b == '\n' || b == '\t' || (b >= 0x20 && b != 0x7f):
+			out = append(out, b)
+		default:
+			out = append(out, '?')
+		}
+	}
+	if _, err := s.w.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}

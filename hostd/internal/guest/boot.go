@@ -1,0 +1,100 @@
+package guest
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/confidant-cvm/confidant/hostd/internal/spec"
+	"github.com/confidant-cvm/confidant/shared/measure/snp"
+)
+
+// Caps on what hostd reads into memory to copy and measure.
+const (
+	maxKernel   = 256 << 20
+	maxInitrd   = 1 << 30
+	maxFirmware = 64 << 20
+)
+
+type bootFiles struct {
+	kernel, initrd, firmware string
+	measurement              string // hex, empty when not computed
+}
+
+// prepareBoot reads the kernel, initrd and firmware once, writes the bytes
+// into dir, and measures those same bytes; QEMU boots the copies, so the
+// measurement is of exactly what was booted, whatever happens to the
+// originals later.
+func prepareBoot(sp *spec.Spec, dir string) (bootFiles, error) {
+	var bf bootFiles
+	kernel, err := readCapped(sp.Image.Kernel, maxKernel)
+	if err != nil {
+		return bf, fmt.Errorf("reading kernel: %w", err)
+	}
+	initrd, err := readCapped(sp.Image.Initrd, maxInitrd)
+	if err != nil {
+		return bf, fmt.Errorf("reading initrd: %w", err)
+	}
+	firmware, err := readCapped(sp.Firmware.Path, maxFirmware)
+	if err != nil {
+		return bf, fmt.Errorf("reading firmware: %w", err)
+	}
+	bf.kernel = filepath.Join(dir, "kernel")
+	bf.initrd = filepath.Join(dir, "initrd")
+	bf.firmware = filepath.Join(dir, "firmware")
+	for path, b := range map[string][]byte{bf.kernel: kernel, bf.initrd: initrd, bf.firmware: firmware} {
+		if err := writeFileAtomic(path, b); err != nil {
+			return bf, err
+		}
+	}
+	params := snp.SNPParams{
+		OVMF: firmware, Kernel: kernel, Initrd: initrd, Append: sp.Image.Cmdline,
+		VCPUs: sp.VCPUs, VCPUType: sp.CPU,
+	}
+	switch {
+	case sp.TEE == spec.TEESim:
+		params.VCPUType = SimVCPUType
+		d, err := snp.SimLaunchDigest(params)
+		if err != nil {
+			return bf, fmt.Errorf("computing simulated launch digest: %w", err)
+		}
+		bf.measurement = hex.EncodeToString(d[:])
+	case sp.TEE == spec.TEESNP && sp.Firmware.Kind == spec.FirmwareOVMF:
+		// The hardware measures; this is what it should report.
+		if d, err := snp.SNPLaunchDigest(params); err == nil {
+			bf.measurement = hex.EncodeToString(d[:])
+		}
+	}
+	return bf, nil
+}
+
+func readCapped(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	return b, nil
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("writing %s: %w", filepath.Base(path), err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", filepath.Base(path), errors.Unwrap(err))
+	}
+	return nil
+}

@@ -1,0 +1,669 @@
+package guest
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/confidant-cvm/confidant/hostd/internal/qemu"
+	"github.com/confidant-cvm/confidant/hostd/internal/spec"
+	"github.com/confidant-cvm/confidant/hostd/internal/swtpm"
+	"github.com/confidant-cvm/confidant/shared/simsp"
+	"github.com/confidant-cvm/confidant/shared/tee/snp/sim"
+)
+
+// Reboot-loop guard: more than maxResets guest resets within resetWindow
+// mark the guest failed instead of relaunching it.
+const (
+	maxResets   = 3
+	resetWindow = 2 * time.Minute
+)
+
+// runtime is a running (or re-attached) QEMU and its helpers.
+type runtime struct {
+	pid      int
+	pidStart uint64
+	cmd      *exec.Cmd // nil when re-attached
+	qmp      *qemu.QMP
+
+	swtpmCmd      *exec.Cmd // nil when re-attached or no swtpm
+	swtpmPID      int
+	swtpmPIDStart uint64
+
+	exited   chan struct{} // closed when QEMU is gone
+	exitErr  error         // cmd.Wait's result (child only), set before exited closes
+	finished chan struct{} // closed after the status has been updated
+	detach   chan struct{} // closed by Close(leave)
+	cancel   context.CancelFunc
+
+	mu       sync.Mutex
+	stopping bool // a stop was requested
+	killed   bool // the stop had to kill
+	shutdown *qemu.ShutdownData
+}
+
+func (r *runtime) detachNow() {
+	select {
+	case <-r.detach:
+	default:
+		close(r.detach)
+	}
+	r.cancel()
+	_ = r.qmp.Close()
+}
+
+// StopOptions modify Stop.
+type StopOptions struct {
+	// Deallocate removes the temp disk; the next start makes a blank one.
+	Deallocate bool
+	// Force kills QEMU at once instead of asking the guest to power off.
+	Force bool
+}
+
+// Start boots a stopped or failed guest. It returns once QEMU runs (the
+// guest's own boot continues).
+func (m *Manager) Start(ctx context.Context, name string) (Guest, error) {
+	v, err := m.get(name)
+	if err != nil {
+		return Guest{}, err
+	}
+	v.op.Lock()
+	defer v.op.Unlock()
+	if err := m.startLocked(ctx, v); err != nil {
+		return v.snapshot(), err
+	}
+	return v.snapshot(), nil
+}
+
+func (m *Manager) startLocked(ctx context.Context, v *vm) error {
+	v.mu.Lock()
+	if v.deleted {
+		v.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrNotFound, v.name)
+	}
+	if st := v.status.State; st != StateStopped && st != StateFailed {
+		v.mu.Unlock()
+		return fmt.Errorf("%w: %q is %s", ErrState, v.name, st)
+	}
+	sp := v.spec
+	v.mu.Unlock()
+
+	if !sp.TEE.Simulated() {
+		var err error
+		if m.opts.Preflight == nil {
+			err = errors.New("no preflight check configured: refusing a hardware-isolated guest")
+		} else {
+			err = m.opts.Preflight(ctx, &sp)
+		}
+		if err != nil {
+			v.mu.Lock()
+			v.status.Reason = "refused: " + err.Error()
+			m.persist(v)
+			v.mu.Unlock()
+			m.log.Warn("refusing to start guest", "guest", v.name, "err", err)
+			return fmt.Errorf("starting guest %q: %w", v.name, err)
+		}
+	} else if m.opts.Signer == nil {
+		return fmt.Errorf("starting guest %q: no simulated secure processor signer configured", v.name)
+	}
+
+	v.mu.Lock()
+	v.status.State = StateStarting
+	v.status.Reason = ""
+	m.persist(v)
+	v.mu.Unlock()
+
+	sctx, cancel := context.WithTimeout(ctx, m.opts.StartTimeout)
+	defer cancel()
+	r, meas, err := m.launch(sctx, v, &sp)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err != nil {
+		v.status.State = StateFailed
+		v.status.Reason = "start: " + err.Error()
+		v.status.StoppedAt = m.opts.Now().UTC()
+		m.persist(v)
+		m.log.Error("starting guest", "guest", v.name, "err", err)
+		return fmt.Errorf("starting guest %q: %w", v.name, err)
+	}
+	v.run = r
+	v.status.State = StateRunning
+	v.status.Reason = ""
+	v.status.PID, v.status.PIDStart = r.pid, r.pidStart
+	v.status.SwtpmPID, v.status.SwtpmPIDStart = r.swtpmPID, r.swtpmPIDStart
+	v.status.Measurement = meas
+	v.status.TempDiskPresent = sp.TempDiskSize > 0
+	v.status.Boots++
+	v.status.StartedAt = m.opts.Now().UTC()
+	m.persist(v)
+	m.log.Info("started guest", "guest", v.name, "tee", sp.TEE, "simulated", sp.TEE.Simulated(), "pid", r.pid, "measurement", meas)
+	m.watch(v, r, sp, meas)
+	return nil
+}
+
+// launch prepares disks, boot files, vTPM and runs QEMU until QMP answers.
+func (m *Manager) launch(ctx context.Context, v *vm, sp *spec.Spec) (*runtime, string, error) {
+	bootDir := filepath.Join(v.dir, "boot")
+	if err := os.MkdirAll(bootDir, 0o700); err != nil {
+		return nil, "", fmt.Errorf("creating boot directory: %w", err)
+	}
+	boot, err := prepareBoot(sp, bootDir)
+	if err != nil {
+		return nil, "", err
+	}
+	tempDisk := ""
+	if sp.TempDiskSize > 0 {
+		tempDisk = filepath.Join(v.dir, "temp.img")
+		if err := ensureTempDisk(tempDisk, int64(sp.TempDiskSize)); err != nil {
+			return nil, "", err
+		}
+	}
+	cfg := qemu.Config{
+		Name:      sp.Name,
+		TEE:       string(sp.TEE),
+		VCPUs:     sp.VCPUs,
+		MemoryMiB: sp.Memory.MiB(),
+		CPU:       sp.CPU,
+		Firmware:  boot.firmware,
+		IGVM:      sp.Firmware.Kind == spec.FirmwareIGVM,
+		Kernel:    boot.kernel,
+		Initrd:    boot.initrd,
+		Append:    sp.Image.Cmdline,
+		OSDisk:    sp.Image.OSDisk,
+		TempDisk:  tempDisk,
+		QMPSocket: filepath.Join(v.dir, "qmp.sock"),
+		SerialLog: filepath.Join(v.dir, "console.log"),
+		SNP: qemu.SNPConfig{
+			Policy: sp.SNP.Policy, CBitPos: sp.SNP.CBitPos, ReducedPhysBits: sp.SNP.ReducedPhysBits,
+			HostData: sp.HostData(),
+		},
+		TDX: qemu.TDXConfig{QGSSocket: sp.TDX.QGSSocket},
+	}
+	cfg.VerifierHost, cfg.VerifierPort, _ = spec.SplitVerifier(sp.Verifier)
+	if sp.TEE == spec.TEESim {
+		cfg.SPSocket = filepath.Join(v.dir, "sp.sock")
+	}
+
+	r := &runtime{
+		exited:   make(chan struct{}),
+		finished: make(chan struct{}),
+		detach:   make(chan struct{}),
+	}
+	cleanup := func() {
+		if r.swtpmCmd != nil {
+			_ = r.swtpmCmd.Process.Kill()
+			_ = r.swtpmCmd.Wait()
+		}
+	}
+	if sp.VTPM == spec.VTPMSwtpm {
+		tpm := swtpm.TPM{StateDir: filepath.Join(v.dir, "tpm"), KeyFile: m.tpmKeyFile(v.name)}
+		if err := tpm.Manufacture(ctx, m.ca, m.log.With("guest", v.name)); err != nil {
+			return nil, "", err
+		}
+		cmd, err := tpm.Start(ctx, m.opts.Swtpm)
+		if err != nil {
+			return nil, "", err
+		}
+		r.swtpmCmd, r.swtpmPID = cmd, cmd.Process.Pid
+		r.swtpmPIDStart, _ = procStart(r.swtpmPID)
+		cfg.TPMSocket, cfg.TPMDevice = tpm.Socket(), sp.TPMDevice
+	}
+
+	args, err := qemu.Args(cfg)
+	if err != nil {
+		cleanup()
+		return nil, "", err
+	}
+	for _, s := range []string{cfg.QMPSocket, cfg.SPSocket} {
+		if s != "" {
+			_ = os.Remove(s)
+		}
+	}
+	label := "hardware-isolated (" + string(sp.TEE) + ")"
+	if sp.TEE.Simulated() {
+		label = "SIMULATED TEE: no hardware isolation"
+	}
+	appendLine(cfg.SerialLog, fmt.Sprintf("=== confidant-hostd: starting guest %s at %s, %s, measurement %s ===",
+		sp.Name, m.opts.Now().UTC().Format(time.RFC3339), label, orNone(boot.measurement)))
+
+	qlog, err := os.OpenFile(filepath.Join(v.dir, "qemu.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		cleanup()
+		return nil, "", fmt.Errorf("opening qemu.log: %w", err)
+	}
+	fmt.Fprintf(qlog, "=== %s %s %s\n", m.opts.Now().UTC().Format(time.RFC3339), m.opts.QEMU, strings.Join(args, " "))
+	cmd := exec.Command(m.opts.QEMU, args...)
+	cmd.Dir = v.dir
+	cmd.Stdout, cmd.Stderr = qlog, qlog
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	qlog.Close()
+	if err != nil {
+		cleanup()
+		return nil, "", fmt.Errorf("starting QEMU: %w", err)
+	}
+	r.cmd, r.pid = cmd, cmd.Process.Pid
+	r.pidStart, _ = procStart(r.pid)
+	go func() {
+		r.exitErr = cmd.Wait()
+		close(r.exited)
+	}()
+
+	q, err := dialQMP(ctx, cfg.QMPSocket, r.exited)
+	if err != nil {
+		_ = cmd.Process.Kill()
+		<-r.exited
+		cleanup()
+		return nil, "", fmt.Errorf("%w (qemu: %s)", err, lastLine(filepath.Join(v.dir, "qemu.log")))
+	}
+	r.qmp = q
+	return r, boot.measurement, nil
+}
+
+// dialQMP retries until QEMU's QMP socket answers, QEMU exits or ctx ends.
+func dialQMP(ctx context.Context, path string, exited <-chan struct{}) (*qemu.QMP, error) {
+	for {
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		q, err := qemu.DialQMP(dctx, path)
+		cancel()
+		if err == nil {
+			return q, nil
+		}
+		select {
+		case <-exited:
+			return nil, errors.New("QEMU exited during start-up")
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for QMP: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// watch starts the goroutines that follow a running guest: QMP events,
+// the simulated secure processor and the exit handler.
+func (m *Manager) watch(v *vm, r *runtime, sp spec.Spec, meas string) {
+	ctx, cancel := context.WithCancel(m.ctx)
+	r.cancel = cancel
+	log := m.log.With("guest", v.name)
+	m.wg.Add(2)
+	go func() {
+		defer m.wg.Done()
+		for ev := range r.qmp.Events() {
+			if ev.Event != "SHUTDOWN" {
+				continue
+			}
+			var d qemu.ShutdownData
+			if json.Unmarshal(ev.Data, &d) == nil {
+				r.mu.Lock()
+				r.shutdown = &d
+				r.mu.Unlock()
+				log.Info("guest shutdown event", "guest_initiated", d.Guest, "reason", d.Reason)
+			}
+		}
+	}()
+	if sp.TEE.Simulated() {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.serveSP(ctx, filepath.Join(v.dir, "sp.sock"), m.signerFor(sp, meas, log), r, log)
+		}()
+	}
+	go func() {
+		defer m.wg.Done()
+		select {
+		case <-r.exited:
+		case <-r.detach:
+			return
+		}
+		cancel()
+		m.finish(v, r)
+	}()
+}
+
+// signerFor binds the simulated signer to one launch.
+func (m *Manager) signerFor(sp spec.Spec, meas string, log *slog.Logger) simsp.ReportSigner {
+	var req sim.Request
+	if b, err := hex.DecodeString(meas); err == nil && len(b) == len(req.Measurement) {
+		copy(req.Measurement[:], b)
+	}
+	req.Policy = sp.SNP.Policy
+	req.HostData = sp.HostData()
+	return simsp.ReportSignerFunc(func(rd [simsp.ReportDataSize]byte) ([]byte, []byte, error) {
+		r := req
+		r.ReportData = rd
+		report, certs, err := m.opts.Signer.Sign(r)
+		if err == nil {
+			log.Info("signed simulated report", "report_data", hex.EncodeToString(rd[:8])+"…")
+		}
+		return report, certs, err
+	})
+}
+
+// serveSP connects to QEMU's secure processor socket and answers requests,
+// reconnecting while QEMU runs.
+func (m *Manager) serveSP(ctx context.Context, path string, signer simsp.ReportSigner, r *runtime, log *slog.Logger) {
+	for ctx.Err() == nil {
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "unix", path)
+		if err == nil {
+			err = simsp.Serve(ctx, conn, signer, log)
+			conn.Close()
+			if err != nil && ctx.Err() == nil {
+				log.Warn("simulated secure processor connection ended", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.exited:
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// finish records how QEMU ended, stops swtpm and relaunches the guest after
+// a guest-initiated reboot.
+func (m *Manager) finish(v *vm, r *runtime) {
+	defer close(r.finished)
+	_ = r.qmp.Close()
+	stopSwtpm(r)
+
+	r.mu.Lock()
+	stopping, killed, sd := r.stopping, r.killed, r.shutdown
+	r.mu.Unlock()
+
+	state, reason, reboot := StateFailed, "", false
+	switch {
+	case stopping && killed:
+		state, reason = StateStopped, "stopped by request (killed: the guest did not power off in time)"
+	case stopping:
+		state, reason = StateStopped, "stopped by request"
+	case sd != nil && sd.Guest && sd.Reason == "guest-shutdown":
+		state, reason = StateStopped, "guest powered off"
+	case sd != nil && sd.Guest && sd.Reason == "guest-reset":
+		state, reason, reboot = StateStopped, "guest rebooted", true
+	case sd != nil && sd.Guest && sd.Reason == "guest-panic":
+		reason = "guest panicked"
+	case sd != nil:
+		reason = fmt.Sprintf("QEMU shut down (%s) without a request from hostd", sd.Reason)
+	case r.cmd == nil:
+		reason = "QEMU exited unexpectedly (started by an earlier hostd: exit status unknown)"
+	default:
+		reason = "QEMU exited unexpectedly: " + exitText(r.exitErr)
+		var ee *exec.ExitError
+		if errors.As(r.exitErr, &ee) && ee.ExitCode() > 0 {
+			// QEMU printed why it gave up.
+			if l := lastLine(filepath.Join(v.dir, "qemu.log")); l != "" && !strings.HasPrefix(l, "===") {
+				reason += ": " + l
+			}
+		}
+	}
+
+	v.mu.Lock()
+	if v.run == r {
+		v.run = nil
+	}
+	now := m.opts.Now().UTC()
+	if reboot {
+		v.resets = append(v.resets, now)
+		for len(v.resets) > 0 && now.Sub(v.resets[0]) > resetWindow {
+			v.resets = v.resets[1:]
+		}
+		if len(v.resets) > maxResets {
+			state, reason, reboot = StateFailed, fmt.Sprintf("reboot loop: %d guest reboots within %s", len(v.resets), resetWindow), false
+		}
+	}
+	v.status.State, v.status.Reason = state, reason
+	v.status.PID, v.status.PIDStart, v.status.SwtpmPID, v.status.SwtpmPIDStart = 0, 0, 0, 0
+	v.status.StoppedAt = now
+	m.persist(v)
+	v.mu.Unlock()
+	m.log.Info("guest ended", "guest", v.name, "state", state, "reason", reason)
+
+	if reboot && m.ctx.Err() == nil {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			if !v.op.TryLock() {
+				return // a stop or delete is in progress: it decides
+			}
+			defer v.op.Unlock()
+			if m.ctx.Err() != nil {
+				return
+			}
+			m.log.Info("relaunching guest after its reboot", "guest", v.name)
+			_ = m.startLocked(m.ctx, v)
+		}()
+	}
+}
+
+func stopSwtpm(r *runtime) {
+	if r.swtpmPID == 0 {
+		return
+	}
+	// swtpm --terminate ends when QEMU hangs up; give it a moment.
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) && sameProcess(r.swtpmPID, r.swtpmPIDStart) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if sameProcess(r.swtpmPID, r.swtpmPIDStart) {
+		_ = syscall.Kill(r.swtpmPID, syscall.SIGTERM)
+		time.Sleep(200 * time.Millisecond)
+		kill(r.swtpmPID, r.swtpmPIDStart)
+	}
+	if r.swtpmCmd != nil {
+		_ = r.swtpmCmd.Wait()
+	}
+}
+
+// Stop powers the guest off (QMP system_powerdown, then SIGKILL after the
+// stop timeout, or at once with Force) and, with Deallocate, removes its
+// temp disk. Stopping a stopped guest only deallocates.
+func (m *Manager) Stop(ctx context.Context, name string, opts StopOptions) (Guest, error) {
+	v, err := m.get(name)
+	if err != nil {
+		return Guest{}, err
+	}
+	v.op.Lock()
+	defer v.op.Unlock()
+	err = m.stopLocked(ctx, v, opts)
+	return v.snapshot(), err
+}
+
+func (m *Manager) stopLocked(ctx context.Context, v *vm, opts StopOptions) error {
+	v.mu.Lock()
+	r := v.run
+	if r != nil {
+		v.status.State = StateStopping
+		m.persist(v)
+	}
+	v.mu.Unlock()
+	if r != nil {
+		r.mu.Lock()
+		r.stopping = true
+		r.mu.Unlock()
+		if !opts.Force {
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := r.qmp.Execute(pctx, "system_powerdown", nil)
+			cancel()
+			if err != nil {
+				m.log.Warn("asking guest to power off", "guest", v.name, "err", err)
+			}
+			t := time.NewTimer(m.opts.StopTimeout)
+			select {
+			case <-r.exited:
+			case <-t.C:
+			case <-ctx.Done():
+			}
+			t.Stop()
+		}
+		select {
+		case <-r.exited:
+		default:
+			r.mu.Lock()
+			r.killed = !opts.Force
+			r.mu.Unlock()
+			kill(r.pid, r.pidStart)
+		}
+		select {
+		case <-r.finished:
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("stopping guest %q: QEMU (pid %d) did not exit after SIGKILL", v.name, r.pid)
+		}
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.status.State == StateStarting || v.status.State == StateStopping {
+		v.status.State = StateStopped
+	}
+	if opts.Deallocate {
+		err := os.Remove(filepath.Join(v.dir, "temp.img"))
+		switch {
+		case err == nil:
+			m.log.Info("deallocated guest (temp disk removed)", "guest", v.name)
+		case !errors.Is(err, os.ErrNotExist):
+			return fmt.Errorf("deallocating guest %q: %w", v.name, err)
+		}
+		v.status.TempDiskPresent = false
+		if v.status.State == StateStopped && !strings.HasSuffix(v.status.Reason, "deallocated") {
+			v.status.Reason = strings.TrimPrefix(v.status.Reason+", deallocated", ", ")
+		}
+	}
+	m.persist(v)
+	return nil
+}
+
+// recover handles a guest loaded at start-up: re-attach when its QEMU
+// still runs, mark it failed when it died while hostd was away.
+func (m *Manager) recover(ctx context.Context, v *vm) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	st := v.status
+	if st.State != StateRunning && st.State != StateStarting && st.State != StateStopping {
+		return
+	}
+	fail := func(reason string) {
+		kill(st.PID, st.PIDStart)
+		kill(st.SwtpmPID, st.SwtpmPIDStart)
+		v.status.State, v.status.Reason = StateFailed, reason
+		v.status.PID, v.status.PIDStart, v.status.SwtpmPID, v.status.SwtpmPIDStart = 0, 0, 0, 0
+		v.status.StoppedAt = m.opts.Now().UTC()
+		m.persist(v)
+		m.log.Warn("guest not recovered", "guest", v.name, "reason", reason)
+	}
+	if st.State == StateStarting || !sameProcess(st.PID, st.PIDStart) {
+		fail(fmt.Sprintf("QEMU (pid %d) exited while hostd was not running (was %s)", st.PID, st.State))
+		return
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	q, err := qemu.DialQMP(dctx, filepath.Join(v.dir, "qmp.sock"))
+	cancel()
+	if err != nil {
+		fail("cannot re-attach through QMP (QEMU killed): " + err.Error())
+		return
+	}
+	r := &runtime{
+		pid: st.PID, pidStart: st.PIDStart, qmp: q,
+		swtpmPID: st.SwtpmPID, swtpmPIDStart: st.SwtpmPIDStart,
+		exited: make(chan struct{}), finished: make(chan struct{}), detach: make(chan struct{}),
+	}
+	go func() {
+		// Not our child: QMP hang-up, then the process vanishing, is the exit.
+		<-q.Done()
+		for sameProcess(r.pid, r.pidStart) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		close(r.exited)
+	}()
+	v.run = r
+	if st.State == StateStopping {
+		r.stopping = true
+	}
+	v.status.State = StateRunning
+	m.persist(v)
+	m.log.Info("re-attached to running guest", "guest", v.name, "pid", st.PID)
+	m.watch(v, r, v.spec, st.Measurement)
+}
+
+func ensureTempDisk(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return nil // survives reboots and hostd restarts
+	}
+	if err != nil {
+		return fmt.Errorf("creating temp disk: %w", err)
+	}
+	err = f.Truncate(size) // sparse: hostd never writes it
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("sizing temp disk: %w", err)
+	}
+	return nil
+}
+
+func appendLine(path, line string) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_, _ = io.WriteString(f, line+"\n")
+}
+
+// lastLine returns the last non-empty line of a (small tail of a) file.
+func lastLine(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	off := max(st.Size()-4096, 0)
+	b := make([]byte, st.Size()-off)
+	if _, err := f.ReadAt(b, off); err != nil && !errors.Is(err, io.EOF) {
+		return ""
+	}
+	lines := bytes.Split(bytes.TrimSpace(b), []byte("\n"))
+	return strings.TrimSpace(string(lines[len(lines)-1]))
+}
+
+func exitText(err error) string {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return "killed by signal " + ws.Signal().String()
+		}
+		return fmt.Sprintf("exit status %d", ee.ExitCode())
+	}
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}

@@ -1,0 +1,8 @@
+package preflight
+
+import (
+	"io/fs"
+	"os"
+)
+
+func osRoot() fs.FS { return os.DirFS("/") }

@@ -1,0 +1,351 @@
+// Package qemu builds QEMU command lines for the three guest kinds (sev-snp,
+// tdx, sim), talks QMP to a running QEMU, and reads QEMU's version.
+//
+// Every argument names the upstream QEMU release and document it follows;
+// hostd/README.md has the same table. QEMU 7.2 is what Debian 12 ships and
+// what the sim path runs on here; SEV-SNP needs QEMU ≥ 9.1, TDX ≥ 10.1.
+package qemu
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// TEE kinds, as in the guest spec.
+const (
+	TEESNP = "sev-snp"
+	TEETDX = "tdx"
+	TEESim = "sim"
+)
+
+// GuestForwardIP is the address inside the guest's user network at which
+// the verifier is forwarded (slirp's 10.0.2.0/24 network).
+const GuestForwardIP = "10.0.2.100"
+
+// SPPortName is the virtio-serial port name of the simulated secure
+// processor (shared/simsp.PortName).
+const SPPortName = "confidant.sp"
+
+// Disk serials the guest finds its disks by (/sys/block/vd*/serial).
+const (
+	OSDiskSerial   = "confidant-os"
+	TempDiskSerial = "confidant-temp"
+)
+
+// ErrConfig means a Config cannot be turned into a command line.
+var ErrConfig = errors.New("invalid QEMU configuration")
+
+// Config is one guest launch, with every path already resolved.
+type Config struct {
+	Name      string
+	TEE       string // TEESNP, TEETDX or TEESim
+	VCPUs     int
+	MemoryMiB int64
+	CPU       string // -cpu model
+
+	// Firmware: a SeaBIOS or OVMF image for -bios, or (IGVM true) an IGVM
+	// file for the igvm-cfg object.
+	Firmware string
+	IGVM     bool
+
+	Kernel, Initrd, Append string
+
+	OSDisk   string // optional
+	TempDisk string // optional
+
+	QMPSocket string // QMP control socket (server)
+	SerialLog string // serial console, appended
+	SPSocket  string // sim: simulated secure processor socket (server)
+
+	// VerifierHost and VerifierPort: the only host service the guest can
+	// reach, at GuestForwardIP:VerifierPort.
+	VerifierHost string
+	VerifierPort int
+
+	// TPMSocket is the swtpm control socket; empty: no swtpm.
+	TPMSocket string
+	// TPMDevice is "tpm-crb" or "tpm-tis".
+	TPMDevice string
+
+	SNP SNPConfig
+	TDX TDXConfig
+}
+
+// SNPConfig holds the sev-snp-guest object's properties.
+type SNPConfig struct {
+	Policy          uint64
+	CBitPos         int
+	ReducedPhysBits int
+	HostData        [32]byte // zero: left out
+}
+
+// TDXConfig holds the tdx-guest object's properties.
+type TDXConfig struct {
+	QGSSocket string
+}
+
+// Args returns QEMU's arguments (without the program name) for c.
+func Args(c Config) ([]string, error) {
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	switch c.TEE {
+	case TEESNP:
+		return snpArgs(c), nil
+	case TEETDX:
+		return tdxArgs(c), nil
+	case TEESim:
+		return simArgs(c), nil
+	}
+	return nil, fmt.Errorf("%w: unknown TEE %q", ErrConfig, c.TEE)
+}
+
+func (c Config) check() error {
+	var errs []error
+	bad := func(f string, a ...any) { errs = append(errs, fmt.Errorf(f, a...)) }
+	if c.Name == "" || strings.ContainsAny(c.Name, ",= ") {
+		bad("name %q", c.Name)
+	}
+	if c.VCPUs < 1 {
+		bad("vcpus %d", c.VCPUs)
+	}
+	if c.MemoryMiB < 1 {
+		bad("memory %d MiB", c.MemoryMiB)
+	}
+	if c.Kernel == "" || c.Initrd == "" || c.Firmware == "" {
+		bad("kernel, initrd and firmware are required")
+	}
+	if c.QMPSocket == "" || c.SerialLog == "" {
+		bad("QMP socket and serial log are required")
+	}
+	if c.TEE == TEESim && c.SPSocket == "" {
+		bad("sim guests need the secure processor socket")
+	}
+	if c.VerifierHost == "" || strings.ContainsAny(c.VerifierHost, ",:- ") || c.VerifierPort < 1 || c.VerifierPort > 65535 {
+		bad("verifier %q port %d", c.VerifierHost, c.VerifierPort)
+	}
+	if c.TPMSocket != "" && c.TPMDevice != "tpm-crb" && c.TPMDevice != "tpm-tis" {
+		bad("tpm device %q", c.TPMDevice)
+	}
+	if c.CPU == "" || strings.ContainsAny(c.CPU, ", ") {
+		bad("cpu %q", c.CPU)
+	}
+	if strings.ContainsAny(c.Append, "\n\x00") {
+		bad("command line holds a newline or NUL")
+	}
+	if c.TEE == TEETDX && c.TDX.QGSSocket == "" {
+		bad("tdx guests need the QGS socket")
+	}
+	if c.IGVM && c.TEE != TEESNP {
+		bad("IGVM firmware is only wired for sev-snp")
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
+	}
+	return nil
+}
+
+// esc escapes a value for QEMU's option syntax (a comma is written twice;
+// docs/system/invocation: "to include a comma in a value, double it").
+func esc(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+// common returns the arguments every guest gets, in a fixed order.
+//
+//   - -name guest=N,debug-threads=on: QEMU ≥ 2.x, qemu-options.hx "-name".
+//   - -nodefaults -no-user-config: no implicit devices or config files
+//     (qemu-options.hx); only what is listed here exists in the guest.
+//   - -display none: headless (qemu-options.hx "-display").
+//   - -smp / -m: qemu-options.hx.
+//   - -chardev socket,...,server=on,wait=off + -mon chardev=...,mode=control:
+//     QMP on a unix socket (docs/interop/qmp-intro.rst; server=on/wait=off
+//     spelling since QEMU 6.0).
+//   - -chardev file,...,append=on + -serial chardev:...: serial console to a
+//     log file that survives restarts (qemu-options.hx "-chardev file").
+//   - -sandbox on,...: seccomp filter (qemu-options.hx "-sandbox", QEMU ≥ 2.11
+//     for the deny options).
+func common(c Config) []string {
+	return []string{
+		"-name", "guest=" + c.Name + ",debug-threads=on",
+		"-nodefaults", "-no-user-config",
+		"-display", "none",
+		"-smp", strconv.Itoa(c.VCPUs),
+		"-m", strconv.FormatInt(c.MemoryMiB, 10) + "M",
+		"-chardev", "socket,id=qmp,path=" + esc(c.QMPSocket) + ",server=on,wait=off",
+		"-mon", "chardev=qmp,mode=control",
+		"-chardev", "file,id=console,path=" + esc(c.SerialLog) + ",append=on",
+		"-serial", "chardev:console",
+		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+	}
+}
+
+// boot returns the direct kernel boot arguments (qemu-options.hx "-kernel",
+// "-initrd", "-append"; docs/system/linuxboot.rst).
+func boot(c Config) []string {
+	return []string{"-kernel", c.Kernel, "-initrd", c.Initrd, "-append", c.Append}
+}
+
+// devices returns disks, network and TPM. confidential is true for SNP and
+// TDX guests, whose virtio devices must use the DMA API through bounce
+// buffers: iommu_platform=on offers VIRTIO_F_ACCESS_PLATFORM (QEMU
+// docs/system/i386/amd-memory-encryption.rst and tdx.rst), disable-legacy=on
+// keeps them virtio 1.0 only, and romfile= loads no option ROM into the
+// measured firmware path.
+//
+//   - -drive if=none,format=raw + -device virtio-blk-pci,serial=...:
+//     qemu-options.hx "-drive", docs/system/devices/virtio-blk (serial is
+//     visible in /sys/block/vd*/serial; at most 20 bytes).
+//   - -netdev user,restrict=on,guestfwd=tcp:IP:PORT-tcp:HOST:PORT:
+//     docs/system/devices/net.rst "user" (restrict=on since QEMU 2.x): the
+//     guest can reach nothing but the one forwarded service. The target is a
+//     TCP client chardev ("tcp:HOST:PORT", its comma doubled inside the
+//     netdev option) with reconnect=1 (qemu-options.hx "-chardev socket"
+//     reconnect, QEMU ≥ 2.x): without it QEMU refuses to start while the
+//     verifier is down, and never reconnects after the verifier hangs up.
+//     slirp sends every guest connection to 10.0.2.100:PORT into that one
+//     chardev stream, so the guest must use one connection at a time.
+//   - -chardev socket + -tpmdev emulator + -device tpm-crb|tpm-tis:
+//     docs/specs/tpm.rst "The QEMU TPM emulator device" (QEMU ≥ 2.11).
+func devices(c Config, confidential bool) []string {
+	vopt := ""
+	if confidential {
+		vopt = ",disable-legacy=on,iommu_platform=on"
+	}
+	var a []string
+	if c.OSDisk != "" {
+		a = append(a,
+			"-drive", "file="+esc(c.OSDisk)+",if=none,id=osdisk,format=raw,discard=unmap",
+			"-device", "virtio-blk-pci,drive=osdisk,serial="+OSDiskSerial+vopt)
+	}
+	if c.TempDisk != "" {
+		a = append(a,
+			"-drive", "file="+esc(c.TempDisk)+",if=none,id=tempdisk,format=raw,discard=unmap",
+			"-device", "virtio-blk-pci,drive=tempdisk,serial="+TempDiskSerial+vopt)
+	}
+	port := strconv.Itoa(c.VerifierPort)
+	a = append(a,
+		"-netdev", "user,id=net0,restrict=on,guestfwd=tcp:"+GuestForwardIP+":"+port+"-tcp:"+c.VerifierHost+":"+port+",,reconnect=1",
+		"-device", "virtio-net-pci,netdev=net0,romfile="+vopt)
+	if c.TPMSocket != "" {
+		a = append(a,
+			"-chardev", "socket,id=chrtpm,path="+esc(c.TPMSocket),
+			"-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
+			"-device", c.TPMDevice+",tpmdev=tpm0")
+	}
+	return a
+}
+
+// simArgs: any QEMU (7.2 here), TCG, SeaBIOS direct kernel boot.
+//
+//   - -machine q35 -accel tcg: docs/system/target-i386.rst; TCG because
+//     KVM is unavailable here (qemu-options.hx "-accel").
+//   - -cpu max: all features TCG can emulate (AES-NI for dm-crypt);
+//     docs/system/i386/cpu.rst.
+//   - -bios: SeaBIOS image, measured by hostd (qemu-options.hx "-bios").
+//   - -device virtio-serial-pci + -chardev socket,server=on,wait=off +
+//     -device virtserialport,name=confidant.sp: docs/system/devices/
+//     virtio-serial (qemu-options.hx "-chardev socket"); the simulated
+//     secure processor.
+//   - -no-reboot: a guest reboot ends QEMU, so hostd relaunches and
+//     re-measures (qemu-options.hx "-no-reboot").
+func simArgs(c Config) []string {
+	a := common(c)
+	a = append(a,
+		"-machine", "q35",
+		"-accel", "tcg",
+		"-cpu", c.CPU,
+		"-bios", c.Firmware,
+	)
+	a = append(a, boot(c)...)
+	a = append(a, devices(c, false)...)
+	a = append(a,
+		"-device", "virtio-serial-pci,id=vser0",
+		"-chardev", "socket,id=sp,path="+esc(c.SPSocket)+",server=on,wait=off",
+		"-device", "virtserialport,bus=vser0.0,chardev=sp,name="+SPPortName,
+		"-no-reboot",
+	)
+	return a
+}
+
+// snpArgs: QEMU ≥ 9.1 (SEV-SNP guest support merged in 9.1.0),
+// docs/system/i386/amd-memory-encryption.rst "Launching (SEV-SNP)".
+//
+//   - -machine q35,confidential-guest-support=sev0,memory-backend=ram1:
+//     the SNP guest object and private memory (9.1).
+//   - -object memory-backend-memfd,id=ram1,size=..,share=true,prealloc=false:
+//     as in the upstream example (qemu-options.hx "memory-backend-memfd").
+//   - -object sev-snp-guest,id=sev0,policy=..,cbitpos=..,reduced-phys-bits=..,
+//     kernel-hashes=on[,host-data=..]: qapi/qom.json SevSnpGuestProperties
+//     (9.1): kernel-hashes=on puts the SHA-256 of kernel, initrd and command
+//     line into the OVMF hash table, so they are in the launch digest.
+//   - -bios OVMF.fd: an OVMF AmdSev build (OvmfPkg/AmdSev/AmdSevX64.dsc),
+//     the only one with the SNP_KERNEL_HASHES section.
+//   - IGVM (COCONUT-SVSM vTPM): -object igvm-cfg,id=igvm0,file=.. and
+//     -machine ...,igvm-cfg=igvm0 instead of -bios: docs/system/igvm.rst
+//     (QEMU ≥ 10.0). The vTPM then lives in the SVSM at VMPL0; no swtpm.
+//   - -accel kvm: SNP needs KVM (KVM_X86_SNP_VM).
+func snpArgs(c Config) []string {
+	a := common(c)
+	machine := "q35,confidential-guest-support=sev0,memory-backend=ram1"
+	if c.IGVM {
+		machine += ",igvm-cfg=igvm0"
+	}
+	snp := fmt.Sprintf("sev-snp-guest,id=sev0,policy=%#x,cbitpos=%d,reduced-phys-bits=%d,kernel-hashes=on",
+		c.SNP.Policy, c.SNP.CBitPos, c.SNP.ReducedPhysBits)
+	if c.SNP.HostData != ([32]byte{}) {
+		snp += ",host-data=" + base64.StdEncoding.EncodeToString(c.SNP.HostData[:])
+	}
+	a = append(a,
+		"-machine", machine,
+		"-accel", "kvm",
+		"-cpu", c.CPU,
+		"-object", fmt.Sprintf("memory-backend-memfd,id=ram1,size=%dM,share=true,prealloc=false", c.MemoryMiB),
+		"-object", snp,
+	)
+	if c.IGVM {
+		a = append(a, "-object", "igvm-cfg,id=igvm0,file="+esc(c.Firmware))
+	} else {
+		a = append(a, "-bios", c.Firmware)
+	}
+	a = append(a, boot(c)...)
+	a = append(a, devices(c, true)...)
+	return append(a, "-no-reboot")
+}
+
+// tdxArgs: QEMU ≥ 10.1 (TDX guest support merged in 10.1.0),
+// docs/system/i386/tdx.rst.
+//
+//   - -object '{"qom-type":"tdx-guest","id":"tdx0",
+//     "quote-generation-socket":{"type":"unix","path":".."}}': the TD
+//     object; the QGS address is a SocketAddress, so JSON syntax is needed
+//     (qapi/qom.json TdxGuestProperties). Debug stays off (attributes
+//     default), sept-ve-disable defaults to on.
+//   - -machine q35,kernel-irqchip=split,confidential-guest-support=tdx0: a
+//     TD requires the split IRQ chip (tdx.rst).
+//   - -bios OVMF.fd: an OVMF IntelTdx build; kernel, initrd and command line
+//     are measured by TDVF into RTMRs (tdx.rst "Launching a TD").
+//   - -accel kvm: TDX needs KVM.
+func tdxArgs(c Config) []string {
+	obj, _ := json.Marshal(map[string]any{
+		"qom-type": "tdx-guest",
+		"id":       "tdx0",
+		"quote-generation-socket": map[string]string{
+			"type": "unix",
+			"path": c.TDX.QGSSocket,
+		},
+	})
+	a := common(c)
+	a = append(a,
+		"-machine", "q35,kernel-irqchip=split,confidential-guest-support=tdx0",
+		"-accel", "kvm",
+		"-cpu", c.CPU,
+		"-object", string(obj),
+		"-bios", c.Firmware,
+	)
+	a = append(a, boot(c)...)
+	a = append(a, devices(c, true)...)
+	return append(a, "-no-reboot")
+}

@@ -1,0 +1,5 @@
+package spec
+
+import "encoding/json"
+
+func jsonMarshal(s *Spec) ([]byte, error) { return json.Marshal(s) }
