@@ -158,7 +158,11 @@ func TestParseRuntimeDataErrors(t *testing.T) {
 		t.Fatalf("test builder = %s, want %s", got, good)
 	}
 	// A private EC JWK: the public JWK plus "d".
-	privAKBytes, err := canonicalObject([]byte(strings.Replace(akJSON, `"crv"`, `"d":"`+b64(ak.D.FillBytes(make([]byte, 32)))+`","crv"`, 1)))
+	akD, err := ak.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	privAKBytes, err := canonicalObject([]byte(strings.Replace(akJSON, `"crv"`, `"d":"`+b64(akD)+`","crv"`, 1)))
 	if err != nil {
 		t.Fatal(err)
 	}
