@@ -1,0 +1,497 @@
+package disks
+
+import (
+	"bytes"
+	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/anatol/luks.go"
+	"golang.org/x/sys/unix"
+
+	"github.com/confidant-cvm/confidant/shared/luks2"
+)
+
+// TempKeyInfo is the HKDF info string of the temp disk key.
+const TempKeyInfo = "confidant temp disk v1"
+
+// TempKeySize is the length of the temp disk key (keyslot 0's passphrase).
+const TempKeySize = 32
+
+// TempKey derives the temp disk's keyslot 0 passphrase:
+// HKDF-SHA256(secret = released key, salt = the LUKS UUID in lower-case
+// canonical text form, info = TempKeyInfo), 32 bytes. The caller zeroes it.
+func TempKey(released []byte, uuid string) ([]byte, error) {
+	if len(released) == 0 {
+		return nil, errors.New("deriving temp disk key: empty released key")
+	}
+	if uuid == "" {
+		return nil, errors.New("deriving temp disk key: empty UUID")
+	}
+	k, err := hkdf.Key(sha256.New, released, []byte(strings.ToLower(uuid)), TempKeyInfo, TempKeySize)
+	if err != nil {
+		return nil, fmt.Errorf("deriving temp disk key: %w", err)
+	}
+	return k, nil
+}
+
+// TempState is what Inspect found on a temp disk.
+type TempState int
+
+// The temp disk states.
+const (
+	// TempBlank: no LUKS2 header (a new disk, or anything but LUKS2).
+	TempBlank TempState = iota
+	// TempOurs: a LUKS2 header whose keyslot 0 opens with the key derived
+	// for its UUID.
+	TempOurs
+	// TempForeign: a LUKS2 header the derived key does not open.
+	TempForeign
+	// TempCorrupt: a LUKS2 magic but no header copy that verifies.
+	TempCorrupt
+)
+
+func (s TempState) String() string {
+	switch s {
+	case TempBlank:
+		return "blank"
+	case TempOurs:
+		return "ours"
+	case TempForeign:
+		return "foreign"
+	case TempCorrupt:
+		return "corrupt"
+	}
+	return fmt.Sprintf("TempState(%d)", int(s))
+}
+
+// Inspect reads a temp disk's header and says whose it is. For TempOurs
+// and TempForeign it also returns the volume's UUID. Only I/O errors are
+// returned as errors.
+func Inspect(r io.ReaderAt, released []byte) (TempState, string, error) {
+	ok, uuid, err := luks2.IsLUKS2(r)
+	switch {
+	case errors.Is(err, luks2.ErrCorruptHeader):
+		return TempCorrupt, "", nil
+	case err != nil:
+		return 0, "", fmt.Errorf("reading temp disk header: %w", err)
+	case !ok:
+		return TempBlank, "", nil
+	}
+	uuid = strings.ToLower(uuid)
+	key, err := TempKey(released, uuid)
+	if err != nil {
+		return 0, "", err
+	}
+	defer clear(key)
+	_, hdr, err := luks2.Open(r, key)
+	switch {
+	case err == nil:
+		hdr.Wipe()
+		if hdr.Keyslot != 0 {
+			// Only keyslot 0 is ours; luks.go is asked for keyslot 0 later.
+			return TempForeign, uuid, nil
+		}
+		return TempOurs, uuid, nil
+	case errors.Is(err, luks2.ErrWrongPassphrase), errors.Is(err, luks2.ErrUnsupported):
+		return TempForeign, uuid, nil
+	case errors.Is(err, luks2.ErrCorruptHeader), errors.Is(err, luks2.ErrNotLUKS2):
+		return TempCorrupt, uuid, nil
+	}
+	return 0, "", fmt.Errorf("opening temp disk header: %w", err)
+}
+
+// Temp disk layout.
+const (
+	tempDataOffset = 16 << 20 // luks2's default data offset
+	tempSector     = 4096
+	// minTempData is the smallest data segment worth a filesystem.
+	minTempData = 16 << 20
+	// TempLabel is the LUKS2 label of the temp disk.
+	TempLabel = "confidant-temp"
+)
+
+// Disk is the device a temp disk is prepared on: a block device or, in
+// tests, an image file.
+type Disk interface {
+	io.ReaderAt
+	io.WriterAt
+	io.Seeker
+	Sync() error
+}
+
+// TempVolume is a temp disk ready to be opened: its UUID and keyslot 0
+// passphrase.
+type TempVolume struct {
+	// UUID is the LUKS2 UUID.
+	UUID string
+	// Key is keyslot 0's passphrase, TempKey(released, UUID). Wipe zeroes it.
+	Key []byte
+	// Found is the state the disk was in.
+	Found TempState
+	// Formatted is true when a new LUKS2 header was written: the filesystem
+	// must be made.
+	Formatted bool
+}
+
+// Wipe zeroes the key.
+func (v *TempVolume) Wipe() {
+	clear(v.Key)
+	v.Key = nil
+}
+
+// PrepareOptions tune PrepareTemp. Zero values are documented per field.
+type PrepareOptions struct {
+	// AllowReset reformats a temp disk whose header the key does not open
+	// (foreign or corrupt), destroying what it held. false: such a disk is
+	// an error (ErrForeign, ErrCorrupt).
+	AllowReset bool
+	// Rand is the source of the UUID, volume key and salts; nil: crypto/rand.
+	Rand io.Reader
+}
+
+// PrepareTemp inspects the temp disk and formats it when it is blank (or
+// foreign or corrupt and opts.AllowReset): a new UUID, the key derived from
+// it, a LUKS2 header (keyslot 0, pbkdf2 at cryptsetup's minimum since the
+// passphrase is a random 256-bit key) for a data segment of the disk's size
+// less 16 MiB rounded down to 4096 bytes, synced to the disk. It touches
+// nothing on a disk that is ours. The caller wipes the returned volume.
+func PrepareTemp(disk Disk, released []byte, opts PrepareOptions) (*TempVolume, error) {
+	state, uuid, err := Inspect(disk, released)
+	if err != nil {
+		return nil, err
+	}
+	switch state {
+	case TempOurs:
+		key, err := TempKey(released, uuid)
+		if err != nil {
+			return nil, err
+		}
+		return &TempVolume{UUID: uuid, Key: key, Found: state}, nil
+	case TempForeign, TempCorrupt:
+		if !opts.AllowReset {
+			sentinel := ErrForeign
+			if state == TempCorrupt {
+				sentinel = ErrCorrupt
+			}
+			if uuid != "" {
+				return nil, fmt.Errorf("temp disk (LUKS2 UUID %s): %w (reset not allowed)", uuid, sentinel)
+			}
+			return nil, fmt.Errorf("temp disk: %w (reset not allowed)", sentinel)
+		}
+	}
+	size, err := disk.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil, fmt.Errorf("sizing temp disk: %w", err)
+	}
+	dataSize := (size - tempDataOffset) &^ (tempSector - 1)
+	if dataSize < minTempData {
+		return nil, fmt.Errorf("temp disk of %d bytes: %w (want at least %d)", size, ErrTooSmall, tempDataOffset+minTempData)
+	}
+	if size%tempSector != 0 {
+		// dm-crypt maps the whole device past the header ("dynamic"); luks.go
+		// refuses a segment that is not a whole number of sectors.
+		return nil, fmt.Errorf("temp disk of %d bytes: %w: size is not a multiple of %d bytes", size, ErrUnexpected, tempSector)
+	}
+	uuid, err = luks2.NewUUID(opts.Rand)
+	if err != nil {
+		return nil, fmt.Errorf("formatting temp disk: %w", err)
+	}
+	key, err := TempKey(released, uuid)
+	if err != nil {
+		return nil, err
+	}
+	hdr, err := luks2.FormatHeader(disk, dataSize, luks2.Options{
+		UUID:     uuid,
+		Label:    TempLabel,
+		Keyslots: []luks2.KeyslotSpec{{Passphrase: key, KDF: luks2.PBKDF2Fast()}},
+		Rand:     opts.Rand,
+	})
+	if err != nil {
+		clear(key)
+		return nil, fmt.Errorf("formatting temp disk: %w", err)
+	}
+	hdr.Wipe()
+	if err := disk.Sync(); err != nil {
+		clear(key)
+		return nil, fmt.Errorf("syncing temp disk header: %w", err)
+	}
+	return &TempVolume{UUID: uuid, Key: key, Found: state, Formatted: true}, nil
+}
+
+// TempDisk says where the temp disk is and what goes on it. Zero values are
+// documented per field.
+type TempDisk struct {
+	// Device is the temp disk's node ("/dev/vdb"). Required.
+	Device string
+	// Name is the mapping name; "": DefaultTempName.
+	Name string
+	// Mount is where its filesystem is mounted: the temp mount point inside
+	// the new root ("/sysroot/mnt/resource"). Required.
+	Mount string
+	// AllowReset: see PrepareOptions.
+	AllowReset bool
+	// Mkfs is the command that makes the filesystem, the device node
+	// appended; nil: DefaultMkfs().
+	Mkfs []string
+	// Mkswap is the command that makes the swap file, its path appended;
+	// nil: DefaultMkswap().
+	Mkswap []string
+	// SwapSize is the size of the swap file in bytes, rounded down to 4096;
+	// 0: no swap.
+	SwapSize int64
+	// SwapFile is the swap file's name inside Mount; "": DefaultSwapFile.
+	SwapFile string
+	// SysDir and DevDir are where sysfs and devtmpfs live; "": DefaultSysDir,
+	// DefaultDevDir.
+	SysDir, DevDir string
+	// Rand is the source of keys and UUIDs; nil: crypto/rand.
+	Rand io.Reader
+	// Log receives details; nil: discarded.
+	Log *slog.Logger
+}
+
+// DefaultMkfs is busybox's mke2fs (an ext2 revision 1 filesystem, which
+// the kernel's ext4 driver mounts), with the 4096-byte blocks the 4096-byte
+// encryption sectors need and 256-byte inodes (no year-2038 limit).
+func DefaultMkfs() []string {
+	return []string{"/bin/busybox", "mke2fs", "-F", "-b", "4096", "-I", "256", "-L", TempLabel}
+}
+
+// DefaultMkswap is busybox's mkswap.
+func DefaultMkswap() []string { return []string{"/bin/busybox", "mkswap"} }
+
+// DefaultSwapFile is the swap file's name on the temp disk.
+const DefaultSwapFile = "swapfile"
+
+// TempResult says what SetupTemp did.
+type TempResult struct {
+	// UUID is the temp disk's LUKS2 UUID.
+	UUID string
+	// Found is the state the disk was in.
+	Found TempState
+	// Formatted is true when a new volume and filesystem were made.
+	Formatted bool
+	// Mapper is the mapping's node (/dev/mapper/NAME).
+	Mapper string
+	// Swap is the active swap file, "" without swap.
+	Swap string
+}
+
+// SetupTemp prepares the temp disk (PrepareTemp), opens keyslot 0 with
+// luks.go, maps it, makes the filesystem when the volume is new or holds
+// none yet, mounts it at d.Mount (nosuid, nodev) and, when asked, makes and
+// activates a swap file on it. The caller keeps and zeroes released.
+func SetupTemp(ctx context.Context, d TempDisk, released []byte) (*TempResult, error) {
+	if d.Device == "" || d.Mount == "" {
+		return nil, errors.New("setting up temp disk: device and mount point are required")
+	}
+	log := d.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	name, sysDir, devDir := orDefault(d.Name, DefaultTempName), orDefault(d.SysDir, DefaultSysDir), orDefault(d.DevDir, DefaultDevDir)
+	f, err := os.OpenFile(d.Device, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening temp disk: %w", err)
+	}
+	vol, err := PrepareTemp(f, released, PrepareOptions{AllowReset: d.AllowReset, Rand: d.Rand})
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("closing temp disk: %w", cerr)
+	}
+	if err != nil {
+		if vol != nil {
+			vol.Wipe()
+		}
+		return nil, err
+	}
+	defer vol.Wipe()
+	if vol.Formatted {
+		log.Info("formatted temp disk", "device", d.Device, "uuid", vol.UUID, "found", vol.Found.String())
+	}
+	res := &TempResult{UUID: vol.UUID, Found: vol.Found, Formatted: vol.Formatted}
+
+	v, err := unseal(d.Device, 0, vol.Key)
+	if err != nil {
+		return nil, fmt.Errorf("unlocking temp disk %s: %w", d.Device, err)
+	}
+	if err := checkVolume(v, vol.UUID); err != nil {
+		return nil, fmt.Errorf("temp disk %s: %w", d.Device, err)
+	}
+	if err := v.SetupMapper(name); err != nil {
+		return nil, fmt.Errorf("mapping temp disk %s as %s: %w", d.Device, name, err)
+	}
+	node, err := MapperNode(ctx, sysDir, devDir, name)
+	if err != nil {
+		_ = luks.Lock(name)
+		return nil, fmt.Errorf("temp disk mapping: %w", err)
+	}
+	res.Mapper = node
+
+	hasFS, err := HasExtFS(node)
+	if err != nil {
+		return nil, fmt.Errorf("temp disk: %w", err)
+	}
+	if vol.Formatted || !hasFS {
+		// A volume of ours without a filesystem was formatted by a boot that
+		// stopped before mkfs: nothing to lose.
+		if err := run(ctx, orDefaultArgs(d.Mkfs, DefaultMkfs()), node); err != nil {
+			return nil, fmt.Errorf("making temp disk filesystem: %w", err)
+		}
+		res.Formatted = true
+	}
+	if err := mountFS(node, d.Mount, []string{"ext4", "ext2"}, unix.MS_NOSUID|unix.MS_NODEV); err != nil {
+		return nil, fmt.Errorf("temp disk: %w", err)
+	}
+	if d.SwapSize > 0 {
+		swap := filepath.Join(d.Mount, orDefault(d.SwapFile, DefaultSwapFile))
+		if err := MakeSwap(ctx, swap, d.SwapSize, orDefaultArgs(d.Mkswap, DefaultMkswap())); err != nil {
+			return nil, err
+		}
+		if err := swapon(swap); err != nil {
+			return nil, fmt.Errorf("activating swap %s: %w", swap, err)
+		}
+		res.Swap = swap
+	}
+	return res, nil
+}
+
+// swapon activates the swap file at path (swapon(2); x/sys/unix has no
+// wrapper).
+func swapon(path string) error {
+	p, err := unix.BytePtrFromString(path)
+	if err != nil {
+		return err
+	}
+	if _, _, errno := unix.Syscall(unix.SYS_SWAPON, uintptr(unsafe.Pointer(p)), 0, 0); errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// ext superblock: at byte 1024, magic 0xEF53 at offset 56.
+const (
+	extSuperblock = 1024
+	extMagicOff   = 56
+	extMagic      = 0xEF53
+)
+
+// HasExtFS reports whether the device or file at path holds an ext2/3/4
+// superblock magic.
+func HasExtFS(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, fmt.Errorf("checking for a filesystem: %w", err)
+	}
+	defer f.Close()
+	var b [2]byte
+	if _, err := f.ReadAt(b[:], extSuperblock+extMagicOff); err != nil {
+		if errors.Is(err, io.EOF) {
+			return false, nil
+		}
+		return false, fmt.Errorf("checking for a filesystem: %w", err)
+	}
+	return binary.LittleEndian.Uint16(b[:]) == extMagic, nil
+}
+
+// MakeSwap makes a swap file of size bytes (rounded down to 4096) at path,
+// mode 0600, with mkswap (the argv prefix, path appended). An existing file
+// is reused when its size is right.
+func MakeSwap(ctx context.Context, path string, size int64, mkswap []string) error {
+	size &^= 4095
+	if size < 64<<10 {
+		return fmt.Errorf("swap file %s: %d bytes is too small", path, size)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("creating swap file: %w", err)
+	}
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return fmt.Errorf("creating swap file: %w", err)
+	}
+	st, err := f.Stat()
+	if err == nil && st.Size() != size {
+		// Swap files must not be sparse: allocate every block.
+		if err = f.Truncate(0); err == nil {
+			err = allocate(f, size)
+		}
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("allocating swap file %s: %w", path, err)
+	}
+	if err := run(ctx, mkswap, path); err != nil {
+		return fmt.Errorf("making swap file: %w", err)
+	}
+	return nil
+}
+
+// allocate gives f size bytes of real blocks: fallocate, or zeros where the
+// filesystem does not support it (ext2).
+func allocate(f *os.File, size int64) error {
+	err := unix.Fallocate(int(f.Fd()), 0, 0, size)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENOSYS) {
+		return err
+	}
+	zero := make([]byte, 1<<20)
+	for off := int64(0); off < size; {
+		n := min(int64(len(zero)), size-off)
+		if _, err := f.WriteAt(zero[:n], off); err != nil {
+			return err
+		}
+		off += n
+	}
+	return nil
+}
+
+// maxOutput bounds the command output kept for an error message.
+const maxOutput = 2048
+
+// run runs argv with arg appended and fails with its output when it exits
+// non-zero. It is bounded by ctx and by 10 minutes.
+func run(ctx context.Context, argv []string, arg string) error {
+	if len(argv) == 0 {
+		return errors.New("no command")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], append(argv[1:len(argv):len(argv)], arg)...)
+	cmd.Env = []string{"PATH=/bin:/sbin:/usr/bin:/usr/sbin"}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		msg := strings.Join(strings.Fields(out.String()), " ")
+		if len(msg) > maxOutput {
+			msg = msg[len(msg)-maxOutput:]
+		}
+		return fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, msg)
+	}
+	return nil
+}
+
+func orDefaultArgs(a, def []string) []string {
+	if len(a) == 0 {
+		return def
+	}
+	return a
+}

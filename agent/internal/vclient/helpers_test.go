@@ -1,0 +1,247 @@
+//go:build cgo
+
+package vclient
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha512"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	stdlog "log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-eventlog/register"
+	"github.com/google/go-eventlog/tcg"
+	"github.com/google/go-tpm-tools/simulator"
+	"github.com/google/go-tpm/legacy/tpm2"
+	"github.com/google/go-tpm/tpmutil"
+
+	"github.com/confidant-cvm/confidant/agent/internal/quote"
+	"github.com/confidant-cvm/confidant/shared/simsp"
+	"github.com/confidant-cvm/confidant/shared/tee/snp/sim"
+	"github.com/confidant-cvm/confidant/shared/tpm"
+)
+
+//go:embed testdata/rhel8-uefi.bin
+var eventLog []byte
+
+// The test binary's guest: one TPM simulator per process (so tests here
+// never run in parallel), the AK and runtime key in it, and the simulated
+// AMD secure processor.
+var (
+	signer     *sim.Signer
+	attester   *tpm.Attester
+	runtimeKey *tpm.DecryptKey
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "confidant-vclient-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if signer, err = sim.Create(filepath.Join(dir, "signer")); err != nil {
+		fmt.Fprintln(os.Stderr, "creating simulated signer:", err)
+		return 1
+	}
+	s, err := simulator.Get()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting TPM simulator:", err)
+		return 1
+	}
+	defer s.Close()
+	if err := extendLog(s, eventLog); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if attester, err = tpm.NewAttester(s); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer attester.Close()
+	if runtimeKey, err = tpm.NewDecryptionKey(s); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer runtimeKey.Close()
+	return m.Run()
+}
+
+// extendLog extends every event of log into the TPM, so its PCRs end where
+// the machine that wrote the log ended.
+func extendLog(rw io.ReadWriter, log []byte) error {
+	el, err := tcg.ParseEventLog(log, tcg.ParseOpts{})
+	if err != nil {
+		return fmt.Errorf("parsing event log: %w", err)
+	}
+	algs := map[register.HashAlg]tpm2.Algorithm{
+		register.HashSHA1:   tpm2.AlgSHA1,
+		register.HashSHA256: tpm2.AlgSHA256,
+		register.HashSHA384: tpm2.AlgSHA384,
+	}
+	for _, alg := range el.Algs {
+		for _, e := range el.Events(alg) {
+			if e.Type == tcg.NoAction || len(e.Digest) == 0 {
+				continue
+			}
+			if err := tpm2.PCRExtend(rw, tpmutil.Handle(e.Index), algs[alg], e.Digest, ""); err != nil {
+				return fmt.Errorf("extending PCR %d: %w", e.Index, err)
+			}
+		}
+	}
+	return nil
+}
+
+// simProvider returns the simulated TEE behind a quote.Sim provider, over
+// a pipe to simsp.Serve signing with the test signer.
+func simProvider(t *testing.T) *quote.Sim {
+	t.Helper()
+	guest, host := net.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	measurement := sha512.Sum384([]byte("confidant vclient test image"))
+	sign := simsp.ReportSignerFunc(func(rd [simsp.ReportDataSize]byte) ([]byte, []byte, error) {
+		return signer.Sign(sim.Request{ReportData: rd, Measurement: measurement})
+	})
+	go func() { done <- simsp.Serve(ctx, host, sign, nil) }()
+	p := quote.NewSim(guest)
+	t.Cleanup(func() {
+		cancel()
+		p.Close()
+		<-done
+	})
+	return p
+}
+
+// fakeClock is a clock whose Sleep returns at once and moves it on.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	sleeps []time.Duration
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{now: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sleeps = append(c.sleeps, d)
+	c.now = c.now.Add(d)
+	return nil
+}
+
+func (c *fakeClock) slept() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]time.Duration(nil), c.sleeps...)
+}
+
+// env is one verifier and a guest set up to attest to it.
+type env struct {
+	v        *testVerifier
+	srv      *httptest.Server
+	clock    *fakeClock
+	attempts []Attempt
+	logs     bytes.Buffer
+	secret   []byte
+}
+
+// newEnv starts a TLS test verifier releasing a fresh secret.
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	e := &env{clock: newFakeClock(), secret: bytes.Repeat([]byte{0x5c}, 32)}
+	e.v = newTestVerifier(t, signer.RootCert(), e.secret)
+	e.srv = httptest.NewUnstartedServer(e.v.handler())
+	e.srv.Config.ErrorLog = stdlog.New(io.Discard, "", 0) // TLS handshake failures are expected in some tests
+	e.srv.StartTLS()
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+// client returns a client for the test verifier trusting its certificate.
+func (e *env) client(t *testing.T, timeout time.Duration) *Client {
+	t.Helper()
+	u, _ := url.Parse(e.srv.URL)
+	pool := e.srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	c, err := New(Config{URL: u, RootCAs: pool, Timeout: timeout, Audience: "test-audience", Log: e.logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (e *env) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(&e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// deps returns Deps for the guest with deterministic backoff (the full
+// ceiling) on the fake clock.
+func (e *env) deps(t *testing.T, c *Client) Deps {
+	return Deps{
+		Client:     c,
+		Quoter:     simProvider(t),
+		TPM:        attester,
+		RuntimeKey: runtimeKey,
+		EventLog:   func() ([]byte, error) { return eventLog, nil },
+		KeyName:    "os-disk",
+		Retry:      Retry{Budget: time.Minute, MaxAttempts: 5, BaseDelay: time.Second, MaxDelay: 8 * time.Second},
+		Clock:      e.clock,
+		Jitter:     func(ceil time.Duration) time.Duration { return ceil },
+		Progress:   func(a Attempt) { e.attempts = append(e.attempts, a) },
+		Log:        e.logger(),
+	}
+}
+
+// stages lists the attempts as "stage#n" (with "!" for a failed one).
+func (e *env) stages() []string {
+	var out []string
+	for _, a := range e.attempts {
+		s := fmt.Sprintf("%s#%d", a.Stage, a.Number)
+		if a.Err != nil {
+			s += "!"
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func checkErr(t *testing.T, err error, want ...error) {
+	t.Helper()
+	if len(want) == 0 {
+		if err != nil {
+			t.Fatalf("unexpected error: %v", err)
+		}
+		return
+	}
+	for _, w := range want {
+		if !errors.Is(err, w) {
+			t.Fatalf("error %v does not match %v", err, w)
+		}
+	}
+}
