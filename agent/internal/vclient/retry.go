@@ -165,9 +165,11 @@ func (r *retrier) run(ctx context.Context, first step, op func(ctx context.Conte
 			r.progress(a)
 			return nil
 		}
-		if ctx.Err() != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			// Cancelled while the attempt ran: report the cancellation,
+			// whatever the attempt itself ended with.
 			r.progress(a)
-			return fmt.Errorf("%w: %w", st.sentinel, err)
+			return fmt.Errorf("%w: %w: %w", st.sentinel, cerr, err)
 		}
 		if st.final || !retryable(err) {
 			r.progress(a)
