@@ -1,0 +1,118 @@
+# SEV-SNP production appraisal policy.
+#
+# Affirms a real (AMD-rooted) SEV-SNP guest only when:
+#   - the guest policy forbids debugging and a migration agent;
+#   - SMT is neither allowed by the guest policy nor enabled on the platform,
+#     unless data.reference["sev-snp"].allow_smt is true (most hosts run
+#     with SMT on; allowing it is a deliberate, recorded choice);
+#   - the report was requested at VMPL 0;
+#   - the reported TCB is at least data.reference["sev-snp"].minimum_tcb;
+#   - the launch measurement is in data.reference["sev-snp"].measurements;
+#   - vTPM evidence is present, secure boot is on, and every PCR listed in
+#     data.reference["sev-snp"].pcrs has one of its listed values.
+# A missing reference value is a denial. Every failed check is reported.
+package confidant.appraisal.snp_production
+
+kinds := {"sev-snp"}
+
+# tee is the verified TEE fields (an empty object if absent, so that
+# messages can always be built).
+tee := object.get(input, "tee", {})
+
+# pcr_value is a quoted PCR value, or "missing".
+pcr_value(bank, index) := v if {
+	v := input.tpm.pcrs[bank][index]
+} else := "missing"
+
+# Checks are positive helper rules, negated where used: Rego lifts a
+# reference out of "not x in xs" and "not x >= y", so such an expression
+# over an undefined value would not fire. "not helper(...)" always does.
+
+# pcr_allowed holds when the quoted PCR has one of the allowed values.
+pcr_allowed(bank, index, allowed) if input.tpm.pcrs[bank][index] in allowed
+
+# tcb_part_ok holds when the reported TCB part is at least the minimum.
+tcb_part_ok(part) if input.tee.reported_tcb[part] >= ref.minimum_tcb[part]
+
+# measurement_known holds when the launch measurement is a reference value.
+measurement_known if ref.measurements[input.tee.measurement]
+
+ref := object.get(data.reference, "sev-snp", {})
+
+tcb_parts := ["bl", "tee", "snp", "microcode"]
+
+deny contains "evidence is not sev-snp" if not input.kind == "sev-snp"
+
+deny contains "report was verified against a simulated root" if not input.tee.simulated == false
+
+deny contains "guest policy allows debugging" if not input.tee.policy.debug == false
+
+deny contains "guest policy allows a migration agent" if not input.tee.policy.migration_agent == false
+
+deny contains "SMT is allowed by the guest policy or enabled on the platform" if {
+	smt_possible
+	not ref.allow_smt == true
+}
+
+smt_possible if not input.tee.policy.smt == false
+
+smt_possible if not input.tee.platform_info.smt_enabled == false
+
+deny contains msg if {
+	not input.tee.vmpl == 0
+	msg := sprintf("report VMPL is %v, want 0", [object.get(tee, "vmpl", "missing")])
+}
+
+deny contains "no reference values for sev-snp" if not data.reference["sev-snp"]
+
+# Minimum TCB.
+
+deny contains "no reference value for sev-snp.minimum_tcb" if not ref.minimum_tcb
+
+deny contains msg if {
+	ref.minimum_tcb
+	some part in tcb_parts
+	not tcb_part_ok(part)
+	msg := sprintf("reported TCB %s=%v is below the minimum %v", [
+		part,
+		object.get(object.get(tee, "reported_tcb", {}), part, "missing"),
+		object.get(ref.minimum_tcb, part, "missing"),
+	])
+}
+
+# Launch measurement.
+
+deny contains "no reference value for sev-snp.measurements" if count(object.get(ref, "measurements", {})) == 0
+
+deny contains msg if {
+	count(ref.measurements) > 0
+	not measurement_known
+	msg := sprintf("measurement %v is not in the reference set", [object.get(tee, "measurement", "missing")])
+}
+
+# vTPM: secure boot and PCRs.
+
+deny contains "no vTPM evidence" if not input.tpm
+
+deny contains "secure boot is not enabled" if not input.tpm.secure_boot.enabled == true
+
+deny contains "no reference value for sev-snp.pcrs" if count(object.get(ref, "pcrs", {})) == 0
+
+deny contains msg if {
+	some bank, pcrs in ref.pcrs
+	some index, allowed in pcrs
+	not pcr_allowed(bank, index, allowed)
+	msg := sprintf("PCR %s[%s] = %v is not a reference value", [bank, index, pcr_value(bank, index)])
+}
+
+default verdict := "affirming"
+
+verdict := "contraindicated" if count(deny) > 0
+
+claims["swname"] := ref.measurements[input.tee.measurement].name
+
+result := {
+	"verdict": verdict,
+	"reasons": sort(deny),
+	"claims": claims,
+}

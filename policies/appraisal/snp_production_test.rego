@@ -1,0 +1,178 @@
+package confidant.appraisal.snp_production_test
+
+import data.confidant.appraisal.snp_production as p
+
+measurement := concat("", ["aa" | some _ in numbers.range(1, 48)])
+
+other_measurement := concat("", ["bb" | some _ in numbers.range(1, 48)])
+
+pcr4 := concat("", ["04" | some _ in numbers.range(1, 32)])
+
+pcr7 := concat("", ["07" | some _ in numbers.range(1, 32)])
+
+reference := {"sev-snp": {
+	"allow_smt": true,
+	"minimum_tcb": {"bl": 3, "tee": 0, "snp": 14, "microcode": 209},
+	"measurements": {measurement: {"name": "confidant-os 1.0"}},
+	"pcrs": {"sha256": {"4": [pcr4], "7": [pcr7]}},
+}}
+
+good := {
+	"kind": "sev-snp",
+	"tee": {
+		"kind": "sev-snp",
+		"simulated": false,
+		"product": "Milan",
+		"policy": {"debug": false, "migration_agent": false, "smt": true},
+		"platform_info": {"smt_enabled": true},
+		"vmpl": 0,
+		"reported_tcb": {"bl": 4, "tee": 0, "snp": 22, "microcode": 213},
+		"measurement": measurement,
+	},
+	"tpm": {
+		"pcrs": {"sha256": {"0": "00", "4": pcr4, "7": pcr7}},
+		"secure_boot": {"known": true, "enabled": true},
+	},
+	"runtime": {},
+}
+
+patched(ops) := json.patch(good, ops)
+
+decide(inp, ref) := r if {
+	r := p.result with input as inp with data.reference as ref
+}
+
+denied_for(inp, ref, reason) if {
+	r := decide(inp, ref)
+	r.verdict == "contraindicated"
+	reason in r.reasons
+}
+
+test_kinds if {
+	p.kinds == {"sev-snp"}
+}
+
+test_good_evidence_is_affirmed if {
+	r := decide(good, reference)
+	r.verdict == "affirming"
+	r.reasons == []
+	r.claims == {"swname": "confidant-os 1.0"}
+}
+
+test_debug_denied if {
+	denied_for(patched([{"op": "replace", "path": "/tee/policy/debug", "value": true}]), reference, "guest policy allows debugging")
+}
+
+test_debug_missing_denied if {
+	denied_for(patched([{"op": "remove", "path": "/tee/policy/debug"}]), reference, "guest policy allows debugging")
+}
+
+test_migration_agent_denied if {
+	denied_for(patched([{"op": "replace", "path": "/tee/policy/migration_agent", "value": true}]), reference, "guest policy allows a migration agent")
+}
+
+test_smt_denied_unless_allowed if {
+	smt := "SMT is allowed by the guest policy or enabled on the platform"
+	no_allow := json.remove(reference, ["sev-snp/allow_smt"])
+	denied_for(good, no_allow, smt)
+	denied_for(good, json.patch(reference, [{"op": "replace", "path": "/sev-snp/allow_smt", "value": "yes"}]), smt)
+	policy_only := patched([{"op": "replace", "path": "/tee/platform_info/smt_enabled", "value": false}])
+	denied_for(policy_only, no_allow, smt)
+	platform_only := patched([{"op": "replace", "path": "/tee/policy/smt", "value": false}])
+	denied_for(platform_only, no_allow, smt)
+	no_smt := patched([
+		{"op": "replace", "path": "/tee/policy/smt", "value": false},
+		{"op": "replace", "path": "/tee/platform_info/smt_enabled", "value": false},
+	])
+	decide(no_smt, no_allow).verdict == "affirming"
+}
+
+test_vmpl_denied if {
+	denied_for(patched([{"op": "replace", "path": "/tee/vmpl", "value": 2}]), reference, "report VMPL is 2, want 0")
+}
+
+test_simulated_denied if {
+	denied_for(patched([{"op": "replace", "path": "/tee/simulated", "value": true}]), reference, "report was verified against a simulated root")
+}
+
+test_other_kind_denied if {
+	denied_for(patched([{"op": "replace", "path": "/kind", "value": "sim-sev-snp"}]), reference, "evidence is not sev-snp")
+}
+
+test_tcb_below_minimum_denied if {
+	inp := patched([{"op": "replace", "path": "/tee/reported_tcb/snp", "value": 13}])
+	denied_for(inp, reference, "reported TCB snp=13 is below the minimum 14")
+}
+
+test_tcb_each_part_checked if {
+	every part in ["bl", "tee", "snp", "microcode"] {
+		inp := patched([{"op": "replace", "path": concat("/", ["", "tee", "reported_tcb", part]), "value": -1}])
+		r := decide(inp, reference)
+		r.verdict == "contraindicated"
+	}
+}
+
+test_measurement_not_in_reference_denied if {
+	inp := patched([{"op": "replace", "path": "/tee/measurement", "value": other_measurement}])
+	denied_for(inp, reference, sprintf("measurement %s is not in the reference set", [other_measurement]))
+}
+
+test_no_tpm_denied if {
+	denied_for(json.remove(good, ["tpm"]), reference, "no vTPM evidence")
+}
+
+test_secure_boot_off_denied if {
+	denied_for(patched([{"op": "replace", "path": "/tpm/secure_boot/enabled", "value": false}]), reference, "secure boot is not enabled")
+}
+
+test_pcr_mismatch_denied if {
+	inp := patched([{"op": "replace", "path": "/tpm/pcrs/sha256/4", "value": "ff"}])
+	denied_for(inp, reference, "PCR sha256[4] = ff is not a reference value")
+}
+
+test_pcr_missing_denied if {
+	inp := patched([{"op": "remove", "path": "/tpm/pcrs/sha256/7"}])
+	denied_for(inp, reference, "PCR sha256[7] = missing is not a reference value")
+}
+
+# A missing reference value is a denial, never a pass.
+
+test_no_reference_values_denied if {
+	r := decide(good, {})
+	r.verdict == "contraindicated"
+	"no reference values for sev-snp" in r.reasons
+	"no reference value for sev-snp.minimum_tcb" in r.reasons
+	"no reference value for sev-snp.measurements" in r.reasons
+	"no reference value for sev-snp.pcrs" in r.reasons
+}
+
+test_no_minimum_tcb_denied if {
+	denied_for(good, json.remove(reference, ["sev-snp/minimum_tcb"]), "no reference value for sev-snp.minimum_tcb")
+}
+
+test_minimum_tcb_part_missing_denied if {
+	denied_for(good, json.remove(reference, ["sev-snp/minimum_tcb/snp"]), "reported TCB snp=22 is below the minimum missing")
+}
+
+test_empty_measurements_denied if {
+	ref := json.patch(reference, [{"op": "replace", "path": "/sev-snp/measurements", "value": {}}])
+	denied_for(good, ref, "no reference value for sev-snp.measurements")
+}
+
+test_no_pcrs_denied if {
+	denied_for(good, json.remove(reference, ["sev-snp/pcrs"]), "no reference value for sev-snp.pcrs")
+}
+
+# Every reason is listed, not only the first.
+
+test_all_reasons_listed if {
+	inp := patched([
+		{"op": "replace", "path": "/tee/policy/debug", "value": true},
+		{"op": "replace", "path": "/tee/vmpl", "value": 1},
+		{"op": "replace", "path": "/tee/measurement", "value": other_measurement},
+		{"op": "replace", "path": "/tpm/secure_boot/enabled", "value": false},
+	])
+	r := decide(inp, reference)
+	r.verdict == "contraindicated"
+	count(r.reasons) == 4
+}

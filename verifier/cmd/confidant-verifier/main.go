@@ -1,0 +1,441 @@
+// Command confidant-verifier is Confidant's attestation verifier: it
+// challenges guests, appraises their evidence against policies, issues
+// signed tokens and publishes its keys (serve), and gives security teams
+// the same appraisal offline (appraise, inspect).
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/confidant-cvm/confidant/verifier/internal/api"
+	"github.com/confidant-cvm/confidant/verifier/internal/appraise"
+	"github.com/confidant-cvm/confidant/verifier/internal/offline"
+	"github.com/confidant-cvm/confidant/verifier/internal/server"
+	"github.com/confidant-cvm/confidant/verifier/internal/store"
+	"github.com/confidant-cvm/confidant/verifier/internal/token"
+)
+
+// exitCode ends the program with a status and no further message.
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRoot(os.Stdout, os.Stderr).ExecuteContext(ctx)
+	stop()
+	var code exitCode
+	switch {
+	case err == nil:
+	case errors.As(err, &code):
+		os.Exit(int(code))
+	default:
+		fmt.Fprintln(os.Stderr, "confidant-verifier:", err)
+		os.Exit(2)
+	}
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "confidant-verifier",
+		Short:         "Attestation verifier for Confidant confidential VMs",
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	var logLevel, logFormat string
+	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.PersistentFlags().StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	logger := func() (*slog.Logger, error) {
+		var lvl slog.Level
+		if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+			return nil, fmt.Errorf("--log-level: %w", err)
+		}
+		opts := &slog.HandlerOptions{Level: lvl}
+		switch logFormat {
+		case "text":
+			return slog.New(slog.NewTextHandler(stderr, opts)), nil
+		case "json":
+			return slog.New(slog.NewJSONHandler(stderr, opts)), nil
+		}
+		return nil, fmt.Errorf("--log-format %q: want text or json", logFormat)
+	}
+	root.AddCommand(serveCmd(logger), appraiseCmd(stdout), inspectCmd(stdout), keysCmd(stdout, logger))
+	return root
+}
+
+// serveFlags binds every serve flag to a Config; apply copies the flags the
+// user set over a config (defaults, or a config file).
+func serveFlags(fs *pflag.FlagSet) (apply func(*server.Config), configFile *string) {
+	var f server.Config
+	d := server.DefaultConfig()
+	configFile = fs.String("config", "", "YAML config file (keys as in the flags, with _ for -); flags override it")
+	fs.StringVar(&f.Listen, "listen", d.Listen, "address to serve on")
+	fs.StringVar(&f.StateDir, "state-dir", d.StateDir, "state directory (default store and KEK)")
+	fs.StringVar(&f.Store, "store", "", "store URL: sqlite:PATH (default: sqlite:<state-dir>/verifier.db)")
+	fs.StringVar(&f.KEKFile, "kek-file", "", "key-encryption key of the signing keys, kept outside the store (default: <state-dir>/signing.kek)")
+	fs.StringArrayVar(&f.Policies, "policy", nil, "appraisal policy file (Rego); repeat for several TEE kinds")
+	fs.StringVar(&f.ReferenceValues, "reference-values", "", "reference values file (JSON)")
+	fs.StringVar(&f.SimRoot, "sim-root", "", "trust the simulated TEE root in this certificate file (development only; off by default)")
+	fs.StringVar(&f.TLSCert, "tls-cert", "", "TLS certificate file (PEM)")
+	fs.StringVar(&f.TLSKey, "tls-key", "", "TLS private key file (PEM)")
+	fs.BoolVar(&f.InsecurePlainHTTPAnyInterface, "insecure-plain-http-any-interface", false,
+		"DANGEROUS: serve plain HTTP on a non-loopback address")
+	fs.StringVar(&f.Issuer, "issuer", "", "token issuer URL and discovery base (default: derived from --listen)")
+	fs.StringVar(&f.Audience, "audience", d.Audience, "default token audience")
+	fs.DurationVar(&f.TokenTTL, "token-ttl", d.TokenTTL, "token lifetime")
+	fs.DurationVar(&f.NonceTTL, "nonce-ttl", d.NonceTTL, "challenge nonce lifetime")
+	fs.StringVar(&f.SigningAlg, "signing-alg", d.SigningAlg, "token signing algorithm: ES256 or ES384")
+	fs.DurationVar(&f.KeyRotation, "key-rotation", d.KeyRotation, "signing key rotation period (0: only on command)")
+	fs.Float64Var(&f.RateLimit, "rate-limit", d.RateLimit, "POST requests per second (0: unlimited)")
+	fs.IntVar(&f.Burst, "burst", d.Burst, "rate limit burst")
+	fs.Int64Var(&f.MaxBodyBytes, "max-body-bytes", api.DefaultMaxBodyBytes, "request body limit")
+	fs.BoolVar(&f.SNPFetchVCEK, "snp-fetch-vcek", false, "fetch missing VCEKs from AMD's KDS (network)")
+	fs.BoolVar(&f.TDXFetchCollateral, "tdx-fetch-collateral", false, "fetch TDX TCB collateral from Intel's PCS (network)")
+	fs.DurationVar(&f.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "graceful shutdown limit")
+	apply = func(c *server.Config) {
+		fs.Visit(func(fl *pflag.Flag) {
+			switch fl.Name {
+			case "listen":
+				c.Listen = f.Listen
+			case "state-dir":
+				c.StateDir = f.StateDir
+			case "store":
+				c.Store = f.Store
+			case "kek-file":
+				c.KEKFile = f.KEKFile
+			case "policy":
+				c.Policies = f.Policies
+			case "reference-values":
+				c.ReferenceValues = f.ReferenceValues
+			case "sim-root":
+				c.SimRoot = f.SimRoot
+			case "tls-cert":
+				c.TLSCert = f.TLSCert
+			case "tls-key":
+				c.TLSKey = f.TLSKey
+			case "insecure-plain-http-any-interface":
+				c.InsecurePlainHTTPAnyInterface = f.InsecurePlainHTTPAnyInterface
+			case "issuer":
+				c.Issuer = f.Issuer
+			case "audience":
+				c.Audience = f.Audience
+			case "token-ttl":
+				c.TokenTTL = f.TokenTTL
+			case "nonce-ttl":
+				c.NonceTTL = f.NonceTTL
+			case "signing-alg":
+				c.SigningAlg = f.SigningAlg
+			case "key-rotation":
+				c.KeyRotation = f.KeyRotation
+			case "rate-limit":
+				c.RateLimit = f.RateLimit
+			case "burst":
+				c.Burst = f.Burst
+			case "max-body-bytes":
+				c.MaxBodyBytes = f.MaxBodyBytes
+			case "snp-fetch-vcek":
+				c.SNPFetchVCEK = f.SNPFetchVCEK
+			case "tdx-fetch-collateral":
+				c.TDXFetchCollateral = f.TDXFetchCollateral
+			case "shutdown-timeout":
+				c.ShutdownTimeout = f.ShutdownTimeout
+			}
+		})
+	}
+	return apply, configFile
+}
+
+func serveCmd(logger func() (*slog.Logger, error)) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the attestation API",
+		Long: `Serve the attestation API: POST /v1/challenge, POST /v1/attest, GET /v1/jwks,
+GET /.well-known/openid-configuration, /healthz, /readyz and /metrics.
+
+Without --tls-cert/--tls-key it serves plain HTTP on a loopback address only.
+SIGHUP (or a change of the files) reloads the policies and reference values.`,
+		Args: cobra.NoArgs,
+	}
+	apply, configFile := serveFlags(cmd.Flags())
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		log, err := logger()
+		if err != nil {
+			return err
+		}
+		cfg := server.DefaultConfig()
+		if *configFile != "" {
+			if cfg, err = server.LoadConfigFile(*configFile, cfg); err != nil {
+				return err
+			}
+		}
+		apply(&cfg)
+		ctx := cmd.Context()
+		s, err := server.New(ctx, cfg, log, server.Options{})
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		reload := make(chan struct{})
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-hup:
+					select {
+					case reload <- struct{}{}:
+					case <-ctx.Done():
+						return
+					}
+				}
+			}
+		}()
+		return s.Run(ctx, reload)
+	}
+	return cmd
+}
+
+func parseNow(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--now: %w", err)
+	}
+	return t, nil
+}
+
+func readCert(path string) (*x509.Certificate, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return server.ParseCertificate(b)
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func appraiseCmd(stdout io.Writer) *cobra.Command {
+	var evidenceFile, refFile, now, simRoot, audience string
+	var policies []string
+	cmd := &cobra.Command{
+		Use:   "appraise --evidence FILE --policy FILE --reference FILE [--now RFC3339] [--sim-root FILE]",
+		Short: "Appraise one evidence file offline and print the claims",
+		Long: `Run the full appraisal of one evidence envelope without a server: binding,
+hardware and vTPM verification, and the appraisal policy over the reference
+values. The nonce is taken from the runtime data (nothing is redeemed).
+
+Prints the claims a token would carry and exits 0, or prints every failed check
+({"error": ..., "reasons": [...]}) and exits 1.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ev, err := os.ReadFile(evidenceFile)
+			if err != nil {
+				return err
+			}
+			at, err := parseNow(now)
+			if err != nil {
+				return err
+			}
+			root, err := readCert(simRoot)
+			if err != nil {
+				return fmt.Errorf("--sim-root: %w", err)
+			}
+			claims, err := offline.Appraise(cmd.Context(), offline.AppraiseInput{
+				Evidence: ev, PolicyFiles: policies, ReferenceFile: refFile, Now: at, SimRoot: root,
+				Audience: audience, Reserved: server.PolicyReserved,
+			})
+			if err != nil {
+				code := "appraisal_failed"
+				if errors.Is(err, appraise.ErrDenied) {
+					code = api.CodeDenied
+				}
+				if werr := writeJSON(stdout, api.ErrorBody{Error: code, Reasons: appraise.Reasons(err)}); werr != nil {
+					return werr
+				}
+				return exitCode(1)
+			}
+			return writeJSON(stdout, claims)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&evidenceFile, "evidence", "", "evidence envelope file (JSON)")
+	fs.StringArrayVar(&policies, "policy", nil, "appraisal policy file (Rego); repeatable")
+	fs.StringVar(&refFile, "reference", "", "reference values file (JSON)")
+	fs.StringVar(&now, "now", "", "verification time, RFC 3339 (default: now)")
+	fs.StringVar(&simRoot, "sim-root", "", "trust the simulated TEE root in this certificate file")
+	fs.StringVar(&audience, "audience", "", "audience to show in the claims")
+	for _, f := range []string{"evidence", "policy", "reference"} {
+		_ = cmd.MarkFlagRequired(f)
+	}
+	return cmd
+}
+
+func inspectCmd(stdout io.Writer) *cobra.Command {
+	var snpFile, vcekFile, certsFile, tdxFile, now, simRoot string
+	cmd := &cobra.Command{
+		Use:   "inspect (--snp REPORT [--vcek DER | --certs TABLE] [--sim-root FILE] | --tdx QUOTE) [--now RFC3339]",
+		Short: "Verify and print one raw SNP report or TDX quote",
+		Long: `Verify one raw hardware report (signature, certificate chain to the pinned
+vendor root, TCB consistency, report version) and print it as JSON:
+{"kind", "verified": true|false, "claims" (verified fields), "unverified"
+(fields read without trust, on failure), "reasons"}. Guest policy bits,
+VMPL and debug state are printed, not judged: that is the policy's job.
+Exits 0 only when the report verified. No network is used.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			at, err := parseNow(now)
+			if err != nil {
+				return err
+			}
+			var out *offline.Inspection
+			switch {
+			case (snpFile == "") == (tdxFile == ""):
+				return errors.New("give exactly one of --snp and --tdx")
+			case tdxFile != "":
+				if vcekFile != "" || certsFile != "" || simRoot != "" {
+					return errors.New("--vcek, --certs and --sim-root go with --snp")
+				}
+				q, err := os.ReadFile(tdxFile)
+				if err != nil {
+					return err
+				}
+				out = offline.InspectTDX(offline.TDXInput{Quote: q, Now: at})
+			default:
+				if vcekFile != "" && certsFile != "" {
+					return errors.New("give --vcek or --certs, not both")
+				}
+				in := offline.SNPInput{Now: at}
+				if in.Report, err = os.ReadFile(snpFile); err != nil {
+					return err
+				}
+				if vcekFile != "" {
+					if in.VCEK, err = os.ReadFile(vcekFile); err != nil {
+						return err
+					}
+				}
+				if certsFile != "" {
+					if in.CertTable, err = os.ReadFile(certsFile); err != nil {
+						return err
+					}
+				}
+				if in.SimRoot, err = readCert(simRoot); err != nil {
+					return fmt.Errorf("--sim-root: %w", err)
+				}
+				out = offline.InspectSNP(in)
+			}
+			if err := writeJSON(stdout, out); err != nil {
+				return err
+			}
+			if !out.Verified {
+				return exitCode(1)
+			}
+			return nil
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&snpFile, "snp", "", "raw SEV-SNP attestation report (1184 bytes)")
+	fs.StringVar(&vcekFile, "vcek", "", "VCEK certificate (DER) for --snp")
+	fs.StringVar(&certsFile, "certs", "", "extended-report certificate table for --snp")
+	fs.StringVar(&simRoot, "sim-root", "", "verify --snp against this simulated root instead of AMD's")
+	fs.StringVar(&tdxFile, "tdx", "", "raw TDX quote")
+	fs.StringVar(&now, "now", "", "verification time, RFC 3339 (default: now)")
+	return cmd
+}
+
+func keysCmd(stdout io.Writer, logger func() (*slog.Logger, error)) *cobra.Command {
+	cmd := &cobra.Command{Use: "keys", Short: "Manage the token signing keys in the store"}
+	var stateDir, storeURL, kekFile, alg string
+	var ttl time.Duration
+	open := func(ctx context.Context) (*token.Keys, store.Store, error) {
+		log, err := logger()
+		if err != nil {
+			return nil, nil, err
+		}
+		return server.OpenKeys(ctx, server.KeysConfig{StateDir: stateDir, Store: storeURL, KEKFile: kekFile,
+			SigningAlg: alg, TokenTTL: ttl}, log)
+	}
+	list := func(ctx context.Context, st store.Store) error {
+		keys, err := st.SigningKeys(ctx)
+		if err != nil {
+			return err
+		}
+		type row struct {
+			KID       string     `json:"kid"`
+			Alg       string     `json:"alg"`
+			CreatedAt time.Time  `json:"created_at"`
+			RetiredAt *time.Time `json:"retired_at,omitempty"`
+			ExpiresAt *time.Time `json:"expires_at,omitempty"`
+		}
+		rows := []row{}
+		for _, k := range keys {
+			r := row{KID: k.KID, Alg: k.Alg, CreatedAt: k.CreatedAt}
+			if !k.RetiredAt.IsZero() {
+				r.RetiredAt, r.ExpiresAt = &k.RetiredAt, &k.ExpiresAt
+			}
+			rows = append(rows, r)
+		}
+		return writeJSON(stdout, rows)
+	}
+	rotate := &cobra.Command{
+		Use:   "rotate",
+		Short: "Make a new signing key current now; the previous one stays published until its tokens expire",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			k, st, err := open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if _, err := k.Rotate(cmd.Context()); err != nil {
+				return err
+			}
+			return list(cmd.Context(), st)
+		},
+	}
+	ls := &cobra.Command{
+		Use:   "list",
+		Short: "List the signing keys (creating the first one if there is none)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, st, err := open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			return list(cmd.Context(), st)
+		},
+	}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&stateDir, "state-dir", server.DefaultStateDir, "state directory")
+	pf.StringVar(&storeURL, "store", "", "store URL (default: sqlite:<state-dir>/verifier.db)")
+	pf.StringVar(&kekFile, "kek-file", "", "key-encryption key file (default: <state-dir>/signing.kek)")
+	pf.StringVar(&alg, "signing-alg", token.ES256, "signing algorithm of new keys: ES256 or ES384")
+	pf.DurationVar(&ttl, "token-ttl", token.DefaultTTL, "token lifetime of the servers (how long a retired key stays published)")
+	cmd.AddCommand(rotate, ls)
+	return cmd
+}

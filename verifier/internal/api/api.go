@@ -1,0 +1,416 @@
+// Package api is the verifier's HTTP API (chi, JSON, versioned):
+//
+//	POST /v1/challenge                      → {"nonce", "expires_at"}
+//	POST /v1/attest[?audience=A...]         → {"token"}; body: evidence envelope
+//	GET  /v1/jwks                           → the public signing keys (JWK Set)
+//	GET  /.well-known/openid-configuration  → OIDC discovery
+//	GET  /healthz, /readyz, /metrics
+//
+// Every failure answers {"error": "<code>", "reasons": [...]}; the codes and
+// statuses are listed in errors.go and mapped in one function, classify.
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
+
+	"github.com/confidant-cvm/confidant/shared/evidence"
+	"github.com/confidant-cvm/confidant/verifier/internal/appraise"
+	"github.com/confidant-cvm/confidant/verifier/internal/challenge"
+	"github.com/confidant-cvm/confidant/verifier/internal/store"
+	"github.com/confidant-cvm/confidant/verifier/internal/token"
+)
+
+// DefaultMaxBodyBytes caps request bodies (the largest envelope plus slack
+// for JSON and base64).
+const DefaultMaxBodyBytes = evidence.MaxEnvelopeSize + 64<<10
+
+// MaxAudiences caps the audiences one token may name.
+const MaxAudiences = 8
+
+// Appraiser appraises decoded evidence (appraise.Appraiser implements it).
+type Appraiser interface {
+	Appraise(ctx context.Context, env *evidence.Envelope, rd *evidence.RuntimeData, audience []string) (*appraise.Result, error)
+}
+
+// KeySet publishes the signing keys (token.Keys implements it).
+type KeySet interface {
+	PublicSet() (jwk.Set, error)
+	CurrentKID() string
+}
+
+// Store is what the API needs from the store.
+type Store interface {
+	Ping(ctx context.Context) error
+	AppendAudit(ctx context.Context, r store.AuditRecord) (int64, error)
+}
+
+// Config configures the handler. All fields without a stated default are
+// required.
+type Config struct {
+	Challenge *challenge.Service
+	Appraiser Appraiser
+	Issuer    *token.Issuer
+	Keys      KeySet
+	Store     Store
+	Metrics   *Metrics
+	// Gatherer serves /metrics.
+	Gatherer prometheus.Gatherer
+	// Ready, when set, adds checks to /readyz (for example "policies
+	// loaded").
+	Ready func(ctx context.Context) error
+	// DefaultAudience is the aud of tokens whose request names none.
+	DefaultAudience string
+	// MaxBodyBytes caps request bodies; zero means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// RateLimit is the sustained rate (requests per second) of POST
+	// requests; zero means unlimited. Burst is the bucket size (at least 1).
+	RateLimit float64
+	Burst     int
+	// Log receives request failures; nil discards them.
+	Log *slog.Logger
+}
+
+type handler struct {
+	Config
+	log     *slog.Logger
+	metrics *Metrics
+	limiter *rate.Limiter
+}
+
+// New returns the API's http.Handler.
+func New(cfg Config) (http.Handler, error) {
+	var errs []error
+	for name, missing := range map[string]bool{
+		"challenge service": cfg.Challenge == nil, "appraiser": cfg.Appraiser == nil,
+		"token issuer": cfg.Issuer == nil, "keys": cfg.Keys == nil, "store": cfg.Store == nil,
+		"metrics": cfg.Metrics == nil, "metrics gatherer": cfg.Gatherer == nil,
+	} {
+		if missing {
+			errs = append(errs, fmt.Errorf("no %s", name))
+		}
+	}
+	if cfg.DefaultAudience == "" {
+		errs = append(errs, errors.New("no default audience"))
+	}
+	if cfg.RateLimit < 0 {
+		errs = append(errs, fmt.Errorf("negative rate limit %v", cfg.RateLimit))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("configuring API: %w", err)
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	h := &handler{Config: cfg, log: cfg.Log, metrics: cfg.Metrics}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.RateLimit > 0 {
+		h.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), max(cfg.Burst, 1))
+	}
+
+	r := chi.NewRouter()
+	r.Use(h.instrument)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) { h.writeError(w, r, errNotFound) })
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { h.writeError(w, r, errMethod) })
+	r.Get("/healthz", h.healthz)
+	r.Get("/readyz", h.readyz)
+	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	r.Get("/.well-known/openid-configuration", h.discovery)
+	r.Route("/v1", func(r chi.Router) {
+		r.Get("/jwks", h.jwks)
+		r.Group(func(r chi.Router) {
+			r.Use(h.rateLimit, h.limitBody)
+			r.Post("/challenge", h.challenge)
+			r.Post("/attest", h.attest)
+		})
+	})
+	return r, nil
+}
+
+// statusRecorder remembers the status code for metrics.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (h *handler) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		route := chi.RouteContext(r.Context()).RoutePattern()
+		if route == "" {
+			route = "unmatched"
+		}
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+		h.metrics.requestDuration.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).
+			Observe(time.Since(start).Seconds())
+	})
+}
+
+func (h *handler) rateLimit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h.limiter != nil && !h.limiter.Allow() {
+			h.writeError(w, r, errRateLimited)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (h *handler) limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > h.MaxBodyBytes {
+			h.writeError(w, r, &http.MaxBytesError{Limit: h.MaxBodyBytes})
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, h.MaxBodyBytes)
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (h *handler) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	var problems []string
+	if err := h.Store.Ping(ctx); err != nil {
+		problems = append(problems, "store unreachable")
+		h.log.Warn("readiness: store", "err", err)
+	}
+	if h.Keys.CurrentKID() == "" {
+		problems = append(problems, "no signing key loaded")
+	}
+	if h.Ready != nil {
+		if err := h.Ready(ctx); err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
+	if len(problems) > 0 {
+		h.metrics.errors.WithLabelValues(CodeNotReady).Inc()
+		writeJSON(w, http.StatusServiceUnavailable, ErrorBody{Error: CodeNotReady, Reasons: problems})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// ClaimsSupported lists the token claims, for discovery.
+var ClaimsSupported = []string{
+	"iss", "sub", "aud", "iat", "nbf", "exp", "jti", "eat_nonce", "eat_profile", "hwmodel",
+	"swname", "dbgstat", "secboot", "status", "tee", "tpm", "runtime", "policy",
+}
+
+func (h *handler) discovery(w http.ResponseWriter, _ *http.Request) {
+	iss := strings.TrimSuffix(h.Issuer.Issuer(), "/")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	writeJSON(w, http.StatusOK, map[string]any{
+		"issuer":                                iss,
+		"jwks_uri":                              iss + "/v1/jwks",
+		"challenge_endpoint":                    iss + "/v1/challenge",
+		"attestation_endpoint":                  iss + "/v1/attest",
+		"response_types_supported":              []string{"id_token"},
+		"subject_types_supported":               []string{"public"},
+		"id_token_signing_alg_values_supported": token.AllowedAlgorithms,
+		"claims_supported":                      ClaimsSupported,
+		"eat_profiles_supported":                []string{token.EATProfile},
+	})
+}
+
+func (h *handler) jwks(w http.ResponseWriter, r *http.Request) {
+	set, err := h.Keys.PublicSet()
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	b, err := json.Marshal(set)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	_, _ = w.Write(b)
+}
+
+// ChallengeResponse is the body of a successful POST /v1/challenge.
+type ChallengeResponse struct {
+	// Nonce is base64url without padding.
+	Nonce string `json:"nonce"`
+	// ExpiresAt is RFC 3339.
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+func (h *handler) challenge(w http.ResponseWriter, r *http.Request) {
+	// The body is ignored (it may be empty); drain what the limit allows.
+	if _, err := io.Copy(io.Discard, r.Body); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	n, err := h.Challenge.Issue()
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	h.metrics.noncesIssued.Inc()
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, ChallengeResponse{Nonce: base64.RawURLEncoding.EncodeToString(n.Value), ExpiresAt: n.Expires})
+}
+
+// AttestResponse is the body of a successful POST /v1/attest.
+type AttestResponse struct {
+	Token string `json:"token"`
+}
+
+func (h *handler) attest(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	ctx := r.Context()
+	audience, err := h.audience(r)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	env, err := evidence.Decode(body)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	kind := string(env.TEE)
+	rec := store.AuditRecord{Time: time.Now().UTC(), Event: "attest", TEE: kind, Remote: remoteHost(r)}
+	fail := func(err error) {
+		_, body := classify(err)
+		verdict := "error"
+		var denied *appraise.DeniedError
+		if errors.As(err, &denied) {
+			verdict = token.Contraindicated
+			if denied.Policy != nil {
+				rec.PolicyID, rec.PolicySHA256 = denied.Policy.ID, denied.Policy.SHA256
+			}
+		}
+		h.metrics.appraisals.WithLabelValues(kind, verdict).Inc()
+		rec.Outcome, rec.Reasons = body.Error, body.Reasons
+		if _, aerr := h.Store.AppendAudit(context.WithoutCancel(ctx), rec); aerr != nil {
+			h.log.Error("writing audit record", "err", aerr)
+		}
+		h.writeError(w, r, err)
+	}
+
+	rd, err := evidence.ParseRuntimeData(env.RuntimeData)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	if err := h.Challenge.Redeem(ctx, rd.Nonce); err != nil {
+		h.metrics.nonceRedemptions.WithLabelValues(redemptionResult(err)).Inc()
+		fail(err)
+		return
+	}
+	h.metrics.nonceRedemptions.WithLabelValues("ok").Inc()
+
+	res, err := h.Appraiser.Appraise(ctx, env, rd, audience)
+	h.metrics.appraisalDuration.WithLabelValues(kind).Observe(time.Since(start).Seconds())
+	if err != nil {
+		fail(err)
+		return
+	}
+	tok, err := h.Issuer.Sign(res.Claims)
+	if err != nil {
+		fail(err)
+		return
+	}
+	rec.Outcome, rec.Reasons = res.Decision.Verdict, res.Decision.Reasons
+	rec.Subject, rec.TokenID = res.Claims.Subject, res.Claims.ID
+	rec.PolicyID, rec.PolicySHA256 = res.Policy.ID, res.Policy.SHA256
+	// No token leaves without its audit record.
+	if _, err := h.Store.AppendAudit(ctx, rec); err != nil {
+		h.metrics.appraisals.WithLabelValues(kind, "error").Inc()
+		h.writeError(w, r, err)
+		return
+	}
+	h.metrics.appraisals.WithLabelValues(kind, res.Decision.Verdict).Inc()
+	h.metrics.tokensIssued.WithLabelValues(kind).Inc()
+	h.log.Info("token issued", "tee", kind, "sub", res.Claims.Subject, "jti", res.Claims.ID,
+		"status", res.Decision.Verdict, "policy", res.Policy.ID)
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, AttestResponse{Token: tok})
+}
+
+// audience reads ?audience= (repeatable); none means the default.
+func (h *handler) audience(r *http.Request) ([]string, error) {
+	aud := r.URL.Query()["audience"]
+	if len(aud) == 0 {
+		return []string{h.DefaultAudience}, nil
+	}
+	if len(aud) > MaxAudiences {
+		return nil, fmt.Errorf("%w: %d audiences, at most %d", errBadRequest, len(aud), MaxAudiences)
+	}
+	for _, a := range aud {
+		if a == "" || len(a) > 256 || strings.ContainsFunc(a, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			return nil, fmt.Errorf("%w: invalid audience %q", errBadRequest, a)
+		}
+	}
+	slices.Sort(aud)
+	return slices.Compact(aud), nil
+}
+
+func redemptionResult(err error) string {
+	switch {
+	case errors.Is(err, challenge.ErrUnknown):
+		return "unknown"
+	case errors.Is(err, challenge.ErrExpired):
+		return "expired"
+	case errors.Is(err, challenge.ErrReused):
+		return "reused"
+	}
+	return "error"
+}
+
+func remoteHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

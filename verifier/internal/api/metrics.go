@@ -1,0 +1,60 @@
+package api
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the verifier's Prometheus metrics, registered on a registry
+// the caller owns (no global registry).
+type Metrics struct {
+	appraisals        *prometheus.CounterVec
+	appraisalDuration *prometheus.HistogramVec
+	requestDuration   *prometheus.HistogramVec
+	noncesIssued      prometheus.Counter
+	nonceRedemptions  *prometheus.CounterVec
+	errors            *prometheus.CounterVec
+	tokensIssued      *prometheus.CounterVec
+}
+
+// NewMetrics creates the metrics and registers them on reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		appraisals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "confidant_verifier", Name: "appraisals_total",
+			Help: "Appraisals by TEE kind and verdict (affirming, warning, contraindicated, error).",
+		}, []string{"tee", "verdict"}),
+		appraisalDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "confidant_verifier", Name: "appraisal_duration_seconds",
+			Help:    "Time to appraise evidence (verification and policy), by TEE kind.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}, []string{"tee"}),
+		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "confidant_verifier", Name: "http_request_duration_seconds",
+			Help:    "HTTP request latency by route, method and status code.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"route", "method", "code"}),
+		noncesIssued: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "confidant_verifier", Name: "nonces_issued_total",
+			Help: "Challenge nonces issued.",
+		}),
+		nonceRedemptions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "confidant_verifier", Name: "nonce_redemptions_total",
+			Help: "Nonce redemptions by result (ok, unknown, expired, reused, error).",
+		}, []string{"result"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "confidant_verifier", Name: "errors_total",
+			Help: "Error responses by error code.",
+		}, []string{"code"}),
+		tokensIssued: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "confidant_verifier", Name: "tokens_issued_total",
+			Help: "Attestation tokens issued, by TEE kind.",
+		}, []string{"tee"}),
+	}
+	for _, c := range []prometheus.Collector{m.appraisals, m.appraisalDuration, m.requestDuration,
+		m.noncesIssued, m.nonceRedemptions, m.errors, m.tokensIssued} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

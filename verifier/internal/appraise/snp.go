@@ -1,0 +1,91 @@
+package appraise
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/confidant-cvm/confidant/shared/evidence"
+	"github.com/confidant-cvm/confidant/shared/tee/snp"
+)
+
+// SNPGetter fetches certificates from AMD's KDS (go-sev-guest's
+// trust.HTTPSGetter).
+type SNPGetter interface {
+	Get(url string) ([]byte, error)
+}
+
+// SimHWModel prefixes the hwmodel claim of simulated evidence.
+const SimHWModel = "confidant simulated AMD SEV-SNP"
+
+// snpVerifier checks SEV-SNP reports: real ones against AMD's roots, or,
+// for the simulated kind, against the configured simulated root only.
+type snpVerifier struct {
+	kind    evidence.Kind
+	simRoot *x509.Certificate // set exactly for KindSimSNP
+	getter  SNPGetter
+	now     func() time.Time
+}
+
+// snpVMPLOffset is where the report's VMPL field lives (go-sev-guest abi).
+const snpVMPLOffset = 0x30
+
+func (v *snpVerifier) Verify(_ context.Context, env *evidence.Envelope, reportData [64]byte) (*TEE, error) {
+	if len(env.Report) != evidence.SNPReportSize {
+		return nil, fmt.Errorf("%w: SNP report is %d bytes", ErrMalformed, len(env.Report))
+	}
+	// The VMPL is a fact for the policy to judge: require the report's own.
+	vmpl := int(binary.LittleEndian.Uint32(env.Report[snpVMPLOffset:]))
+	if vmpl > 3 {
+		return nil, fmt.Errorf("%w: SNP report VMPL %d", snp.ErrMalformed, vmpl)
+	}
+	opts := snp.Options{
+		SimRoot:             v.simRoot,
+		Now:                 v.now,
+		ReportData:          reportData[:],
+		AllowDebug:          true,
+		AllowMigrationAgent: true,
+		AllowSMT:            true,
+		VMPL:                &vmpl,
+	}
+	if v.simRoot == nil && v.getter != nil {
+		opts.Getter = v.getter
+	}
+	c, err := snp.Verify(env.Report, env.CertTable, opts)
+	if err != nil {
+		return nil, wrapEach("verifying "+string(v.kind)+" report", err)
+	}
+	if c.Simulated != (v.kind == evidence.KindSimSNP) {
+		return nil, fmt.Errorf("verifying %s report: %w: simulated=%v", v.kind, snp.ErrChain, c.Simulated)
+	}
+	fields, err := jsonObject(c)
+	if err != nil {
+		return nil, fmt.Errorf("encoding %s claims: %w", v.kind, err)
+	}
+	fields["kind"] = string(v.kind)
+	t := &TEE{Fields: fields, Debug: c.Policy.Debug, Subject: snpSubject(v.kind, c)}
+	if v.kind == evidence.KindSimSNP {
+		t.HWModel = SimHWModel + " (" + c.Product + ")"
+	} else {
+		t.HWModel = "AMD SEV-SNP " + c.Product
+	}
+	return t, nil
+}
+
+// snpSubject is the stable guest identity: for simulated evidence with a
+// non-zero HOST_DATA (hostd puts the guest's identity there), the kind and
+// HOST_DATA; otherwise the kind and SHA-256(CHIP_ID || MEASUREMENT).
+func snpSubject(kind evidence.Kind, c *snp.Claims) string {
+	if kind == evidence.KindSimSNP && strings.Trim(c.HostData, "0") != "" {
+		return string(kind) + ":" + c.HostData
+	}
+	chip, _ := hex.DecodeString(c.ChipID)
+	m, _ := hex.DecodeString(c.Measurement)
+	sum := sha256.Sum256(append(chip, m...))
+	return string(kind) + ":" + hex.EncodeToString(sum[:])
+}

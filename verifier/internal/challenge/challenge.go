@@ -1,0 +1,171 @@
+// Package challenge issues and redeems attestation nonces.
+//
+// Issuing is stateless: a nonce is 32 random bytes, its expiry (8 bytes,
+// Unix seconds, big-endian) and an HMAC-SHA256 tag over both truncated to
+// 24 bytes — 64 bytes in all. Only the holder of the MAC key (kept in the
+// store, shared by all replicas) can make one. Redeeming checks the tag and
+// the expiry, then records the nonce in the store until it expires, so a
+// second redemption fails on any replica sharing the store.
+package challenge
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/confidant-cvm/confidant/verifier/internal/store"
+)
+
+// Sizes of a nonce and its parts.
+const (
+	// RandomSize is the entropy in a nonce.
+	RandomSize = 32
+	expirySize = 8
+	tagSize    = 24
+	// NonceSize is the size of a whole nonce.
+	NonceSize = RandomSize + expirySize + tagSize
+	// MinKeySize is the smallest MAC key accepted.
+	MinKeySize = 32
+	// DefaultTTL is how long a nonce stays redeemable by default.
+	DefaultTTL = 5 * time.Minute
+)
+
+// Sentinel errors for redemption outcomes.
+var (
+	// ErrUnknown means the nonce was not issued by this verifier (wrong
+	// size or tag).
+	ErrUnknown = errors.New("nonce unknown")
+	// ErrExpired means the nonce's expiry has passed.
+	ErrExpired = errors.New("nonce expired")
+	// ErrReused means the nonce was redeemed before.
+	ErrReused = store.ErrNonceReused
+)
+
+var macLabel = []byte("confidant nonce v1\x00")
+
+// NonceStore records redeemed nonces. store.Store implements it.
+type NonceStore interface {
+	RedeemNonce(ctx context.Context, id []byte, expires time.Time) error
+}
+
+// Config configures a Service.
+type Config struct {
+	// Key is the MAC key, at least MinKeySize bytes.
+	Key []byte
+	// Store records redeemed nonces. Required.
+	Store NonceStore
+	// TTL is how long an issued nonce is valid; zero means DefaultTTL.
+	TTL time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Rand is the entropy source; nil means crypto/rand.
+	Rand io.Reader
+}
+
+// Service issues and redeems nonces.
+type Service struct {
+	key   []byte
+	store NonceStore
+	ttl   time.Duration
+	now   func() time.Time
+	rand  io.Reader
+}
+
+// New returns a Service.
+func New(cfg Config) (*Service, error) {
+	var errs []error
+	if len(cfg.Key) < MinKeySize {
+		errs = append(errs, fmt.Errorf("MAC key is %d bytes, want at least %d", len(cfg.Key), MinKeySize))
+	}
+	if cfg.Store == nil {
+		errs = append(errs, errors.New("no nonce store"))
+	}
+	if cfg.TTL < 0 {
+		errs = append(errs, fmt.Errorf("negative TTL %v", cfg.TTL))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("configuring challenge service: %w", err)
+	}
+	s := &Service{key: append([]byte(nil), cfg.Key...), store: cfg.Store, ttl: cfg.TTL, now: cfg.Now, rand: cfg.Rand}
+	if s.ttl == 0 {
+		s.ttl = DefaultTTL
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.rand == nil {
+		s.rand = rand.Reader
+	}
+	return s, nil
+}
+
+// Nonce is an issued challenge.
+type Nonce struct {
+	// Value is the nonce bytes (NonceSize).
+	Value []byte
+	// Expires is when the nonce stops being redeemable.
+	Expires time.Time
+}
+
+// TTL returns how long issued nonces stay valid.
+func (s *Service) TTL() time.Duration { return s.ttl }
+
+// Issue makes a new nonce.
+func (s *Service) Issue() (Nonce, error) {
+	n := make([]byte, NonceSize)
+	if _, err := io.ReadFull(s.rand, n[:RandomSize]); err != nil {
+		return Nonce{}, fmt.Errorf("issuing nonce: %w", err)
+	}
+	expires := s.now().Add(s.ttl).Truncate(time.Second)
+	binary.BigEndian.PutUint64(n[RandomSize:], uint64(expires.Unix()))
+	copy(n[RandomSize+expirySize:], s.tag(n[:RandomSize+expirySize]))
+	return Nonce{Value: n, Expires: expires.UTC()}, nil
+}
+
+func (s *Service) tag(body []byte) []byte {
+	m := hmac.New(sha256.New, s.key)
+	m.Write(macLabel)
+	m.Write(body)
+	return m.Sum(nil)[:tagSize]
+}
+
+// Check verifies that nonce was issued by this service and has not expired,
+// without recording it. It returns the nonce's expiry.
+func (s *Service) Check(nonce []byte) (time.Time, error) {
+	if len(nonce) != NonceSize {
+		return time.Time{}, fmt.Errorf("checking nonce: %d bytes: %w", len(nonce), ErrUnknown)
+	}
+	body := nonce[:RandomSize+expirySize]
+	if !hmac.Equal(s.tag(body), nonce[RandomSize+expirySize:]) {
+		return time.Time{}, fmt.Errorf("checking nonce: bad tag: %w", ErrUnknown)
+	}
+	exp := binary.BigEndian.Uint64(nonce[RandomSize:])
+	if exp > 1<<62 {
+		return time.Time{}, fmt.Errorf("checking nonce: expiry out of range: %w", ErrUnknown)
+	}
+	expires := time.Unix(int64(exp), 0).UTC()
+	if !s.now().Before(expires) {
+		return time.Time{}, fmt.Errorf("checking nonce: expired at %s: %w", expires.Format(time.RFC3339), ErrExpired)
+	}
+	return expires, nil
+}
+
+// Redeem checks nonce and records it as used. A nonce redeems once, on
+// any replica sharing the store; store failures match
+// store.ErrUnavailable.
+func (s *Service) Redeem(ctx context.Context, nonce []byte) error {
+	expires, err := s.Check(nonce)
+	if err != nil {
+		return err
+	}
+	if err := s.store.RedeemNonce(ctx, nonce[:RandomSize], expires); err != nil {
+		return fmt.Errorf("redeeming nonce: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,321 @@
+// Package policy loads appraisal policies (Rego, OPA v1) and reference
+// values, and evaluates them over verified claims.
+//
+// # Policy contract
+//
+// An appraisal policy is one Rego v1 module in its own package. It defines:
+//
+//   - kinds: the set of TEE kinds it appraises ("sev-snp", "tdx",
+//     "sim-sev-snp"); each kind has at most one policy.
+//   - result: an object {"verdict": V, "reasons": [...], "claims": {...}}
+//     where V is "affirming", "warning" or "contraindicated", reasons are
+//     strings explaining the verdict (every failed check, not only the
+//     first) and claims are added to the token (names the verifier sets
+//     itself are refused).
+//
+// The input is the verified evidence (see the appraise package); the
+// reference values file is mounted at data.reference. The Go side fails
+// closed: an undefined result, an unknown verdict, malformed reasons or
+// claims are a "contraindicated" decision; built-in errors are evaluation
+// errors, not silently undefined.
+//
+// Queries are prepared once per load (rego.PrepareForEval); a Holder swaps
+// in a new Set atomically on reload, so requests never see a half-loaded
+// policy and are never dropped.
+package policy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+)
+
+// Verdicts.
+const (
+	Affirming       = "affirming"
+	Warning         = "warning"
+	Contraindicated = "contraindicated"
+)
+
+// ReferenceVersion is the only reference values format version.
+const ReferenceVersion = 1
+
+// Sentinel errors.
+var (
+	// ErrNoPolicy means no loaded policy appraises the TEE kind.
+	ErrNoPolicy = errors.New("no appraisal policy for this TEE kind")
+	// ErrLoad means a policy or reference values file is invalid.
+	ErrLoad = errors.New("invalid policy or reference values")
+	// ErrEvaluation means the policy failed while evaluating (a built-in
+	// error, conflicting outputs, a timeout).
+	ErrEvaluation = errors.New("policy evaluation failed")
+)
+
+// Decision is what a policy decided.
+type Decision struct {
+	// Verdict is Affirming, Warning or Contraindicated.
+	Verdict string
+	// Reasons explain the verdict; for Contraindicated there is at least one.
+	Reasons []string
+	// Claims are added to the token.
+	Claims map[string]any
+}
+
+// Allowed reports whether the decision lets a token be issued.
+func (d *Decision) Allowed() bool { return d.Verdict == Affirming || d.Verdict == Warning }
+
+// Policy is one prepared appraisal policy.
+type Policy struct {
+	// ID is the policy's Rego package (without "data.").
+	ID string
+	// SHA256 is the hex digest of the policy file.
+	SHA256 string
+	// File is where it was loaded from.
+	File string
+	// Source is the file content.
+	Source []byte
+	// Kinds are the TEE kinds it appraises.
+	Kinds []string
+
+	query    rego.PreparedEvalQuery
+	reserved func(string) bool
+}
+
+// ReferenceValues is one loaded reference values file.
+type ReferenceValues struct {
+	// SHA256 is the hex digest of the file.
+	SHA256 string
+	// File is where it was loaded from.
+	File string
+	// Content is the file content.
+	Content []byte
+	data    map[string]any
+}
+
+// Set is an immutable snapshot of the loaded policies and reference values.
+type Set struct {
+	// Policies in the order of their files.
+	Policies []*Policy
+	// Reference is the reference values the policies see.
+	Reference *ReferenceValues
+	byKind    map[string]*Policy
+}
+
+// Options configure loading.
+type Options struct {
+	// Reserved reports claim names a policy may not add; nil allows all.
+	Reserved func(name string) bool
+}
+
+// Load reads, compiles and prepares the policy files with the reference
+// values file as data.reference. Every problem is reported at once.
+func Load(ctx context.Context, policyFiles []string, referenceFile string, opts Options) (*Set, error) {
+	if len(policyFiles) == 0 {
+		return nil, fmt.Errorf("loading policies: no policy file: %w", ErrLoad)
+	}
+	ref, err := loadReference(referenceFile)
+	if err != nil {
+		return nil, err
+	}
+	set := &Set{Reference: ref, byKind: map[string]*Policy{}}
+	var errs []error
+	for _, f := range policyFiles {
+		p, err := loadPolicy(ctx, f, ref, opts)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, k := range p.Kinds {
+			if other, dup := set.byKind[k]; dup {
+				errs = append(errs, fmt.Errorf("loading policy %s: TEE kind %q is already appraised by %s: %w", f, k, other.File, ErrLoad))
+				continue
+			}
+			set.byKind[k] = p
+		}
+		set.Policies = append(set.Policies, p)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return set, nil
+}
+
+func loadReference(file string) (*ReferenceValues, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("loading reference values: %w", errors.Join(ErrLoad, err))
+	}
+	var data map[string]any
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.UseNumber()
+	if err := dec.Decode(&data); err != nil {
+		return nil, fmt.Errorf("loading reference values %s: %w", file, errors.Join(ErrLoad, err))
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("loading reference values %s: trailing data: %w", file, ErrLoad)
+	}
+	if v, ok := data["version"].(json.Number); !ok || v.String() != fmt.Sprint(ReferenceVersion) {
+		return nil, fmt.Errorf("loading reference values %s: \"version\" must be %d: %w", file, ReferenceVersion, ErrLoad)
+	}
+	sum := sha256.Sum256(b)
+	return &ReferenceValues{SHA256: hex.EncodeToString(sum[:]), File: file, Content: b, data: data}, nil
+}
+
+func loadPolicy(ctx context.Context, file string, ref *ReferenceValues, opts Options) (*Policy, error) {
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("loading policy: %w", errors.Join(ErrLoad, err))
+	}
+	mod, err := ast.ParseModuleWithOpts(filepath.Base(file), string(src), ast.ParserOptions{RegoVersion: ast.RegoV1})
+	if err != nil {
+		return nil, fmt.Errorf("parsing policy %s: %w", file, errors.Join(ErrLoad, err))
+	}
+	pkg := strings.TrimPrefix(mod.Package.Path.String(), "data.")
+	store := inmem.NewFromObject(map[string]any{"reference": ref.data})
+	prepare := func(query string) (rego.PreparedEvalQuery, error) {
+		return rego.New(
+			rego.Query(query),
+			rego.ParsedModule(mod),
+			rego.Store(store),
+			rego.StrictBuiltinErrors(true),
+			rego.Strict(true),
+			rego.SetRegoVersion(ast.RegoV1),
+		).PrepareForEval(ctx)
+	}
+	kindsQ, err := prepare("data." + pkg + ".kinds")
+	if err != nil {
+		return nil, fmt.Errorf("compiling policy %s: %w", file, errors.Join(ErrLoad, err))
+	}
+	rs, err := kindsQ.Eval(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("evaluating kinds of policy %s: %w", file, errors.Join(ErrLoad, err))
+	}
+	kinds, err := stringSet(rs)
+	if err != nil || len(kinds) == 0 {
+		return nil, fmt.Errorf("policy %s: \"kinds\" must be a non-empty set of TEE kinds: %w", file, ErrLoad)
+	}
+	q, err := prepare("data." + pkg + ".result")
+	if err != nil {
+		return nil, fmt.Errorf("compiling policy %s: %w", file, errors.Join(ErrLoad, err))
+	}
+	sum := sha256.Sum256(src)
+	return &Policy{
+		ID: pkg, SHA256: hex.EncodeToString(sum[:]), File: file, Source: src, Kinds: kinds,
+		query: q, reserved: opts.Reserved,
+	}, nil
+}
+
+func stringSet(rs rego.ResultSet) ([]string, error) {
+	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
+		return nil, errors.New("undefined")
+	}
+	vals, ok := rs[0].Expressions[0].Value.([]any)
+	if !ok {
+		return nil, errors.New("not a set")
+	}
+	out := make([]string, 0, len(vals))
+	for _, v := range vals {
+		s, ok := v.(string)
+		if !ok {
+			return nil, errors.New("not a string")
+		}
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// For returns the policy that appraises kind, or ErrNoPolicy.
+func (s *Set) For(kind string) (*Policy, error) {
+	p, ok := s.byKind[kind]
+	if !ok {
+		return nil, fmt.Errorf("appraising %s evidence: %w", kind, ErrNoPolicy)
+	}
+	return p, nil
+}
+
+// Evaluate runs the policy over input (a JSON-like value: maps, slices,
+// strings, json.Number/float64, bools) and returns its decision. An
+// undefined or malformed result is a Contraindicated decision; failures of
+// the evaluation itself are ErrEvaluation.
+func (p *Policy) Evaluate(ctx context.Context, input any) (*Decision, error) {
+	rs, err := p.query.Eval(ctx, rego.EvalInput(input))
+	if err != nil {
+		return nil, fmt.Errorf("evaluating policy %s: %w", p.ID, errors.Join(ErrEvaluation, err))
+	}
+	return p.decision(rs), nil
+}
+
+func deny(reason string) *Decision {
+	return &Decision{Verdict: Contraindicated, Reasons: []string{reason}}
+}
+
+// decision turns the raw result into a Decision, failing closed.
+func (p *Policy) decision(rs rego.ResultSet) *Decision {
+	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
+		return deny(fmt.Sprintf("policy %s produced no result", p.ID))
+	}
+	obj, ok := rs[0].Expressions[0].Value.(map[string]any)
+	if !ok {
+		return deny(fmt.Sprintf("policy %s: result is not an object", p.ID))
+	}
+	var problems []string
+	d := &Decision{Claims: map[string]any{}}
+	switch v, _ := obj["verdict"].(string); v {
+	case Affirming, Warning, Contraindicated:
+		d.Verdict = v
+	default:
+		problems = append(problems, fmt.Sprintf("policy %s: unknown verdict %q", p.ID, fmt.Sprint(obj["verdict"])))
+	}
+	if raw, ok := obj["reasons"]; ok {
+		list, ok := raw.([]any)
+		if !ok {
+			problems = append(problems, fmt.Sprintf("policy %s: reasons is not an array", p.ID))
+		}
+		for _, r := range list {
+			s, ok := r.(string)
+			if !ok {
+				problems = append(problems, fmt.Sprintf("policy %s: reason %v is not a string", p.ID, r))
+				continue
+			}
+			d.Reasons = append(d.Reasons, s)
+		}
+	}
+	if raw, ok := obj["claims"]; ok {
+		claims, ok := raw.(map[string]any)
+		if !ok {
+			problems = append(problems, fmt.Sprintf("policy %s: claims is not an object", p.ID))
+		}
+		for name, v := range claims {
+			if p.reserved != nil && p.reserved(name) {
+				problems = append(problems, fmt.Sprintf("policy %s: claim %q is reserved", p.ID, name))
+				continue
+			}
+			d.Claims[name] = v
+		}
+	}
+	for k := range obj {
+		if k != "verdict" && k != "reasons" && k != "claims" {
+			problems = append(problems, fmt.Sprintf("policy %s: unknown result field %q", p.ID, k))
+		}
+	}
+	if len(problems) > 0 {
+		return &Decision{Verdict: Contraindicated, Reasons: slices.Concat(d.Reasons, problems)}
+	}
+	if d.Verdict == Contraindicated && len(d.Reasons) == 0 {
+		d.Reasons = []string{fmt.Sprintf("policy %s denied without a reason", p.ID)}
+	}
+	return d
+}

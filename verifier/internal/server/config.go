@@ -1,0 +1,197 @@
+package server
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/confidant-cvm/confidant/verifier/internal/challenge"
+	"github.com/confidant-cvm/confidant/verifier/internal/token"
+)
+
+// Defaults of Config.
+const (
+	DefaultListen      = "127.0.0.1:8443"
+	DefaultStateDir    = "/var/lib/confidant-verifier"
+	DefaultAudience    = "confidant"
+	DefaultKeyRotation = 7 * 24 * time.Hour
+	DefaultRateLimit   = 50
+	DefaultBurst       = 100
+	DefaultShutdown    = 15 * time.Second
+)
+
+// Config is the serve command's configuration. A YAML file (field names as
+// in the yaml tags) is merged under the command-line flags.
+type Config struct {
+	// Listen is the address to serve on.
+	Listen string `yaml:"listen"`
+	// StateDir holds the default store and KEK files.
+	StateDir string `yaml:"state_dir"`
+	// Store is the store URL; empty means sqlite:<StateDir>/verifier.db.
+	Store string `yaml:"store"`
+	// KEKFile holds the key-encryption key of the signing keys; empty means
+	// <StateDir>/signing.kek. Keep it outside the store (and its backups).
+	KEKFile string `yaml:"kek_file"`
+	// Policies are the appraisal policy files.
+	Policies []string `yaml:"policies"`
+	// ReferenceValues is the reference values file.
+	ReferenceValues string `yaml:"reference_values"`
+	// SimRoot is the simulated TEE root certificate (PEM); empty: the
+	// simulated TEE is not trusted.
+	SimRoot string `yaml:"sim_root"`
+	// TLSCert and TLSKey are PEM files; both or neither.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// InsecurePlainHTTPAnyInterface allows plain HTTP on a non-loopback
+	// address. Dangerous: tokens travel in clear.
+	InsecurePlainHTTPAnyInterface bool `yaml:"insecure_plain_http_any_interface"`
+	// Issuer is the iss claim and the discovery base URL; empty means
+	// derived from Listen.
+	Issuer string `yaml:"issuer"`
+	// Audience is the default aud claim.
+	Audience string `yaml:"audience"`
+	// TokenTTL is the token lifetime.
+	TokenTTL time.Duration `yaml:"token_ttl"`
+	// NonceTTL is how long a challenge nonce stays redeemable.
+	NonceTTL time.Duration `yaml:"nonce_ttl"`
+	// SigningAlg is ES256 or ES384.
+	SigningAlg string `yaml:"signing_alg"`
+	// KeyRotation is the signing key rotation period; 0 disables scheduled
+	// rotation.
+	KeyRotation time.Duration `yaml:"key_rotation"`
+	// RateLimit (requests/second) and Burst bound POST requests; 0 is
+	// unlimited.
+	RateLimit float64 `yaml:"rate_limit"`
+	Burst     int     `yaml:"burst"`
+	// MaxBodyBytes caps request bodies.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// SNPFetchVCEK fetches missing VCEKs from AMD's KDS (network).
+	SNPFetchVCEK bool `yaml:"snp_fetch_vcek"`
+	// TDXFetchCollateral fetches TCB collateral from Intel's PCS (network);
+	// without it TDX TCB status is "unknown".
+	TDXFetchCollateral bool `yaml:"tdx_fetch_collateral"`
+	// ShutdownTimeout bounds the graceful shutdown.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Listen:          DefaultListen,
+		StateDir:        DefaultStateDir,
+		Audience:        DefaultAudience,
+		TokenTTL:        token.DefaultTTL,
+		NonceTTL:        challenge.DefaultTTL,
+		SigningAlg:      token.ES256,
+		KeyRotation:     DefaultKeyRotation,
+		RateLimit:       DefaultRateLimit,
+		Burst:           DefaultBurst,
+		ShutdownTimeout: DefaultShutdown,
+	}
+}
+
+// LoadConfigFile reads a YAML config file over base; unknown keys are
+// errors.
+func LoadConfigFile(path string, base Config) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return base, fmt.Errorf("reading config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	cfg := base
+	if err := dec.Decode(&cfg); err != nil {
+		return base, fmt.Errorf("parsing config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// TLS reports whether the config serves HTTPS.
+func (c *Config) TLS() bool { return c.TLSCert != "" }
+
+// Validate fills derived defaults and reports every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.StateDir == "" {
+		errs = append(errs, errors.New("--state-dir is empty"))
+	}
+	if c.Store == "" {
+		c.Store = "sqlite:" + filepath.Join(c.StateDir, "verifier.db")
+	}
+	if c.KEKFile == "" {
+		c.KEKFile = filepath.Join(c.StateDir, "signing.kek")
+	}
+	if len(c.Policies) == 0 {
+		errs = append(errs, errors.New("no --policy given"))
+	}
+	if c.ReferenceValues == "" {
+		errs = append(errs, errors.New("no --reference-values given"))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	}
+	host, port, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--listen %q: %w", c.Listen, err))
+	} else if !c.TLS() && !isLoopback(host) && !c.InsecurePlainHTTPAnyInterface {
+		errs = append(errs, fmt.Errorf("--listen %q: plain HTTP is served on loopback only; give --tls-cert/--tls-key (or, dangerously, --insecure-plain-http-any-interface)", c.Listen))
+	}
+	if c.Issuer == "" && err == nil {
+		scheme := "http"
+		if c.TLS() {
+			scheme = "https"
+		}
+		if host == "" || host == "0.0.0.0" || host == "::" {
+			host = "localhost"
+		}
+		c.Issuer = scheme + "://" + net.JoinHostPort(host, port)
+	}
+	if u, err := url.Parse(c.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" ||
+		u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(c.Issuer, "/") {
+		errs = append(errs, fmt.Errorf("--issuer %q: want an http(s) URL without query, fragment or trailing slash", c.Issuer))
+	}
+	if c.Audience == "" {
+		errs = append(errs, errors.New("--audience is empty"))
+	}
+	if c.TokenTTL <= 0 || c.TokenTTL > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("--token-ttl %v: want (0, 24h]", c.TokenTTL))
+	}
+	if c.NonceTTL < 10*time.Second || c.NonceTTL > time.Hour {
+		errs = append(errs, fmt.Errorf("--nonce-ttl %v: want [10s, 1h]", c.NonceTTL))
+	}
+	if c.SigningAlg != token.ES256 && c.SigningAlg != token.ES384 {
+		errs = append(errs, fmt.Errorf("--signing-alg %q: want ES256 or ES384", c.SigningAlg))
+	}
+	if c.KeyRotation < 0 || (c.KeyRotation > 0 && c.KeyRotation < c.TokenTTL) {
+		errs = append(errs, fmt.Errorf("--key-rotation %v: want 0 (off) or at least the token TTL", c.KeyRotation))
+	}
+	if c.RateLimit < 0 || c.Burst < 0 {
+		errs = append(errs, errors.New("--rate-limit and --burst must not be negative"))
+	}
+	if c.MaxBodyBytes < 0 {
+		errs = append(errs, errors.New("--max-body-bytes must not be negative"))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("--shutdown-timeout must be positive"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
