@@ -45,9 +45,11 @@ func TestBootInQEMU(t *testing.T) {
 	}
 	g := prepareGuest(t)
 
-	t.Run("stages run then no handover", func(t *testing.T) {
+	t.Run("attest fails when no verifier answers", func(t *testing.T) {
 		t.Parallel()
-		out, connected := boot(t, qemu, g, g.osUUID, initramfs.DefaultModules())
+		// A real vTPM (swtpm), and a "verifier" that accepts connections
+		// and closes them: attest retries for the 2 s budget, then fails.
+		out, connected := boot(t, qemu, g, g.osUUID, initramfs.DefaultModules(), startSwtpm(t))
 		mustContain(t, out,
 			"confidant-agent: [", "] started as PID 1",
 			"mounted filesystems: /proc /sys /dev /sys/kernel/security /run",
@@ -58,7 +60,10 @@ func TestBootInQEMU(t *testing.T) {
 			"TEE interface: sim at /dev/vport",
 			"OS disk: /dev/vda (LUKS UUID "+g.osUUID+")",
 			"temp disk: /dev/vdb (",
-			"FAILED at handover: boot flow ended without switching to the OS root",
+			"attest: vTPM ready (attestation key and a fresh runtime key created)",
+			"attest: challenge: attempt 1 failed: ",
+			"FAILED at attest: getting a challenge: retry budget exhausted after ",
+			"stage times: mount=",
 		)
 		if !connected {
 			t.Error("the guest never connected to the verifier address on the host")
@@ -70,7 +75,7 @@ func TestBootInQEMU(t *testing.T) {
 			"kernel command line set: confidant.os_disk_uuid confidant.ip confidant.gw)",
 		)
 		s := summary(t, out)
-		if s.Stage != "handover" || !slices.Equal(s.Completed, []string{"mount", "config", "modules", "configfs", "network", "devices"}) ||
+		if s.Stage != "attest" || !slices.Equal(s.Completed, []string{"mount", "config", "modules", "configfs", "network", "devices"}) ||
 			s.DebugShell || s.Action != "poweroff" {
 			t.Errorf("summary %+v", s)
 		}
@@ -81,7 +86,7 @@ func TestBootInQEMU(t *testing.T) {
 		wrong := "99999999-8888-4777-8666-555555555555"
 		// The production module list is proven by the other boot; this one
 		// loads only what it needs, to keep the test fast under TCG.
-		out, connected := boot(t, qemu, g, wrong, []string{"virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "dm_crypt"})
+		out, connected := boot(t, qemu, g, wrong, []string{"virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "dm_crypt"}, "")
 		mustContain(t, out,
 			"FAILED at devices: finding OS disk: no block device with LUKS UUID "+wrong+" (seen: vda LUKS "+g.osUUID+", vdb): not found",
 		)
@@ -159,7 +164,8 @@ func cloudKernel(t *testing.T) (modulesDir, kernel string) {
 
 // boot runs QEMU until the guest powers itself off and returns the serial
 // console output and whether the guest connected to the verifier address.
-func boot(t *testing.T, qemu string, g *guest, osUUID string, modules []string) (string, bool) {
+// tpmSocket is a swtpm control socket; "": no TPM.
+func boot(t *testing.T, qemu string, g *guest, osUUID string, modules []string, tpmSocket string) (string, bool) {
 	t.Helper()
 	// QEMU's user network takes the guest's connections to 10.0.2.2 to the
 	// host's loopback. The verifier URL is in the configuration (the command
@@ -206,6 +212,12 @@ func boot(t *testing.T, qemu string, g *guest, osUUID string, modules []string) 
 		"-chardev", "null,id=sp",
 		"-device", "virtserialport,chardev=sp,name=confidant.sp",
 	}
+	if tpmSocket != "" {
+		args = append(args,
+			"-chardev", "socket,id=chrtpm,path="+tpmSocket,
+			"-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
+			"-device", "tpm-tis,tpmdev=tpm0")
+	}
 	cmd := exec.CommandContext(ctx, qemu, args...)
 	var out syncBuffer
 	cmd.Stdout = &out
@@ -235,6 +247,43 @@ func boot(t *testing.T, qemu string, g *guest, osUUID string, modules []string) 
 	return console, connected.Load()
 }
 
+// startSwtpm runs a swtpm for one boot and returns its control socket. It
+// ends when QEMU closes the connection (--terminate) or the test ends.
+func startSwtpm(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("swtpm")
+	if err != nil {
+		t.Fatalf("swtpm is needed (apt-get install swtpm): %v", err)
+	}
+	// A short path: unix socket paths are limited to 108 bytes.
+	dir, err := os.MkdirTemp("", "swtpm-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "ctrl.sock")
+	cmd := exec.Command(bin, "socket", "--tpm2", "--tpmstate", "dir="+dir,
+		"--ctrl", "type=unixio,path="+sock, "--terminate")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, err := os.Stat(sock); err == nil {
+			return sock
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("swtpm made no control socket in 10s:\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // buildInitrd builds an initramfs with our builder: the agent, a
 // configuration naming the verifier at 10.0.2.2:port, and the modules
 // resolved from the cloud kernel's modules.dep.
@@ -249,7 +298,7 @@ key_name: os-disk
 temp_disk:
   device: /dev/vdb
 tee: sim
-retry_budget: 20s
+retry_budget: 2s
 device_timeout: 3s
 on_failure: poweroff
 `, port))

@@ -9,7 +9,8 @@ import (
 )
 
 // TestCommandOutsidePID1 runs the built binary as an ordinary process: it
-// refuses to run the boot flow, and --check-config validates a file.
+// refuses to run the boot flow, --check-config validates a file, and the
+// token and serve commands check their arguments before touching anything.
 func TestCommandOutsidePID1(t *testing.T) {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "confidant-agent")
@@ -37,6 +38,34 @@ func TestCommandOutsidePID1(t *testing.T) {
 		"command line narrows": {
 			args:    []string{"--check-config", good, "--cmdline", "confidant.ip=10.0.2.15/24 confidant.allow_plain_http=1"},
 			wantOut: []string{"is valid", "ignoring kernel command line key", "key=confidant.allow_plain_http"},
+		},
+		"token needs an audience": {
+			args: []string{"token"}, wantCode: 2, wantOut: []string{"an audience is required"},
+		},
+		"token nonce checked": {
+			args: []string{"token", "--audience", "rp", "--nonce", "a\x01b"}, wantCode: 2, wantOut: []string{"nonce: at most 256 bytes without control characters"},
+		},
+		"token unknown flag": {
+			args: []string{"token", "--audience", "rp", "--bogus"}, wantCode: 2, wantOut: []string{"flag provided but not defined: -bogus"},
+		},
+		"token extra argument": {
+			args: []string{"token", "--audience", "rp", "more"}, wantCode: 2, wantOut: []string{`unexpected argument "more"`},
+		},
+		"token without the boot's configuration": {
+			args: []string{"token", "--audience", "rp", "--config", filepath.Join(dir, "none.yaml")}, wantCode: 1,
+			wantOut: []string{"reading agent configuration", "none.yaml"},
+		},
+		"token without the CA": {
+			// The CA defaults to verifier-ca.pem beside the configuration.
+			args: []string{"token", "--audience", "rp", "--config", good}, wantCode: 1,
+			wantOut: []string{"reading verifier CA", filepath.Join(dir, "verifier-ca.pem")},
+		},
+		"serve socket mode": {
+			args: []string{"serve", "--socket-mode", "999"}, wantCode: 2, wantOut: []string{"--socket-mode in octal"},
+		},
+		"serve without the boot's configuration": {
+			args: []string{"serve", "--config", filepath.Join(dir, "none.yaml"), "--socket", filepath.Join(dir, "s.sock")}, wantCode: 1,
+			wantOut: []string{"reading agent configuration"},
 		},
 		"command line value checked": {
 			args: []string{"--check-config", good, "--cmdline", "confidant.ip=10.0.2.15"}, wantCode: 1,

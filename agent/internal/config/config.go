@@ -23,6 +23,10 @@
 //	temp_disk:
 //	  device: /dev/vdb                  # empty: no temp disk (or confidant.temp_disk=)
 //	  mount: /mnt/resource              # inside the OS root
+//	  allow_reset: false                # true: reformat a temp disk the released key does not open
+//	  swap_size: 0                      # swap file on the temp disk: bytes or 512MiB, 2G...; 0: none
+//	  mkfs: []                          # argv making its filesystem, device appended; []: busybox mke2fs
+//	  mkswap: []                        # argv making the swap file, path appended; []: busybox mkswap
 //	tee: auto                           # auto | configfs-tsm | sev-guest | tdx-guest | sim
 //	sim_port: confidant.sp              # virtio-serial port name of the simulated TEE
 //	network:
@@ -48,6 +52,7 @@ import (
 	"path"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -68,6 +73,30 @@ const (
 	DefaultSimPort       = "confidant.sp"
 	DefaultRetryBudget   = 60 * time.Second
 	DefaultDeviceTimeout = 10 * time.Second
+)
+
+// Bounds of temp_disk.swap_size.
+const (
+	MinSwapSize = 1 << 20
+	MaxSwapSize = 1 << 40
+)
+
+// The run directory: what the agent leaves for the booted OS in RunDir, on
+// the initramfs's /run tmpfs that switch_root moves into the OS. Nothing
+// there is a key; the token is readable by root only.
+const (
+	RunDir = "/run/confidant"
+	// RunTokenFile holds the boot's attestation token (0600).
+	RunTokenFile = "token.jwt"
+	// RunConfigFile is a copy of the agent's configuration file.
+	RunConfigFile = "agent.yaml"
+	// RunCAFile is a copy of the verifier's CA certificates (https only).
+	RunCAFile = "verifier-ca.pem"
+	// RunAgentFile is a copy of the agent binary, for the post-boot token
+	// command and service.
+	RunAgentFile = "confidant-agent"
+	// RunSocketFile is the post-boot token service's unix socket.
+	RunSocketFile = "agent.sock"
 )
 
 // maxFile bounds the configuration file.
@@ -122,6 +151,19 @@ type Config struct {
 	TempDevice string
 	// TempMount is where the temp disk is mounted, inside the OS root.
 	TempMount string
+	// TempAllowReset reformats a temp disk whose LUKS2 header the released
+	// key does not open (another guest's, or corrupt), destroying its data.
+	// Only the file can set it.
+	TempAllowReset bool
+	// TempSwapSize is the size in bytes of a swap file on the temp disk; 0:
+	// no swap.
+	TempSwapSize int64
+	// TempMkfs is the command making the temp disk's filesystem (the device
+	// node appended); nil: the disks package's default (busybox mke2fs).
+	TempMkfs []string
+	// TempMkswap is the command making the swap file (its path appended);
+	// nil: the disks package's default (busybox mkswap).
+	TempMkswap []string
 	// TEE selects the hardware evidence interface.
 	TEE TEE
 	// SimPort names the virtio-serial port of the simulated TEE.
@@ -166,8 +208,12 @@ type file struct {
 		Mount    string `yaml:"mount"`
 	} `yaml:"os_disk"`
 	TempDisk struct {
-		Device string `yaml:"device"`
-		Mount  string `yaml:"mount"`
+		Device     string   `yaml:"device"`
+		Mount      string   `yaml:"mount"`
+		AllowReset bool     `yaml:"allow_reset"`
+		SwapSize   size     `yaml:"swap_size"`
+		Mkfs       []string `yaml:"mkfs"`
+		Mkswap     []string `yaml:"mkswap"`
 	} `yaml:"temp_disk"`
 	TEE     string `yaml:"tee"`
 	SimPort string `yaml:"sim_port"`
@@ -267,6 +313,10 @@ func validate(f *file) (*Config, []error) {
 		RootMount:      f.OSDisk.Mount,
 		TempDevice:     f.TempDisk.Device,
 		TempMount:      f.TempDisk.Mount,
+		TempAllowReset: f.TempDisk.AllowReset,
+		TempSwapSize:   int64(f.TempDisk.SwapSize),
+		TempMkfs:       f.TempDisk.Mkfs,
+		TempMkswap:     f.TempDisk.Mkswap,
 		TEE:            TEE(f.TEE),
 		SimPort:        f.SimPort,
 		Interface:      f.Network.Interface,
@@ -317,6 +367,23 @@ func validate(f *file) (*Config, []error) {
 	}
 	if !isAbs(cfg.TempMount) || cfg.TempMount == "/" {
 		problem("temp_disk.mount %q: want an absolute path other than /", cfg.TempMount)
+	}
+	if cfg.TempSwapSize != 0 && (cfg.TempSwapSize < MinSwapSize || cfg.TempSwapSize > MaxSwapSize) {
+		problem("temp_disk.swap_size %d: want 0 (no swap) or %d to %d bytes", cfg.TempSwapSize, MinSwapSize, MaxSwapSize)
+	}
+	for _, c := range []struct {
+		key  string
+		argv []string
+	}{{"temp_disk.mkfs", cfg.TempMkfs}, {"temp_disk.mkswap", cfg.TempMkswap}} {
+		if len(c.argv) > 0 && !isAbs(c.argv[0]) {
+			problem("%s: the command %q must be an absolute path", c.key, c.argv[0])
+		}
+		for _, a := range c.argv {
+			if a == "" || strings.ContainsRune(a, 0) {
+				problem("%s: empty argument or NUL byte", c.key)
+				break
+			}
+		}
 	}
 	switch cfg.TEE {
 	case TEEAuto, TEEConfigfsTSM, TEESEVGuest, TEETDXGuest, TEESim:
@@ -482,4 +549,56 @@ func ParseCmdline(cmdline string) []Param {
 	}
 	flush()
 	return params
+}
+
+// size is a byte count in YAML: an integer, or a number with a unit (K, M,
+// G, T, with or without "iB"; powers of 1024).
+type size int64
+
+// UnmarshalYAML decodes a size.
+func (s *size) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: want a size such as 512MiB", n.Line)
+	}
+	v, err := ParseSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*s = size(v)
+	return nil
+}
+
+// ParseSize parses a byte count: digits, optionally followed by K, M, G or
+// T (powers of 1024), optionally followed by "iB" ("512M", "512MiB", "2G").
+// It refuses negative numbers, fractions and values above 1 EiB.
+func ParseSize(v string) (int64, error) {
+	num := strings.TrimSpace(v)
+	unit := strings.TrimLeft(num, "0123456789")
+	num = num[:len(num)-len(unit)]
+	unit = strings.TrimSpace(unit)
+	var shift uint
+	switch strings.TrimSuffix(strings.TrimSuffix(unit, "iB"), "B") {
+	case "":
+		if unit != "" && unit != "B" {
+			return 0, fmt.Errorf("size %q: unknown unit %q", v, unit)
+		}
+	case "K", "k":
+		shift = 10
+	case "M":
+		shift = 20
+	case "G":
+		shift = 30
+	case "T":
+		shift = 40
+	default:
+		return 0, fmt.Errorf("size %q: unknown unit %q", v, unit)
+	}
+	if num == "" {
+		return 0, fmt.Errorf("size %q: want a whole number of bytes, optionally with K, M, G or T", v)
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n > (1<<60)>>shift {
+		return 0, fmt.Errorf("size %q: too large", v)
+	}
+	return n << shift, nil
 }

@@ -32,6 +32,10 @@ os_disk:
 temp_disk:
   device: /dev/vdb
   mount: /mnt/tmp
+  allow_reset: true
+  swap_size: 512MiB
+  mkfs: [/sbin/mkfs.ext4, -q]
+  mkswap: [/sbin/mkswap]
 tee: sim
 sim_port: confidant.sp2
 network:
@@ -67,8 +71,8 @@ func TestParseDefaults(t *testing.T) {
 	if !equalConfig(got, want) {
 		t.Errorf("got %+v\nwant %+v", got, want)
 	}
-	if cfg.DebugShell || cfg.AllowPlainHTTP {
-		t.Error("debug shell or plain http on by default")
+	if cfg.DebugShell || cfg.AllowPlainHTTP || cfg.TempAllowReset || cfg.TempSwapSize != 0 || cfg.TempMkfs != nil || cfg.TempMkswap != nil {
+		t.Error("debug shell, plain http, temp disk reset, swap or a command override on by default")
 	}
 }
 
@@ -82,7 +86,9 @@ func TestParseFull(t *testing.T) {
 		cfg.TempMount != "/mnt/tmp" || cfg.TEE != TEESim || cfg.SimPort != "confidant.sp2" || cfg.Interface != "eth1" ||
 		cfg.Address != netip.MustParsePrefix("10.0.2.15/24") || cfg.Gateway != netip.MustParseAddr("10.0.2.2") ||
 		cfg.RetryBudget != 90*time.Second || cfg.DeviceTimeout != 3*time.Second || cfg.OnFailure != Reboot ||
-		!cfg.DebugShell || cfg.ModulesFile != "" || !slices.Equal(cfg.Modules, []string{"/lib/modules/x/a.ko"}) {
+		!cfg.DebugShell || cfg.ModulesFile != "" || !slices.Equal(cfg.Modules, []string{"/lib/modules/x/a.ko"}) ||
+		!cfg.TempAllowReset || cfg.TempSwapSize != 512<<20 || !slices.Equal(cfg.TempMkfs, []string{"/sbin/mkfs.ext4", "-q"}) ||
+		!slices.Equal(cfg.TempMkswap, []string{"/sbin/mkswap"}) {
 		t.Errorf("unexpected config %+v", cfg)
 	}
 }
@@ -139,6 +145,14 @@ func TestParseErrors(t *testing.T) {
 		"long timeout":   {yaml: minimal + "device_timeout: 1h\n", wantIn: []string{"device_timeout 1h0m0s"}},
 		"relative mod":   {yaml: minimal + "modules: [a.ko]\n", wantIn: []string{`"a.ko"`}},
 		"bad key name":   {yaml: strings.Replace(minimal, "os-disk", "../x", 1), wantIn: []string{"key_name"}},
+		"swap too small": {yaml: minimal + "temp_disk:\n  swap_size: 4096\n", wantIn: []string{"temp_disk.swap_size 4096"}},
+		"swap too large": {yaml: minimal + "temp_disk:\n  swap_size: 2T\n", wantIn: []string{"temp_disk.swap_size 2199023255552"}},
+		"swap unit":      {yaml: minimal + "temp_disk:\n  swap_size: 1PB\n", wantIn: []string{`unknown unit "PB"`}},
+		"swap negative":  {yaml: minimal + "temp_disk:\n  swap_size: -1G\n", wantIn: []string{`unknown unit "-1G"`}},
+		"swap list":      {yaml: minimal + "temp_disk:\n  swap_size: [1]\n", wantIn: []string{"want a size"}},
+		"reset not bool": {yaml: minimal + "temp_disk:\n  allow_reset: sometimes\n", wantIn: []string{"sometimes"}},
+		"relative mkfs":  {yaml: minimal + "temp_disk:\n  mkfs: [mke2fs]\n", wantIn: []string{`temp_disk.mkfs: the command "mke2fs"`}},
+		"empty mkswap":   {yaml: minimal + "temp_disk:\n  mkswap: [/sbin/mkswap, '']\n", wantIn: []string{"temp_disk.mkswap: empty argument"}},
 		"cmdline no value": {
 			yaml: minimal, cmdline: "confidant.ip", wantIn: []string{"confidant.ip has no value"},
 		},
@@ -182,14 +196,15 @@ func TestCmdlineCannotWiden(t *testing.T) {
 		`confidant.allow_plain_http=true confidant.ca_file=/tmp/evil.pem confidant.debug_shell=1 ` +
 		`confidant.debug confidant.tee=sim confidant.on_failure=reboot confidant.key_name=other ` +
 		`"confidant.os_disk_uuid=aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee" confidant.temp_disk=/dev/vdc ` +
-		`confidant.ip=10.0.3.15/24 confidant.gw=10.0.3.2 -- confidant.modules_file=/x`
+		`confidant.ip=10.0.3.15/24 confidant.gw=10.0.3.2 confidant.temp_disk.allow_reset=1 confidant.allow_reset=true ` +
+		`confidant.temp_disk.swap_size=1G confidant.temp_disk.mkfs=/tmp/evil -- confidant.modules_file=/x`
 	cfg, err := Parse([]byte(minimal+"network:\n  address: 10.0.2.15/24\n"), cmdline, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.VerifierURL.String() != "https://10.0.2.2:8443" || cfg.AllowPlainHTTP || cfg.CAFile != DefaultCAFile ||
 		cfg.DebugShell || cfg.TEE != TEEAuto || cfg.OnFailure != PowerOff || cfg.KeyName != "os-disk" ||
-		cfg.ModulesFile != DefaultModulesFile {
+		cfg.ModulesFile != DefaultModulesFile || cfg.TempAllowReset || cfg.TempSwapSize != 0 || cfg.TempMkfs != nil {
 		t.Errorf("the command line widened the configuration: %+v", cfg)
 	}
 	if cfg.OSDiskUUID != "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee" || cfg.TempDevice != "/dev/vdc" ||
@@ -202,7 +217,8 @@ func TestCmdlineCannotWiden(t *testing.T) {
 	}
 	for _, key := range []string{"confidant.verifier.url", "confidant.verifier", "confidant.allow_plain_http",
 		"confidant.ca_file", "confidant.debug_shell", "confidant.debug", "confidant.tee", "confidant.on_failure",
-		"confidant.key_name", "confidant.modules_file"} {
+		"confidant.key_name", "confidant.modules_file", "confidant.temp_disk.allow_reset", "confidant.allow_reset",
+		"confidant.temp_disk.swap_size", "confidant.temp_disk.mkfs"} {
 		if !strings.Contains(logs.String(), "level=WARN msg=\"ignoring kernel command line key") ||
 			!strings.Contains(logs.String(), "key="+key+" ") {
 			t.Errorf("no warning for %s:\n%s", key, logs.String())
@@ -228,6 +244,34 @@ func TestParseCmdline(t *testing.T) {
 	}
 }
 
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{
+		"0": 0, "4096": 4096, "1K": 1 << 10, "1k": 1 << 10, "512M": 512 << 20, "512MiB": 512 << 20, "512MB": 512 << 20,
+		"2G": 2 << 30, "2 GiB": 2 << 30, "1T": 1 << 40, "7B": 7, " 8 ": 8,
+	} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "M", "-1", "1.5G", "1P", "1iB", "1 2", "0x10", "99999999999999999999", "1048577T", "1GG"} {
+		if got, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) = %d, want an error", in, got)
+		}
+	}
+}
+
+func FuzzParseSize(f *testing.F) {
+	for _, s := range []string{"512MiB", "1T", "-1", "99999999999999999999K"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseSize(s)
+		if err == nil && (n < 0 || n > 1<<60) {
+			t.Fatalf("ParseSize(%q) = %d", s, n)
+		}
+	})
+}
+
 func FuzzParseCmdline(f *testing.F) {
 	f.Add(`console=ttyS0 "confidant.ip=1.2.3.4/8" confidant.gw="1.2.3.1" x`)
 	f.Add("\"\"\"=\x00 a")
@@ -242,7 +286,8 @@ func FuzzParseCmdline(f *testing.F) {
 		}
 		// Whatever the command line, it never turns on what it may not.
 		cfg, err := Parse([]byte(minimal), s, discard())
-		if err == nil && (cfg.DebugShell || cfg.AllowPlainHTTP || cfg.VerifierURL.String() != "https://10.0.2.2:8443" || cfg.TEE != TEEAuto) {
+		if err == nil && (cfg.DebugShell || cfg.AllowPlainHTTP || cfg.VerifierURL.String() != "https://10.0.2.2:8443" || cfg.TEE != TEEAuto ||
+			cfg.TempAllowReset || cfg.TempSwapSize != 0 || cfg.TempMkfs != nil || cfg.TempMkswap != nil) {
 			t.Fatalf("command line %q widened the config", s)
 		}
 	})

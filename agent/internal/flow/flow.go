@@ -5,37 +5,54 @@
 // Stages, in order (each a pipeline.Stage; a later one may rely on the
 // State an earlier one filled in):
 //
-//	mount     proc, sysfs, devtmpfs, securityfs, /run
-//	config    /etc/confidant/agent.yaml narrowed by /proc/cmdline
-//	modules   finit_module for each listed module, checked in /proc/modules
-//	configfs  configfs on /sys/kernel/config (for configfs-tsm)
-//	network   lo, the static address and default route, verifier reachable
-//	devices   TEE interface, OS disk by LUKS UUID, temp disk
+//	mount       proc, sysfs, devtmpfs, securityfs, /run
+//	config      /etc/confidant/agent.yaml narrowed by /proc/cmdline
+//	modules     finit_module for each listed module, checked in /proc/modules
+//	configfs    configfs on /sys/kernel/config (for configfs-tsm)
+//	network     lo, the static address and default route; a quick look at
+//	            the verifier's port (not fatal: attest owns the retries)
+//	devices     TEE interface, OS disk by LUKS UUID, temp disk
+//	attest      vTPM (AK, fresh runtime key), TEE interface, verifier client;
+//	            challenge, evidence and token, retried under retry_budget
+//	release     the key released to the token as a JWE to the runtime key,
+//	            unwrapped inside the vTPM (rest of the same budget)
+//	unlock      the OS disk's LUKS2 keyslot 0 opened with the key, mounted
+//	tempdisk    the temp disk opened or formatted with a key derived from it
+//	switchroot  token, configuration, CA and agent left in /run/confidant
+//	            (tmpfs, moved into the OS), TPM and TEE closed, key zeroed,
+//	            stage times printed, the OS's init executed
 //
-// The attestation, key release, disk and switch_root stages come next; the
-// last stage never returns (it executes the OS's init). When the stages run
-// out without that handover, the flow fails at "handover": an unattested
-// root is never booted.
+// The last stage never returns when it succeeds. When the stages run out
+// without that handover, the flow fails at "handover": an unattested root
+// is never booted. The released key lives only in memory, is never printed
+// and is zeroed before the OS starts or the guest halts.
 package flow
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
+	"strings"
 	"time"
 
 	"github.com/confidant-cvm/confidant/agent/internal/boot"
 	"github.com/confidant-cvm/confidant/agent/internal/config"
 	"github.com/confidant-cvm/confidant/agent/internal/console"
+	"github.com/confidant-cvm/confidant/agent/internal/disks"
 	"github.com/confidant-cvm/confidant/agent/internal/netcfg"
 	"github.com/confidant-cvm/confidant/agent/internal/pipeline"
+	"github.com/confidant-cvm/confidant/agent/internal/quote"
+	"github.com/confidant-cvm/confidant/agent/internal/vclient"
+	"github.com/confidant-cvm/confidant/agent/internal/vtpm"
+	"github.com/confidant-cvm/confidant/shared/tpm"
 )
 
 // ErrNoHandover: every stage succeeded but none handed the machine over to
 // the OS.
-var ErrNoHandover = errors.New("boot flow ended without switching to the OS root (no attestation and unlock stages configured)")
+var ErrNoHandover = errors.New("boot flow ended without switching to the OS root")
 
 // Options configure an Agent. Zero fields take the real system's values.
 type Options struct {
@@ -58,6 +75,74 @@ type Options struct {
 	// DebugShell is the shell run on failure when the config allows it
 	// (/bin/sh).
 	DebugShell string
+	// Hardware does what needs the vTPM, the TEE and the disks; zero fields
+	// take the real system's.
+	Hardware Hardware
+	// RunDir is where the switchroot stage leaves the token, the
+	// configuration, the CA and the agent for the OS (config.RunDir). It
+	// must be in memory (tmpfs): the mount stage's /run, which switch_root
+	// moves into the OS.
+	RunDir string
+	// Self is the agent's own binary, copied into RunDir for the post-boot
+	// token service (/proc/self/exe).
+	Self string
+	// Env is the environment of the OS's init (os.Environ()).
+	Env []string
+}
+
+// Hardware is what the stages after devices do to the guest, as functions
+// so that tests can stand in for what does not exist on a build machine.
+// Zero fields take the real system's.
+type Hardware struct {
+	// OpenTPM opens the vTPM and makes the AK and a fresh runtime key in
+	// it, waiting up to wait for the device (vtpm.Open of vtpm.DefaultPath).
+	OpenTPM func(ctx context.Context, wait time.Duration) (*vtpm.Device, error)
+	// OpenQuoter opens the TEE interface the devices stage found
+	// (quote.Open).
+	OpenQuoter func(tee boot.TEE, simPort string) (quote.Source, error)
+	// EventLog reads the firmware's TCG event log (vclient.ReadEventLog of
+	// tpm.EventLogPath, on the securityfs the mount stage mounted).
+	EventLog func() ([]byte, error)
+	// OpenOS opens and mounts the OS disk (disks.OpenOS).
+	OpenOS func(ctx context.Context, d disks.OSDisk, key []byte) (string, error)
+	// SetupTemp opens or formats the temp disk and mounts it
+	// (disks.SetupTemp).
+	SetupTemp func(ctx context.Context, d disks.TempDisk, key []byte) (*disks.TempResult, error)
+	// InMemory checks that a directory is on a filesystem in memory
+	// (tmpfs or ramfs), where the token may be written.
+	InMemory func(dir string) error
+	// SwitchRoot executes the OS's init in the new root (disks.SwitchRoot);
+	// it returns only on failure.
+	SwitchRoot func(newRoot, init string, argv, env []string) error
+}
+
+func (h Hardware) withDefaults() Hardware {
+	if h.OpenTPM == nil {
+		h.OpenTPM = func(ctx context.Context, wait time.Duration) (*vtpm.Device, error) {
+			return vtpm.Open(ctx, vtpm.DefaultPath, wait)
+		}
+	}
+	if h.OpenQuoter == nil {
+		h.OpenQuoter = func(tee boot.TEE, simPort string) (quote.Source, error) {
+			return quote.Open(tee.Kind, tee.Path, quote.Options{SimPort: simPort})
+		}
+	}
+	if h.EventLog == nil {
+		h.EventLog = func() ([]byte, error) { return vclient.ReadEventLog(tpm.EventLogPath) }
+	}
+	if h.OpenOS == nil {
+		h.OpenOS = disks.OpenOS
+	}
+	if h.SetupTemp == nil {
+		h.SetupTemp = disks.SetupTemp
+	}
+	if h.InMemory == nil {
+		h.InMemory = InMemory
+	}
+	if h.SwitchRoot == nil {
+		h.SwitchRoot = disks.SwitchRoot
+	}
+	return h
 }
 
 // State is what the stages found, for the stages after them.
@@ -80,12 +165,29 @@ type State struct {
 // Agent runs the boot flow.
 type Agent struct {
 	opts    Options
+	hw      Hardware
 	con     *console.Console
 	log     *slog.Logger
 	dev     boot.Devices
 	net     *netcfg.Configurer
 	modules *boot.ModuleLoader
 	st      State
+	times   []stageTime
+
+	// What the attest and release stages hold for the later ones; closed,
+	// dropped and zeroed by release() before the OS starts or the flow
+	// fails.
+	tpm     *vtpm.Device
+	quoter  quote.Source
+	session *vclient.Session
+	token   string
+	key     []byte
+}
+
+// stageTime is how long a stage ran.
+type stageTime struct {
+	name string
+	took time.Duration
 }
 
 // New returns an Agent for the real system.
@@ -111,8 +213,18 @@ func New(opts Options) *Agent {
 	if opts.DebugShell == "" {
 		opts.DebugShell = "/bin/sh"
 	}
+	if opts.RunDir == "" {
+		opts.RunDir = config.RunDir
+	}
+	if opts.Self == "" {
+		opts.Self = "/proc/self/exe"
+	}
+	if opts.Env == nil {
+		opts.Env = os.Environ()
+	}
 	return &Agent{
 		opts:    opts,
+		hw:      opts.Hardware.withDefaults(),
 		con:     opts.Console,
 		log:     opts.Log,
 		dev:     boot.NewDevices(),
@@ -127,21 +239,41 @@ func (a *Agent) State() *State { return &a.st }
 // Stages returns the boot flow in order.
 func (a *Agent) Stages() []pipeline.Stage {
 	return []pipeline.Stage{
-		pipeline.Func("mount", a.mount),
-		pipeline.Func("config", a.loadConfig),
-		pipeline.Func("modules", a.loadModules),
-		pipeline.Func("configfs", a.mountConfigfs),
-		pipeline.Func("network", a.network),
-		pipeline.Func("devices", a.devices),
-		// attest, release, unlock, tempdisk and switchroot plug in here.
+		a.timed("mount", a.mount),
+		a.timed("config", a.loadConfig),
+		a.timed("modules", a.loadModules),
+		a.timed("configfs", a.mountConfigfs),
+		a.timed("network", a.network),
+		a.timed("devices", a.devices),
+		a.timed("attest", a.attest),
+		a.timed("release", a.release),
+		a.timed("unlock", a.unlock),
+		a.timed("tempdisk", a.tempdisk),
+		a.timed("switchroot", a.switchRoot),
 	}
+}
+
+// timed wraps a stage so that its run time is kept for the stage times
+// line.
+func (a *Agent) timed(name string, run func(ctx context.Context, p pipeline.Progress) error) pipeline.Stage {
+	return pipeline.Func(name, func(ctx context.Context, p pipeline.Progress) error {
+		start := a.opts.Now()
+		defer func() { a.times = append(a.times, stageTime{name: name, took: a.opts.Now().Sub(start)}) }()
+		return run(ctx, p)
+	})
 }
 
 // Run runs the stages. It returns only on failure: a *pipeline.Failure,
 // at stage "handover" when the stages ran out without switching to the OS.
+// Whatever it returns, the TPM and TEE interface are closed and the key is
+// zeroed by then.
 func (a *Agent) Run(ctx context.Context) error {
 	a.con.Stepf("started as PID %d", os.Getpid())
-	stages := a.Stages()
+	return a.run(ctx, a.Stages())
+}
+
+func (a *Agent) run(ctx context.Context, stages []pipeline.Stage) error {
+	defer a.releaseSecrets()
 	err := pipeline.Run(ctx, stages, a.con, a.opts.Now)
 	if err == nil {
 		done := make([]string, len(stages))
@@ -151,6 +283,41 @@ func (a *Agent) Run(ctx context.Context) error {
 		err = &pipeline.Failure{Stage: "handover", Err: ErrNoHandover, Completed: done}
 	}
 	return err
+}
+
+// releaseSecrets zeroes the key, drops the token and the session, and
+// closes the TPM (flushing the AK and runtime key) and the TEE interface.
+// It may be called more than once.
+func (a *Agent) releaseSecrets() {
+	clear(a.key)
+	a.key = nil
+	a.token = ""
+	a.session = nil
+	if a.quoter != nil {
+		if err := a.quoter.Close(); err != nil {
+			a.log.Warn("closing TEE interface", "err", err)
+		}
+		a.quoter = nil
+	}
+	if a.tpm != nil {
+		if err := a.tpm.Close(); err != nil {
+			a.log.Warn("closing TPM", "err", err)
+		}
+		a.tpm = nil
+	}
+}
+
+// stageTimes renders the stage times: "mount=0.012s config=0.003s ...
+// total=1.234s".
+func (a *Agent) stageTimes() string {
+	var b strings.Builder
+	var total time.Duration
+	for _, t := range a.times {
+		fmt.Fprintf(&b, "%s=%.3fs ", t.name, t.took.Seconds())
+		total += t.took
+	}
+	fmt.Fprintf(&b, "total=%.3fs", total.Seconds())
+	return b.String()
 }
 
 // Fail ends a failed boot: it prints the failure line and the summary, runs
@@ -167,6 +334,9 @@ func (a *Agent) Fail(err error) error {
 		action, debug = c.OnFailure, c.DebugShell
 	}
 	a.con.Failed(f.Stage, f.Err)
+	if len(a.times) > 0 {
+		a.con.Stepf("stage times: %s", a.stageTimes())
+	}
 	a.con.Summary(console.Summary{
 		Stage:        f.Stage,
 		Completed:    f.Completed,

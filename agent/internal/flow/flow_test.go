@@ -7,10 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/confidant-cvm/confidant/agent/internal/config"
 	"github.com/confidant-cvm/confidant/agent/internal/console"
@@ -101,7 +104,7 @@ func TestStagesOrder(t *testing.T) {
 	for _, s := range a.Stages() {
 		names = append(names, s.Name())
 	}
-	want := []string{"mount", "config", "modules", "configfs", "network", "devices"}
+	want := []string{"mount", "config", "modules", "configfs", "network", "devices", "attest", "release", "unlock", "tempdisk", "switchroot"}
 	if !slices.Equal(names, want) {
 		t.Errorf("stages %q, want %q", names, want)
 	}
@@ -147,5 +150,48 @@ func TestProbe(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("probe overran its budget: %v", d)
+	}
+}
+
+func TestInMemory(t *testing.T) {
+	// /dev/shm is a tmpfs on Linux; the source tree is not.
+	if _, err := os.Stat("/dev/shm"); err == nil {
+		if err := InMemory("/dev/shm"); err != nil {
+			t.Errorf("InMemory(/dev/shm) = %v", err)
+		}
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(wd, &st); err != nil || st.Type == unix.TMPFS_MAGIC || st.Type == unix.RAMFS_MAGIC {
+		t.Skipf("the source tree is in memory here (%v)", err)
+	}
+	if err := InMemory(wd); !errors.Is(err, ErrNotInMemory) {
+		t.Errorf("InMemory(%s) = %v, want ErrNotInMemory", wd, err)
+	}
+	if err := InMemory("/nonexistent"); err == nil || errors.Is(err, ErrNotInMemory) {
+		t.Errorf("InMemory(/nonexistent) = %v, want a statfs error", err)
+	}
+}
+
+func TestStageTimesOnFailure(t *testing.T) {
+	var out bytes.Buffer
+	var clock time.Time
+	a := New(Options{
+		Console: console.New(&out, func() time.Duration { return time.Second }),
+		Log:     slog.New(slog.DiscardHandler),
+		Now:     func() time.Time { clock = clock.Add(100 * time.Millisecond); return clock },
+		Halt:    func(bool) error { return nil },
+	})
+	ok := func(context.Context, pipeline.Progress) error { return nil }
+	bad := func(context.Context, pipeline.Progress) error { return errDisk }
+	err := a.run(context.Background(), []pipeline.Stage{a.timed("one", ok), a.timed("two", bad), a.timed("three", ok)})
+	if err := a.Fail(err); err != nil {
+		t.Fatal(err)
+	}
+	if want := "stage times: one=0.100s two=0.100s total=0.200s"; !strings.Contains(out.String(), want) {
+		t.Errorf("console lacks %q:\n%s", want, out.String())
 	}
 }

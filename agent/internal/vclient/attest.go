@@ -79,7 +79,8 @@ type Deps struct {
 	RuntimeKey RuntimeKey
 	// EventLog returns the TCG event log; nil: ReadEventLog(tpm.EventLogPath).
 	EventLog func() ([]byte, error)
-	// KeyName names the key to release. Required.
+	// KeyName names the key to release. Required by Attest and
+	// Session.Release; Token does not use it.
 	KeyName string
 	// Workload is the runtime data's optional workload object.
 	Workload json.RawMessage
@@ -96,7 +97,7 @@ type Deps struct {
 	Log *slog.Logger
 }
 
-func (d *Deps) check() error {
+func (d *Deps) check(needKey bool) error {
 	var errs []error
 	for name, missing := range map[string]bool{
 		"verifier client": d.Client == nil, "hardware evidence provider": d.Quoter == nil,
@@ -106,7 +107,7 @@ func (d *Deps) check() error {
 			errs = append(errs, fmt.Errorf("no %s", name))
 		}
 	}
-	if d.KeyName == "" {
+	if needKey && d.KeyName == "" {
 		errs = append(errs, errors.New("no key name"))
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -134,10 +135,53 @@ func (d *Deps) check() error {
 // with ErrAttestDenied, ErrRelease, ErrUnwrap) and ErrBudgetExhausted when
 // the retries ran out; an *APIError in it holds the verifier's answer.
 //
-// The caller zeroes the returned key when done with it.
+// It is Begin, Session.Token and Session.Release in one call. The caller
+// zeroes the returned key when done with it.
 func Attest(ctx context.Context, d Deps) (token string, key []byte, err error) {
-	if err := d.check(); err != nil {
+	if err := d.check(true); err != nil {
 		return "", nil, err
+	}
+	s, err := Begin(d)
+	if err != nil {
+		return "", nil, err
+	}
+	token, err = s.Token(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	key, err = s.Release(ctx, token)
+	if err != nil {
+		return "", nil, err
+	}
+	return token, key, nil
+}
+
+// Token gets the guest attested for a token (steps 1-5 of Attest), without
+// a key release: for workloads asking for a fresh token after boot. Deps'
+// KeyName is not used.
+func Token(ctx context.Context, d Deps) (string, error) {
+	s, err := Begin(d)
+	if err != nil {
+		return "", err
+	}
+	return s.Token(ctx)
+}
+
+// Session is one attestation under one retry budget, in two steps that a
+// caller may report apart: Token (challenge, evidence, attest) and Release
+// (key release and unwrapping). It is not safe for concurrent use.
+type Session struct {
+	d        Deps
+	log      *slog.Logger
+	progress func(Attempt)
+	r        *retrier
+}
+
+// Begin checks d (all but KeyName, which only Release needs) and starts the
+// retry budget: Token and Release share it from now on.
+func Begin(d Deps) (*Session, error) {
+	if err := d.check(false); err != nil {
+		return nil, err
 	}
 	log := d.Log
 	if log == nil {
@@ -157,31 +201,40 @@ func Attest(ctx context.Context, d Deps) (token string, key []byte, err error) {
 	}
 	policy := d.Retry.withDefaults()
 	start := clock.Now()
-	r := &retrier{
-		policy: policy, clock: clock, jitter: jitter, progress: progress,
-		timeout: d.Client.Timeout(), start: start, deadline: start.Add(policy.Budget),
-	}
+	return &Session{
+		d: d, log: log, progress: progress,
+		r: &retrier{
+			policy: policy, clock: clock, jitter: jitter, progress: progress,
+			timeout: d.Client.Timeout(), start: start, deadline: start.Add(policy.Budget),
+		},
+	}, nil
+}
 
-	readLog := d.EventLog
+// Token reads the event log and exchanges fresh evidence for a token
+// (steps 1-5 of Attest), retrying under the session's budget. The error
+// matches ErrEvidence, ErrChallenge or ErrAttest (with ErrAttestDenied for
+// a 403), and ErrBudgetExhausted when the retries ran out.
+func (s *Session) Token(ctx context.Context) (string, error) {
+	readLog := s.d.EventLog
 	if readLog == nil {
 		readLog = func() ([]byte, error) { return ReadEventLog(tpm.EventLogPath) }
 	}
 	eventLog, err := readLog()
 	if err != nil {
-		progress(Attempt{Stage: stepEvidence.name, Number: 1, Err: err})
-		return "", nil, fmt.Errorf("%w: %w", ErrEvidence, err)
+		s.progress(Attempt{Stage: stepEvidence.name, Number: 1, Err: err})
+		return "", fmt.Errorf("%w: %w", ErrEvidence, err)
 	}
-
-	err = r.run(ctx, stepChallenge, func(ctx context.Context) (step, string, error) {
-		ch, err := d.Client.Challenge(ctx)
+	var token string
+	err = s.r.run(ctx, stepChallenge, func(ctx context.Context) (step, string, error) {
+		ch, err := s.d.Client.Challenge(ctx)
 		if err != nil {
 			return stepChallenge, "", err
 		}
-		body, err := collect(ctx, d, ch.Nonce, eventLog)
+		body, err := collect(ctx, s.d, ch.Nonce, eventLog)
 		if err != nil {
 			return stepEvidence, "", err
 		}
-		tok, err := d.Client.SubmitEvidence(ctx, body)
+		tok, err := s.d.Client.SubmitEvidence(ctx, body)
 		if err != nil {
 			var apiErr *APIError
 			if errors.As(err, &apiErr) && apiErr.Status == http.StatusForbidden {
@@ -190,36 +243,47 @@ func Attest(ctx context.Context, d Deps) (token string, key []byte, err error) {
 			return stepAttest, "", err
 		}
 		info, _ := parseTokenInfo(tok) // checked by SubmitEvidence
-		log.Info("token received", "jti", info.ID, "exp", info.Expiry)
+		s.log.Info("token received", "jti", info.ID, "exp", info.Expiry)
 		token = tok
 		return stepAttest, fmt.Sprintf("token %s, expires %s", info.ID, info.Expiry.Format(time.RFC3339)), nil
 	})
 	if err != nil {
-		return "", nil, err
+		return "", err
 	}
+	return token, nil
+}
 
+// Release gets Deps' KeyName released to token (step 6 of Attest, retried
+// under what is left of the session's budget) and opens the JWE with the
+// runtime key (step 7). The error matches ErrRelease or ErrUnwrap (and
+// ErrBudgetExhausted when the retries ran out). The caller zeroes the
+// returned key when done with it.
+func (s *Session) Release(ctx context.Context, token string) ([]byte, error) {
+	if err := s.d.check(true); err != nil {
+		return nil, err
+	}
 	var jwe []byte
-	err = r.run(ctx, stepRelease, func(ctx context.Context) (step, string, error) {
-		b, err := d.Client.ReleaseKey(ctx, d.KeyName, token)
+	err := s.r.run(ctx, stepRelease, func(ctx context.Context) (step, string, error) {
+		b, err := s.d.Client.ReleaseKey(ctx, s.d.KeyName, token)
 		if err != nil {
 			return stepRelease, "", err
 		}
 		jwe = b
-		return stepRelease, fmt.Sprintf("key %q released (JWE of %d bytes)", d.KeyName, len(b)), nil
+		return stepRelease, fmt.Sprintf("key %q released (JWE of %d bytes)", s.d.KeyName, len(b)), nil
 	})
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
-	log.Debug("key released", "key", d.KeyName, "jwe_bytes", len(jwe))
+	s.log.Debug("key released", "key", s.d.KeyName, "jwe_bytes", len(jwe))
 
-	key, err = keywrap.Unwrap(jwe, OAEPDecrypter(d.RuntimeKey))
+	key, err := keywrap.Unwrap(jwe, OAEPDecrypter(s.d.RuntimeKey))
 	if err != nil {
-		return "", nil, fmt.Errorf("%w: %w", ErrUnwrap, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnwrap, err)
 	}
 	if len(key) == 0 {
-		return "", nil, fmt.Errorf("%w: the released key is empty", ErrUnwrap)
+		return nil, fmt.Errorf("%w: the released key is empty", ErrUnwrap)
 	}
-	return token, key, nil
+	return key, nil
 }
 
 // collect makes the runtime data for nonce and the evidence bound to it, and

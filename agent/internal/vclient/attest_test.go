@@ -21,6 +21,7 @@ import (
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
+	"github.com/confidant-cvm/confidant/agent/internal/vclient/vclienttest"
 	"github.com/confidant-cvm/confidant/shared/evidence"
 	"github.com/confidant-cvm/confidant/shared/keywrap"
 )
@@ -36,15 +37,15 @@ func TestAttestReleasesKey(t *testing.T) {
 		t.Errorf("attempts %v, want %v", e.stages(), want)
 	}
 	for route, want := range map[string]int{"challenge": 1, "attest": 1, "release": 1} {
-		if got := e.v.count(route); got != want {
+		if got := e.v.Count(route); got != want {
 			t.Errorf("%s called %d times, want %d", route, got, want)
 		}
 	}
 	if len(e.clock.slept()) != 0 {
 		t.Errorf("slept %v without a failure", e.clock.slept())
 	}
-	if !slices.Equal(e.v.audience, []string{"test-audience"}) {
-		t.Errorf("audience asked for %v", e.v.audience)
+	if !slices.Equal(e.v.Audience(), []string{"test-audience"}) {
+		t.Errorf("audience asked for %v", e.v.Audience())
 	}
 	info, err := parseTokenInfo(token)
 	if err != nil {
@@ -69,7 +70,7 @@ func TestAttestReleasesKey(t *testing.T) {
 
 func TestAttestDenied(t *testing.T) {
 	e := newEnv(t)
-	e.v.deny = []string{"measurement 1234 has no reference value", "debug\nallowed\x1b[31m"}
+	e.v.Deny = []string{"measurement 1234 has no reference value", "debug\nallowed\x1b[31m"}
 	_, key, err := Attest(context.Background(), e.deps(t, e.client(t, 0)))
 	checkErr(t, err, ErrAttest, ErrAttestDenied)
 	if key != nil {
@@ -88,15 +89,15 @@ func TestAttestDenied(t *testing.T) {
 	if want := []string{"attest#1!"}; !slices.Equal(e.stages(), want) {
 		t.Errorf("attempts %v, want exactly one: %v", e.stages(), want)
 	}
-	if e.v.count("attest") != 1 || e.v.count("release") != 0 || len(e.clock.slept()) != 0 {
+	if e.v.Count("attest") != 1 || e.v.Count("release") != 0 || len(e.clock.slept()) != 0 {
 		t.Errorf("attest %d, release %d, sleeps %v: a denial must not be retried",
-			e.v.count("attest"), e.v.count("release"), e.clock.slept())
+			e.v.Count("attest"), e.v.Count("release"), e.clock.slept())
 	}
 }
 
 func TestAttestRetries(t *testing.T) {
 	unavailable := func(w http.ResponseWriter) {
-		writeAPIError(w, http.StatusServiceUnavailable, "store_unavailable", "the verifier's store is unavailable; retry later")
+		vclienttest.WriteAPIError(w, http.StatusServiceUnavailable, "store_unavailable", "the verifier's store is unavailable; retry later")
 	}
 	tests := map[string]struct {
 		inject     func(w http.ResponseWriter, r *http.Request, route string, n int) bool
@@ -130,7 +131,7 @@ func TestAttestRetries(t *testing.T) {
 				}
 				return false
 			},
-			timeout:    200 * time.Millisecond,
+			timeout:    time.Second, // long enough for an attempt under -race
 			wantStages: []string{"challenge#1!", "attest#2", "release#1"},
 			wantSleeps: []time.Duration{time.Second},
 			wantCalls:  map[string]int{"challenge": 2, "attest": 1, "release": 1},
@@ -139,7 +140,7 @@ func TestAttestRetries(t *testing.T) {
 			inject: func(w http.ResponseWriter, _ *http.Request, route string, n int) bool {
 				if route == "challenge" && n == 1 {
 					w.Header().Set("Retry-After", "3")
-					writeAPIError(w, http.StatusTooManyRequests, "rate_limited", "too many requests; retry later")
+					vclienttest.WriteAPIError(w, http.StatusTooManyRequests, "rate_limited", "too many requests; retry later")
 					return true
 				}
 				return false
@@ -176,7 +177,7 @@ func TestAttestRetries(t *testing.T) {
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t)
-			e.v.inject = tt.inject
+			e.v.Inject = tt.inject
 			_, key, err := Attest(context.Background(), e.deps(t, e.client(t, tt.timeout)))
 			checkErr(t, err)
 			if !bytes.Equal(key, e.secret) {
@@ -189,7 +190,7 @@ func TestAttestRetries(t *testing.T) {
 				t.Errorf("slept %v, want %v", e.clock.slept(), tt.wantSleeps)
 			}
 			for route, want := range tt.wantCalls {
-				if got := e.v.count(route); got != want {
+				if got := e.v.Count(route); got != want {
 					t.Errorf("%s called %d times, want %d", route, got, want)
 				}
 			}
@@ -207,7 +208,7 @@ func TestAttestFinal(t *testing.T) {
 		"release denied": {
 			inject: func(w http.ResponseWriter, _ *http.Request, route string, _ int) bool {
 				if route == "release" {
-					writeAPIError(w, http.StatusForbidden, "release_denied", "policy os-disk: status is warning")
+					vclienttest.WriteAPIError(w, http.StatusForbidden, "release_denied", "policy os-disk: status is warning")
 					return true
 				}
 				return false
@@ -218,7 +219,7 @@ func TestAttestFinal(t *testing.T) {
 		"nonce rejected": {
 			inject: func(w http.ResponseWriter, _ *http.Request, route string, _ int) bool {
 				if route == "attest" {
-					writeAPIError(w, http.StatusUnauthorized, "nonce_expired", "the nonce has expired")
+					vclienttest.WriteAPIError(w, http.StatusUnauthorized, "nonce_expired", "the nonce has expired")
 					return true
 				}
 				return false
@@ -229,7 +230,7 @@ func TestAttestFinal(t *testing.T) {
 		"malformed challenge": {
 			inject: func(w http.ResponseWriter, _ *http.Request, route string, _ int) bool {
 				if route == "challenge" {
-					writeJSON(w, http.StatusOK, map[string]string{"nonce": "c2hvcnQ"})
+					vclienttest.WriteJSON(w, http.StatusOK, map[string]string{"nonce": "c2hvcnQ"})
 					return true
 				}
 				return false
@@ -240,7 +241,7 @@ func TestAttestFinal(t *testing.T) {
 		"oversize token": {
 			inject: func(w http.ResponseWriter, _ *http.Request, route string, _ int) bool {
 				if route == "attest" {
-					writeJSON(w, http.StatusOK, map[string]string{"token": strings.Repeat("a", maxTokenBody)})
+					vclienttest.WriteJSON(w, http.StatusOK, map[string]string{"token": strings.Repeat("a", maxTokenBody)})
 					return true
 				}
 				return false
@@ -262,7 +263,7 @@ func TestAttestFinal(t *testing.T) {
 		"malformed JWE": {
 			inject: func(w http.ResponseWriter, _ *http.Request, route string, _ int) bool {
 				if route == "release" {
-					writeJSON(w, http.StatusOK, map[string]string{"jwe": "eyJhbGciOiJub25lIn0.a.b.c.d"})
+					vclienttest.WriteJSON(w, http.StatusOK, map[string]string{"jwe": "eyJhbGciOiJub25lIn0.a.b.c.d"})
 					return true
 				}
 				return false
@@ -301,7 +302,7 @@ func TestAttestFinal(t *testing.T) {
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t)
-			e.v.inject, e.v.wrap = tt.inject, tt.wrap
+			e.v.Inject, e.v.Wrap = tt.inject, tt.wrap
 			_, key, err := Attest(context.Background(), e.deps(t, e.client(t, 0)))
 			checkErr(t, err, tt.wantErr...)
 			if key != nil {
@@ -319,13 +320,13 @@ func TestAttestFinal(t *testing.T) {
 
 func TestAttestJOSERelease(t *testing.T) {
 	e := newEnv(t)
-	e.v.inject = func(w http.ResponseWriter, r *http.Request, route string, _ int) bool {
+	e.v.Inject = func(w http.ResponseWriter, r *http.Request, route string, _ int) bool {
 		if route != "release" {
 			return false
 		}
 		// Answer the JWE as application/jose, wrapped by the real handler.
 		rec := httptest.NewRecorder()
-		e.v.release(rec, r)
+		e.v.Release(rec, r)
 		var body struct{ JWE string }
 		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
 			t.Error(err)
@@ -344,7 +345,7 @@ func TestAttestJOSERelease(t *testing.T) {
 func TestAttestBudget(t *testing.T) {
 	t.Run("attempts", func(t *testing.T) {
 		e := newEnv(t)
-		e.v.inject = func(w http.ResponseWriter, _ *http.Request, route string, _ int) bool {
+		e.v.Inject = func(w http.ResponseWriter, _ *http.Request, route string, _ int) bool {
 			w.WriteHeader(http.StatusInternalServerError)
 			return true
 		}
@@ -361,7 +362,7 @@ func TestAttestBudget(t *testing.T) {
 	})
 	t.Run("time", func(t *testing.T) {
 		e := newEnv(t)
-		e.v.inject = func(w http.ResponseWriter, _ *http.Request, route string, _ int) bool {
+		e.v.Inject = func(w http.ResponseWriter, _ *http.Request, route string, _ int) bool {
 			if route == "attest" {
 				w.WriteHeader(http.StatusServiceUnavailable)
 				return true
@@ -423,14 +424,14 @@ func TestAttestTLS(t *testing.T) {
 	if want := []string{"challenge#1!"}; !slices.Equal(e.stages(), want) {
 		t.Errorf("attempts %v, want %v: a certificate that does not verify is final", e.stages(), want)
 	}
-	if e.v.count("challenge") != 0 {
+	if e.v.Count("challenge") != 0 {
 		t.Error("the verifier was reached over an unverified connection")
 	}
 }
 
 func TestAttestPlainHTTP(t *testing.T) {
 	e := newEnv(t)
-	plain := httptest.NewServer(e.v.handler())
+	plain := httptest.NewServer(e.v.Handler())
 	defer plain.Close()
 	u, _ := url.Parse(plain.URL)
 	if _, err := New(Config{URL: u}); !errors.Is(err, ErrConfig) {
@@ -467,7 +468,7 @@ func TestAttestEvidenceFailure(t *testing.T) {
 	if want := []string{"evidence#1!"}; !slices.Equal(e.stages(), want) {
 		t.Errorf("attempts %v, want %v", e.stages(), want)
 	}
-	if e.v.count("attest") != 0 {
+	if e.v.Count("attest") != 0 {
 		t.Error("evidence posted after a failure to collect it")
 	}
 
@@ -476,7 +477,7 @@ func TestAttestEvidenceFailure(t *testing.T) {
 	d.EventLog = func() ([]byte, error) { return nil, errors.New("no securityfs") }
 	_, _, err = Attest(context.Background(), d)
 	checkErr(t, err, ErrEvidence)
-	if e.v.count("challenge") != 0 {
+	if e.v.Count("challenge") != 0 {
 		t.Error("challenge asked for without an event log")
 	}
 }
@@ -484,7 +485,7 @@ func TestAttestEvidenceFailure(t *testing.T) {
 func TestAttestContextCancelled(t *testing.T) {
 	e := newEnv(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	e.v.inject = func(w http.ResponseWriter, _ *http.Request, route string, _ int) bool {
+	e.v.Inject = func(w http.ResponseWriter, _ *http.Request, route string, _ int) bool {
 		cancel()
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return true
@@ -496,4 +497,91 @@ func TestAttestContextCancelled(t *testing.T) {
 	if len(e.clock.slept()) != 0 {
 		t.Errorf("slept %v after cancellation", e.clock.slept())
 	}
+}
+
+func TestToken(t *testing.T) {
+	e := newEnv(t)
+	d := e.deps(t, e.client(t, 0).WithAudience("workload-a"))
+	d.KeyName = "" // not needed without a release
+	d.Workload = json.RawMessage(`{"nonce":"n-1"}`)
+	tok, err := Token(context.Background(), d)
+	checkErr(t, err)
+	c, err := e.v.ParseToken(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(c.Runtime.Data) != `{"nonce":"n-1"}` {
+		t.Errorf("workload in token %s", c.Runtime.Data)
+	}
+	if !slices.Equal(e.v.Audience(), []string{"workload-a"}) {
+		t.Errorf("audience asked for %v, want the one WithAudience set", e.v.Audience())
+	}
+	if e.v.Count("release") != 0 {
+		t.Error("Token asked for a key release")
+	}
+	if want := []string{"attest#1"}; !slices.Equal(e.stages(), want) {
+		t.Errorf("attempts %v, want %v", e.stages(), want)
+	}
+}
+
+func TestSession(t *testing.T) {
+	t.Run("token then release", func(t *testing.T) {
+		e := newEnv(t)
+		s, err := Begin(e.deps(t, e.client(t, 0)))
+		checkErr(t, err)
+		tok, err := s.Token(context.Background())
+		checkErr(t, err)
+		key, err := s.Release(context.Background(), tok)
+		checkErr(t, err)
+		if !bytes.Equal(key, e.secret) {
+			t.Errorf("key %x, want %x", key, e.secret)
+		}
+	})
+	t.Run("release needs a key name", func(t *testing.T) {
+		e := newEnv(t)
+		d := e.deps(t, e.client(t, 0))
+		d.KeyName = ""
+		s, err := Begin(d)
+		checkErr(t, err)
+		tok, err := s.Token(context.Background())
+		checkErr(t, err)
+		if _, err := s.Release(context.Background(), tok); !errors.Is(err, ErrConfig) {
+			t.Errorf("Release without a key name = %v, want ErrConfig", err)
+		}
+		if e.v.Count("release") != 0 {
+			t.Error("release asked for without a key name")
+		}
+	})
+	t.Run("one budget", func(t *testing.T) {
+		// The token's retries spend 3 s of a 4 s budget; the wait after the
+		// release's first failure spends the rest, and no time is left for
+		// a second release attempt.
+		e := newEnv(t)
+		e.v.Inject = func(w http.ResponseWriter, _ *http.Request, route string, n int) bool {
+			if (route == "attest" && n <= 2) || route == "release" {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return true
+			}
+			return false
+		}
+		d := e.deps(t, e.client(t, 0))
+		d.Retry = Retry{Budget: 4 * time.Second, MaxAttempts: 10, BaseDelay: time.Second, MaxDelay: 8 * time.Second}
+		s, err := Begin(d)
+		checkErr(t, err)
+		tok, err := s.Token(context.Background())
+		checkErr(t, err)
+		_, err = s.Release(context.Background(), tok)
+		checkErr(t, err, ErrRelease, ErrBudgetExhausted)
+		if want := []time.Duration{time.Second, 2 * time.Second}; !slices.Equal(e.clock.slept()[:2], want) {
+			t.Errorf("slept %v, want %v first", e.clock.slept(), want)
+		}
+		if n := e.v.Count("release"); n != 1 {
+			t.Errorf("release tried %d times, want 1: the token's retries spent the budget", n)
+		}
+	})
+	t.Run("missing parts", func(t *testing.T) {
+		if _, err := Begin(Deps{}); !errors.Is(err, ErrConfig) {
+			t.Errorf("Begin(Deps{}) = %v, want ErrConfig", err)
+		}
+	})
 }

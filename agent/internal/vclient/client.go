@@ -7,7 +7,10 @@
 // TLS 1.2 or later, no proxies, no redirects); plain HTTP only when the
 // configuration explicitly allows it. Attest ties the steps together with
 // retries: exponential backoff with full jitter, bounded by a total time
-// budget and an attempt count, with a progress callback per attempt.
+// budget and an attempt count, with a progress callback per attempt. A
+// Session (Begin) runs the same steps in two halves under one budget, so the
+// boot flow can report "attest" and "release" apart; Token runs the first
+// half alone, for workloads' tokens after boot.
 //
 // Nothing here logs a token in full (only its jti and exp), a JWE or a key.
 package vclient
@@ -202,6 +205,14 @@ func LoadCAFile(path string) (*x509.CertPool, error) {
 
 // Timeout is the bound of one request.
 func (c *Client) Timeout() time.Duration { return c.timeout }
+
+// WithAudience returns a Client that asks for tokens for audience ("": the
+// verifier's default) and shares c's connections.
+func (c *Client) WithAudience(audience string) *Client {
+	cc := *c
+	cc.audience = audience
+	return &cc
+}
 
 // APIError is a non-success answer of the verifier: its status and, when
 // the body is the API's error document, its code and reasons.
@@ -433,30 +444,37 @@ func clean(s string, n int) string {
 	return strings.TrimSpace(b.String())
 }
 
-// tokenInfo is what may be logged about a token.
-type tokenInfo struct {
-	ID     string
+// TokenInfo is what may be logged about a token.
+type TokenInfo struct {
+	// ID is the jti claim, cleaned for the console.
+	ID string
+	// Expiry is the exp claim.
 	Expiry time.Time
 }
+
+// ParseTokenInfo reads a token's jti and exp for progress lines and logs
+// (never print the token itself). It checks the token's shape, not its
+// signature.
+func ParseTokenInfo(token string) (TokenInfo, error) { return parseTokenInfo(token) }
 
 // parseTokenInfo reads jti and exp from a JWT's payload, without checking
 // its signature (the agent trusts the verifier it reached over TLS, and
 // only logs these), and checks the token's shape.
-func parseTokenInfo(token string) (tokenInfo, error) {
+func parseTokenInfo(token string) (TokenInfo, error) {
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
-		return tokenInfo{}, fmt.Errorf("%w: token is not a compact JWS", ErrResponse)
+		return TokenInfo{}, fmt.Errorf("%w: token is not a compact JWS", ErrResponse)
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil {
-		return tokenInfo{}, fmt.Errorf("%w: token payload: %v", ErrResponse, err)
+		return TokenInfo{}, fmt.Errorf("%w: token payload: %v", ErrResponse, err)
 	}
 	var claims struct {
 		ID  string  `json:"jti"`
 		Exp float64 `json:"exp"`
 	}
 	if err := json.Unmarshal(payload, &claims); err != nil {
-		return tokenInfo{}, fmt.Errorf("%w: token claims: %v", ErrResponse, err)
+		return TokenInfo{}, fmt.Errorf("%w: token claims: %v", ErrResponse, err)
 	}
-	return tokenInfo{ID: clean(claims.ID, 64), Expiry: time.Unix(int64(claims.Exp), 0).UTC()}, nil
+	return TokenInfo{ID: clean(claims.ID, 64), Expiry: time.Unix(int64(claims.Exp), 0).UTC()}, nil
 }

@@ -5,14 +5,11 @@ package vclient
 import (
 	"bytes"
 	"context"
-	"crypto/sha512"
-	_ "embed"
 	"errors"
 	"fmt"
 	"io"
 	stdlog "log"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -22,20 +19,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-eventlog/register"
-	"github.com/google/go-eventlog/tcg"
 	"github.com/google/go-tpm-tools/simulator"
-	"github.com/google/go-tpm/legacy/tpm2"
-	"github.com/google/go-tpm/tpmutil"
 
 	"github.com/confidant-cvm/confidant/agent/internal/quote"
-	"github.com/confidant-cvm/confidant/shared/simsp"
+	"github.com/confidant-cvm/confidant/agent/internal/vclient/vclienttest"
 	"github.com/confidant-cvm/confidant/shared/tee/snp/sim"
 	"github.com/confidant-cvm/confidant/shared/tpm"
 )
-
-//go:embed testdata/rhel8-uefi.bin
-var eventLog []byte
 
 // The test binary's guest: one TPM simulator per process (so tests here
 // never run in parallel), the AK and runtime key in it, and the simulated
@@ -67,7 +57,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer s.Close()
-	if err := extendLog(s, eventLog); err != nil {
+	if err := vclienttest.ExtendLog(s, vclienttest.EventLog()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -84,51 +74,8 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// extendLog extends every event of log into the TPM, so its PCRs end where
-// the machine that wrote the log ended.
-func extendLog(rw io.ReadWriter, log []byte) error {
-	el, err := tcg.ParseEventLog(log, tcg.ParseOpts{})
-	if err != nil {
-		return fmt.Errorf("parsing event log: %w", err)
-	}
-	algs := map[register.HashAlg]tpm2.Algorithm{
-		register.HashSHA1:   tpm2.AlgSHA1,
-		register.HashSHA256: tpm2.AlgSHA256,
-		register.HashSHA384: tpm2.AlgSHA384,
-	}
-	for _, alg := range el.Algs {
-		for _, e := range el.Events(alg) {
-			if e.Type == tcg.NoAction || len(e.Digest) == 0 {
-				continue
-			}
-			if err := tpm2.PCRExtend(rw, tpmutil.Handle(e.Index), algs[alg], e.Digest, ""); err != nil {
-				return fmt.Errorf("extending PCR %d: %w", e.Index, err)
-			}
-		}
-	}
-	return nil
-}
-
-// simProvider returns the simulated TEE behind a quote.Sim provider, over
-// a pipe to simsp.Serve signing with the test signer.
-func simProvider(t *testing.T) *quote.Sim {
-	t.Helper()
-	guest, host := net.Pipe()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	measurement := sha512.Sum384([]byte("confidant vclient test image"))
-	sign := simsp.ReportSignerFunc(func(rd [simsp.ReportDataSize]byte) ([]byte, []byte, error) {
-		return signer.Sign(sim.Request{ReportData: rd, Measurement: measurement})
-	})
-	go func() { done <- simsp.Serve(ctx, host, sign, nil) }()
-	p := quote.NewSim(guest)
-	t.Cleanup(func() {
-		cancel()
-		p.Close()
-		<-done
-	})
-	return p
-}
+// simProvider returns the simulated TEE behind a quote.Sim provider.
+func simProvider(t *testing.T) *quote.Sim { return vclienttest.SimQuoter(t, signer) }
 
 // fakeClock is a clock whose Sleep returns at once and moves it on.
 type fakeClock struct {
@@ -164,7 +111,7 @@ func (c *fakeClock) slept() []time.Duration {
 
 // env is one verifier and a guest set up to attest to it.
 type env struct {
-	v        *testVerifier
+	v        *vclienttest.Verifier
 	srv      *httptest.Server
 	clock    *fakeClock
 	attempts []Attempt
@@ -176,8 +123,12 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	e := &env{clock: newFakeClock(), secret: bytes.Repeat([]byte{0x5c}, 32)}
-	e.v = newTestVerifier(t, signer.RootCert(), e.secret)
-	e.srv = httptest.NewUnstartedServer(e.v.handler())
+	v, err := vclienttest.NewVerifier(signer.RootCert(), e.secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.v = v
+	e.srv = httptest.NewUnstartedServer(e.v.Handler())
 	e.srv.Config.ErrorLog = stdlog.New(io.Discard, "", 0) // TLS handshake failures are expected in some tests
 	e.srv.StartTLS()
 	t.Cleanup(e.srv.Close)
@@ -208,7 +159,7 @@ func (e *env) deps(t *testing.T, c *Client) Deps {
 		Quoter:     simProvider(t),
 		TPM:        attester,
 		RuntimeKey: runtimeKey,
-		EventLog:   func() ([]byte, error) { return eventLog, nil },
+		EventLog:   func() ([]byte, error) { return vclienttest.EventLog(), nil },
 		KeyName:    "os-disk",
 		Retry:      Retry{Budget: time.Minute, MaxAttempts: 5, BaseDelay: time.Second, MaxDelay: 8 * time.Second},
 		Clock:      e.clock,

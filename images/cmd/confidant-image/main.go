@@ -1,6 +1,7 @@
 // Command confidant-image prepares what a Confidant guest boots from: the
-// initramfs with the agent, and (in later subcommands) the encrypted OS disk
-// and its reference values. Run "confidant-image --help".
+// initramfs with the agent, the encrypted OS disk, the launch measurements
+// and reference values, and the manifest confidant-hostd boots from. Run
+// "confidant-image --help".
 package main
 
 import (

@@ -111,18 +111,29 @@ func initramfsSpec(f initramfsFlags, env Env) (initramfs.Spec, error) {
 		}
 		spec.Extra = append(spec.Extra, x)
 	}
-	epoch, source := f.epoch, "--source-date-epoch"
+	mtime, err := sourceDateEpoch(f.epoch, env)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	spec.Mtime = mtime
+	return spec, errors.Join(errs...)
+}
+
+// sourceDateEpoch returns the --source-date-epoch flag's value, else
+// $SOURCE_DATE_EPOCH's, else 0.
+func sourceDateEpoch(flag string, env Env) (int64, error) {
+	epoch, source := flag, "--source-date-epoch"
 	if epoch == "" {
 		epoch, source = env.getenv("SOURCE_DATE_EPOCH"), "SOURCE_DATE_EPOCH"
 	}
-	if epoch != "" {
-		v, err := strconv.ParseInt(epoch, 10, 64)
-		if err != nil || v < 0 || v > 1<<32-1 {
-			errs = append(errs, fmt.Errorf("%w: %s=%q: want seconds since 1970 in 0..4294967295", ErrUsage, source, epoch))
-		}
-		spec.Mtime = v
+	if epoch == "" {
+		return 0, nil
 	}
-	return spec, errors.Join(errs...)
+	v, err := strconv.ParseInt(epoch, 10, 64)
+	if err != nil || v < 0 || v > 1<<32-1 {
+		return 0, fmt.Errorf("%w: %s=%q: want seconds since 1970 in 0..4294967295", ErrUsage, source, epoch)
+	}
+	return v, nil
 }
 
 // parseAdd parses SRC:DST. DST is absolute, so the last ":/" separates them

@@ -1,0 +1,301 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/confidant-cvm/confidant/images/internal/build"
+	"github.com/confidant-cvm/confidant/images/internal/measure"
+	"github.com/confidant-cvm/confidant/shared/initramfs"
+)
+
+// Defaults of build for a guest of confidant-hostd: QEMU user networking
+// (the guest is 10.0.2.15/24, the verifier is forwarded at 10.0.2.100) and
+// a serial console.
+const (
+	DefaultCmdline = "console=ttyS0 panic=-1"
+	DefaultGuestIP = "10.0.2.15/24"
+)
+
+type buildFlags struct {
+	name, version string
+	rootfs        string
+	rootfsSize    string
+	kernel        string
+	agent         string
+	out           string
+	verifierURL   string
+	allowHTTP     bool
+	ca            string
+	audience      string
+	keyName       string
+	tee           string
+	tempDisk      string
+	swapSize      string
+	busybox       string
+	guestIP       string
+	gateway       string
+	onFailure     string
+	cmdline       string
+	vcpus         []int
+	vcpuType      string
+	firmware      string
+	ovmf          string
+	modulesDir    string
+	modules       []string
+	noModules     bool
+	add           []string
+	epoch         string
+	key           keyFlags
+}
+
+func newBuildCmd(env Env, g *globalFlags) *cobra.Command {
+	var f buildFlags
+	cmd := &cobra.Command{
+		Use:   "build --rootfs DIR|IMG --kernel VMLINUZ --agent BIN --out DIR --name N --image-version V --verifier-url URL --key-name K --key-file KEY [flags]",
+		Short: "Build a whole guest image: initramfs, encrypted OS disk, reference values, manifest",
+		Long: fmt.Sprintf(`Build everything a Confidant guest boots from into one new directory --out:
+
+  %-22s the kernel (--kernel), copied
+  %-22s the initramfs: --agent as /init, the generated agent
+                         configuration, the verifier CA (--ca), kernel modules,
+                         with --temp-disk a static busybox (--busybox)
+  %-22s that agent configuration: verifier URL, key name, the
+                         OS disk's LUKS UUID, TEE interface, network, temp disk
+  %-22s --rootfs encrypted into LUKS2 (a directory is first made
+                         into ext4 with mke2fs -t ext4 -b 4096 -d)
+  %-22s the launch measurements, in the verifier's reference
+                         values format, one per --vcpus count
+  %-22s what confidant-hostd boots ("kernel", "initrd",
+                         "cmdline", "os_disk") and the SHA-256 of every file,
+                         key name, LUKS UUID, measurements, tool version
+
+The kernel command line (--cmdline) is measured: confidant-hostd passes the
+manifest's "cmdline" to QEMU verbatim, so the guest reports exactly the
+measurement in the reference values (for the same --vcpus). With --tee sim
+the measurement is the simulated TEE's (SeaBIOS, vCPU model %s);
+otherwise it is the SEV-SNP launch digest over --ovmf, the OVMF AmdSev image
+the host boots. TDX reference values are not computed yet.
+
+The disk key: with --generate-key a new random key is written to --key-file
+(mode 0600), else --key-file's 32 bytes are used. It must lie outside --out,
+which goes to hosts (untrusted). Register it with the verifier under
+--key-name before the first boot: the verifier's admin API for that is not
+built yet, so the build prints what to register.
+
+The directory is assembled beside --out and renamed into place at the end; a
+failed build leaves nothing under --out (and removes a key it generated).
+--out must not exist or be empty.`,
+			build.KernelFile, build.InitrdFile, build.AgentConfigFile, build.OSDiskFile,
+			build.ReferenceValuesFile, build.ManifestFile, measure.SimVCPUType),
+		Example: `  CGO_ENABLED=0 go build -o confidant-agent ./agent/cmd/confidant-agent
+  scripts/mkrootfs.sh rootfs.img
+  confidant-image build --name demo --image-version 1 \
+    --rootfs rootfs.img --kernel /boot/vmlinuz-6.1.0-56-cloud-amd64 \
+    --agent confidant-agent --tee sim \
+    --verifier-url https://10.0.2.100:8443 --ca verifier-ca.pem \
+    --key-name demo-os-disk --key-file demo.key --generate-key \
+    --temp-disk /dev/vdb --vcpus 2 --out out/demo
+  confidant-hostd vm create -f demo.yaml   # image: {manifest: out/demo/manifest.json}`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runBuild(cmd, f, env, g)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.name, "name", "", "image name, recorded in the manifest and reference values (required)")
+	fl.StringVar(&f.version, "image-version", "", "image version, recorded in the manifest and reference values (required)")
+	fl.StringVar(&f.rootfs, "rootfs", "", "root filesystem: a directory, or a raw ext4 image with 4096-byte blocks (required)")
+	fl.StringVar(&f.rootfsSize, "rootfs-size", "", "size of the ext4 made from a --rootfs directory, e.g. 512M, 2G (default: its content with room to spare)")
+	fl.StringVar(&f.kernel, "kernel", "", "guest kernel (required)")
+	fl.StringVar(&f.agent, "agent", "", "static confidant-agent binary (required)")
+	fl.StringVar(&f.out, "out", "", "output directory, created (required)")
+	fl.StringVar(&f.verifierURL, "verifier-url", "", "verifier URL as the guest reaches it, e.g. https://10.0.2.100:8443 (required)")
+	fl.BoolVar(&f.allowHTTP, "allow-plain-http", false, "allow an http:// verifier URL (development only)")
+	fl.StringVar(&f.ca, "ca", "", "PEM CA certificates of the verifier's TLS certificate (required for https)")
+	fl.StringVar(&f.audience, "token-audience", "", "token audience the agent asks for (default: the verifier's)")
+	fl.StringVar(&f.keyName, "key-name", "", "name of the verifier key that opens the OS disk (required)")
+	fl.StringVar(&f.tee, "tee", build.TEEAuto, "agent evidence interface: auto, configfs-tsm, sev-guest, tdx-guest or sim")
+	fl.StringVar(&f.tempDisk, "temp-disk", "", "temp disk device in the guest, e.g. /dev/vdb (default: none)")
+	fl.StringVar(&f.swapSize, "swap-size", "", "swap file the agent makes on the temp disk, e.g. 512M (default: none)")
+	fl.StringVar(&f.busybox, "busybox", build.BusyboxPath, "static busybox put in the initramfs with --temp-disk (the agent formats the temp disk with it)")
+	fl.StringVar(&f.guestIP, "guest-ip", DefaultGuestIP, "guest address ADDRESS/PREFIXLEN (\"\": only lo)")
+	fl.StringVar(&f.gateway, "gateway", "", "default gateway (default: none; the verifier is on the guest's subnet)")
+	fl.StringVar(&f.onFailure, "on-failure", "poweroff", "what the agent does after a failure: poweroff or reboot")
+	fl.StringVar(&f.cmdline, "cmdline", DefaultCmdline, "kernel command line, measured and passed by hostd verbatim")
+	fl.IntSliceVar(&f.vcpus, "vcpus", []int{2}, "vCPU counts to compute measurements for (repeatable or comma-separated)")
+	fl.StringVar(&f.vcpuType, "vcpu-type", "", "vCPU model of SEV-SNP measurements (default "+measure.DefaultVCPUType+")")
+	fl.StringVar(&f.firmware, "firmware", "", "firmware measured with --tee sim (default "+measure.DefaultSimFirmware+")")
+	fl.StringVar(&f.ovmf, "ovmf", "", "OVMF AmdSev image measured for SEV-SNP (required unless --tee sim)")
+	fl.StringVar(&f.modulesDir, "modules-dir", "", "guest kernel modules /lib/modules/VERSION (default: from the kernel's file name vmlinuz-VERSION)")
+	fl.StringArrayVar(&f.modules, "module", nil, "kernel module for the initramfs, with dependencies (repeatable; default: the built-in list)")
+	fl.BoolVar(&f.noModules, "no-modules", false, "put no kernel modules in the initramfs")
+	fl.StringArrayVar(&f.add, "add", nil, "extra initramfs file SRC:DST (repeatable)")
+	fl.StringVar(&f.epoch, "source-date-epoch", "", "initramfs entry times (default: $SOURCE_DATE_EPOCH, else 0)")
+	f.key.register(cmd)
+	for _, name := range []string{"name", "image-version", "rootfs", "kernel", "agent", "out", "verifier-url", "key-name", "key-file"} {
+		_ = cmd.MarkFlagRequired(name) // the flags exist: error impossible
+	}
+	cmd.MarkFlagsMutuallyExclusive("firmware", "ovmf")
+	cmd.MarkFlagsMutuallyExclusive("no-modules", "modules-dir")
+	cmd.MarkFlagsMutuallyExclusive("no-modules", "module")
+	return cmd
+}
+
+// buildSpec turns the flags into a build spec, reporting every problem of
+// the flags themselves (the spec's are reported by build.Build).
+func buildSpec(f buildFlags, busyboxSet bool, env Env) (build.Spec, error) {
+	spec := build.Spec{
+		Name: f.name, Version: f.version, RootFS: f.rootfs, Kernel: f.kernel, Agent: f.agent, Out: f.out,
+		CA: f.ca, Cmdline: f.cmdline, KeyFile: f.key.keyFile, GenerateKey: f.key.generateKey,
+		UUID: f.key.uuid, Label: f.key.label, VCPUs: f.vcpus, VCPUType: f.vcpuType,
+		Firmware: f.firmware, ToolVersion: toolVersion(),
+		AgentConfig: build.AgentConfig{
+			VerifierURL: f.verifierURL, AllowPlainHTTP: f.allowHTTP, TokenAudience: f.audience,
+			KeyName: f.keyName, TEE: f.tee, TempDisk: f.tempDisk, Address: f.guestIP, Gateway: f.gateway,
+			OnFailure: f.onFailure,
+		},
+	}
+	if f.ovmf != "" {
+		spec.Firmware = f.ovmf
+	}
+	var errs []error
+	if f.tee == build.TEESim && f.ovmf != "" {
+		errs = append(errs, fmt.Errorf("%w: --ovmf is for SEV-SNP; with --tee sim use --firmware", ErrUsage))
+	}
+	if f.tee != build.TEESim && f.firmware != "" {
+		errs = append(errs, fmt.Errorf("%w: --firmware is for --tee sim; give the OVMF image with --ovmf", ErrUsage))
+	}
+	if f.rootfsSize != "" {
+		n, err := parseSize(f.rootfsSize)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		spec.RootFSSize = n
+	}
+	switch {
+	case f.noModules:
+	case f.modulesDir != "":
+		spec.ModulesDir, spec.Modules = f.modulesDir, f.modules
+	default:
+		dir, err := modulesDirOf(f.kernel)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		spec.ModulesDir, spec.Modules = dir, f.modules
+	}
+	addsBusybox := false
+	for _, a := range f.add {
+		x, err := parseAdd(a)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		spec.Extra = append(spec.Extra, x)
+		addsBusybox = addsBusybox || filepath.Clean(x.Dst) == build.BusyboxPath
+	}
+	if (f.tempDisk != "" || busyboxSet) && !addsBusybox {
+		spec.Busybox = f.busybox
+	}
+	if f.swapSize != "" {
+		n, err := parseSize(f.swapSize)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		spec.AgentConfig.SwapSize = n
+	}
+	mtime, err := sourceDateEpoch(f.epoch, env)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	spec.Mtime = mtime
+	return spec, errors.Join(errs...)
+}
+
+// modulesDirOf derives /lib/modules/VERSION from a kernel named
+// vmlinuz-VERSION (Debian's /boot layout).
+func modulesDirOf(kernel string) (string, error) {
+	v, ok := strings.CutPrefix(filepath.Base(kernel), "vmlinuz-")
+	if !ok || v == "" {
+		return "", fmt.Errorf("%w: cannot tell the kernel version from %q: give --modules-dir (or --no-modules)", ErrUsage, kernel)
+	}
+	dir := filepath.Join("/lib/modules", v)
+	if _, err := os.Stat(filepath.Join(dir, "modules.dep")); err != nil {
+		return "", fmt.Errorf("%w: no modules for kernel %s in %s: give --modules-dir (or --no-modules)", ErrUsage, v, dir)
+	}
+	return dir, nil
+}
+
+// parseSize parses a size in bytes with an optional K, M, G or T suffix
+// (powers of 1024, optionally followed by "iB"); the result is whole MiB.
+func parseSize(s string) (int64, error) {
+	num := strings.TrimSuffix(strings.TrimSuffix(s, "iB"), "B")
+	shift := 0
+	if n := len(num); n > 0 {
+		switch num[n-1] {
+		case 'K', 'k':
+			shift = 10
+		case 'M', 'm':
+			shift = 20
+		case 'G', 'g':
+			shift = 30
+		case 'T', 't':
+			shift = 40
+		}
+		if shift > 0 {
+			num = num[:n-1]
+		}
+	}
+	v, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || v <= 0 || v > 1<<(62-shift) || (v<<shift)%(1<<20) != 0 {
+		return 0, fmt.Errorf("%w: size %q: want a positive whole number of MiB, e.g. 512M or 2G", ErrUsage, s)
+	}
+	return v << shift, nil
+}
+
+func runBuild(cmd *cobra.Command, f buildFlags, env Env, g *globalFlags) error {
+	spec, err := buildSpec(f, cmd.Flags().Changed("busybox"), env)
+	if err != nil {
+		return err
+	}
+	if f.key.recoveryFile != "" {
+		p, err := readPassphraseFile(f.key.recoveryFile)
+		if err != nil {
+			return err
+		}
+		defer clear(p)
+		spec.RecoveryPassphrase = p
+	}
+	bar := newProgress(env.Stderr, "encrypting")
+	spec.Progress = bar.update
+	spec.Step = func(s string) { fmt.Fprintf(env.Stderr, "build: %s\n", s) }
+	m, err := build.Build(cmd.Context(), spec, g.logger(env))
+	bar.finish()
+	if err != nil {
+		return err
+	}
+	out := env.Stdout
+	fmt.Fprintf(out, "built %s: %s %s\n", f.out, m.Name, m.Version)
+	fmt.Fprintf(out, "  manifest   %s\n", filepath.Join(f.out, build.ManifestFile))
+	fmt.Fprintf(out, "  cmdline    %s\n", m.Cmdline)
+	fmt.Fprintf(out, "  luks uuid  %s\n", m.LUKSUUID)
+	for _, mm := range m.Measurements {
+		fmt.Fprintf(out, "  %s measurement (%d vCPUs): %s\n", mm.Kind, mm.VCPUs, mm.Measurement)
+	}
+	fmt.Fprintf(out, "reference values: %s (merge into the verifier's reference values file)\n",
+		filepath.Join(f.out, build.ReferenceValuesFile))
+	fmt.Fprintf(out, "disk key: %s (keep it secret: it opens the OS disk; it is not in %s)\n", f.key.keyFile, f.out)
+	fmt.Fprintf(out, "next: register the disk key with the verifier as key %q, released only to guests\n", m.KeyName)
+	fmt.Fprintln(out, "  whose measurement is in the reference values. The verifier's key admin API is not")
+	fmt.Fprintln(out, "  built yet; the registration is expected to look like:")
+	fmt.Fprintf(out, "    curl --unix-socket ADMIN_SOCKET -X PUT --data-binary @%s http://verifier/v1/admin/keys/%s\n", f.key.keyFile, m.KeyName)
+	return nil
+}
+
+var _ = initramfs.DefaultModules
