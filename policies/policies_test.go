@@ -3,14 +3,24 @@
 package policies_test
 
 import (
+	"bytes"
 	"context"
+	"os"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/tester"
+
+	"github.com/confidant-cvm/confidant/policies"
 )
 
 func TestRegoPolicies(t *testing.T) {
-	results, err := tester.Run(context.Background(), "appraisal")
+	for _, dir := range []string{"appraisal", "release"} {
+		t.Run(dir, func(t *testing.T) { runRegoTests(t, dir) })
+	}
+}
+
+func runRegoTests(t *testing.T, dir string) {
+	results, err := tester.Run(context.Background(), dir)
 	if err != nil {
 		t.Fatalf("running Rego tests: %v", err)
 	}
@@ -29,5 +39,15 @@ func TestRegoPolicies(t *testing.T) {
 		default:
 			t.Logf("%s: PASS (%v)", name, r.Duration)
 		}
+	}
+}
+
+func TestDefaultReleaseIsTheFile(t *testing.T) {
+	b, err := os.ReadFile("release/default.rego")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(policies.DefaultRelease(), b) {
+		t.Fatal("DefaultRelease differs from release/default.rego")
 	}
 }

@@ -1,12 +1,15 @@
 // Command confidant-verifier is Confidant's attestation verifier: it
 // challenges guests, appraises their evidence against policies, issues
-// signed tokens and publishes its keys (serve), and gives security teams
-// the same appraisal offline (appraise, inspect).
+// signed tokens, publishes its keys and releases keys to attested guests
+// (serve), is administered through its admin API (admin), and gives
+// security teams the same appraisal offline (appraise, inspect).
 package main
 
 import (
 	"context"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,12 +17,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/confidant-cvm/confidant/verifier/internal/admincli"
 	"github.com/confidant-cvm/confidant/verifier/internal/api"
 	"github.com/confidant-cvm/confidant/verifier/internal/appraise"
 	"github.com/confidant-cvm/confidant/verifier/internal/offline"
@@ -37,11 +42,16 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRoot(os.Stdout, os.Stderr).ExecuteContext(ctx)
 	stop()
-	var code exitCode
+	var (
+		code   exitCode
+		status interface{ ExitCode() int }
+	)
 	switch {
 	case err == nil:
 	case errors.As(err, &code):
 		os.Exit(int(code))
+	case errors.As(err, &status):
+		os.Exit(status.ExitCode())
 	default:
 		fmt.Fprintln(os.Stderr, "confidant-verifier:", err)
 		os.Exit(2)
@@ -72,7 +82,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		}
 		return nil, fmt.Errorf("--log-format %q: want text or json", logFormat)
 	}
-	root.AddCommand(serveCmd(logger), appraiseCmd(stdout), inspectCmd(stdout), keysCmd(stdout, logger))
+	root.AddCommand(serveCmd(logger), appraiseCmd(stdout), inspectCmd(stdout), keysCmd(stdout, logger),
+		admincli.Command(stdout, stderr))
 	return root
 }
 
@@ -84,8 +95,13 @@ func serveFlags(fs *pflag.FlagSet) (apply func(*server.Config), configFile *stri
 	configFile = fs.String("config", "", "YAML config file (keys as in the flags, with _ for -); flags override it")
 	fs.StringVar(&f.Listen, "listen", d.Listen, "address to serve on")
 	fs.StringVar(&f.StateDir, "state-dir", d.StateDir, "state directory (default store and KEK)")
-	fs.StringVar(&f.Store, "store", "", "store URL: sqlite:PATH (default: sqlite:<state-dir>/verifier.db)")
-	fs.StringVar(&f.KEKFile, "kek-file", "", "key-encryption key of the signing keys, kept outside the store (default: <state-dir>/signing.kek)")
+	fs.StringVar(&f.Store, "store", "", "store URL: sqlite:PATH or postgres://... (default: sqlite:<state-dir>/verifier.db)")
+	fs.StringVar(&f.KEKFile, "kek-file", "", "key-encryption key of the signing and release keys, kept outside the store (default: <state-dir>/signing.kek; "+kekEnv+" overrides it)")
+	fs.StringVar(&f.AdminListen, "admin-listen", "", "admin API: unix:PATH, tcp://HOST:PORT (mutual TLS) or none (default: unix:<state-dir>/admin.sock)")
+	fs.StringVar(&f.AdminTLSCert, "admin-tls-cert", "", "admin TLS certificate (PEM), with --admin-listen tcp://")
+	fs.StringVar(&f.AdminTLSKey, "admin-tls-key", "", "admin TLS key (PEM), with --admin-listen tcp://")
+	fs.StringVar(&f.AdminClientCA, "admin-client-ca", "", "CA (PEM) of admin client certificates, with --admin-listen tcp://")
+	fs.StringVar(&f.ReleaseAudience, "release-audience", "", "aud a token must carry to release a key (default: --audience)")
 	fs.StringArrayVar(&f.Policies, "policy", nil, "appraisal policy file (Rego); repeat for several TEE kinds")
 	fs.StringVar(&f.ReferenceValues, "reference-values", "", "reference values file (JSON)")
 	fs.StringVar(&f.SimRoot, "sim-root", "", "trust the simulated TEE root in this certificate file (development only; off by default)")
@@ -116,6 +132,16 @@ func serveFlags(fs *pflag.FlagSet) (apply func(*server.Config), configFile *stri
 				c.Store = f.Store
 			case "kek-file":
 				c.KEKFile = f.KEKFile
+			case "admin-listen":
+				c.AdminListen = f.AdminListen
+			case "admin-tls-cert":
+				c.AdminTLSCert = f.AdminTLSCert
+			case "admin-tls-key":
+				c.AdminTLSKey = f.AdminTLSKey
+			case "admin-client-ca":
+				c.AdminClientCA = f.AdminClientCA
+			case "release-audience":
+				c.ReleaseAudience = f.ReleaseAudience
 			case "policy":
 				c.Policies = f.Policies
 			case "reference-values":
@@ -162,8 +188,10 @@ func serveCmd(logger func() (*slog.Logger, error)) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the attestation API",
-		Long: `Serve the attestation API: POST /v1/challenge, POST /v1/attest, GET /v1/jwks,
-GET /.well-known/openid-configuration, /healthz, /readyz and /metrics.
+		Long: `Serve the attestation API: POST /v1/challenge, POST /v1/attest,
+POST /v1/keys/{name}/release, GET /v1/jwks, GET /.well-known/openid-configuration,
+/healthz, /readyz and /metrics; and the admin API on its own listener
+(default: the unix socket <state-dir>/admin.sock, see "admin --help").
 
 Without --tls-cert/--tls-key it serves plain HTTP on a loopback address only.
 SIGHUP (or a change of the files) reloads the policies and reference values.`,
@@ -183,7 +211,14 @@ SIGHUP (or a change of the files) reloads the policies and reference values.`,
 		}
 		apply(&cfg)
 		ctx := cmd.Context()
-		s, err := server.New(ctx, cfg, log, server.Options{})
+		kek, err := kekFromEnv()
+		if err != nil {
+			return err
+		}
+		if kek != nil {
+			log.Info("using the KEK from the environment; --kek-file is not used", "env", kekEnv)
+		}
+		s, err := server.New(ctx, cfg, log, server.Options{KEK: kek})
 		if err != nil {
 			return err
 		}
@@ -209,6 +244,35 @@ SIGHUP (or a change of the files) reloads the policies and reference values.`,
 		return s.Run(ctx, reload)
 	}
 	return cmd
+}
+
+// kekEnv names the environment variable that can hold the KEK (64 hex
+// digits or base64 of 32 bytes) instead of --kek-file, for secret stores
+// that hand secrets to processes that way.
+const kekEnv = "CONFIDANT_VERIFIER_KEK"
+
+// kekFromEnv reads the KEK from the environment (nil when unset) and
+// removes it from the environment, so that no child process inherits it.
+func kekFromEnv() ([]byte, error) {
+	v, ok := os.LookupEnv(kekEnv)
+	if !ok {
+		return nil, nil
+	}
+	os.Unsetenv(kekEnv)
+	return parseKEK(v)
+}
+
+func parseKEK(v string) ([]byte, error) {
+	v = strings.TrimSpace(v)
+	if b, err := hex.DecodeString(v); err == nil && len(b) == 32 {
+		return b, nil
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(v); err == nil && len(b) == 32 {
+			return b, nil
+		}
+	}
+	return nil, fmt.Errorf("%s: want 32 bytes as 64 hex digits or base64", kekEnv)
 }
 
 func parseNow(s string) (time.Time, error) {
@@ -376,8 +440,12 @@ func keysCmd(stdout io.Writer, logger func() (*slog.Logger, error)) *cobra.Comma
 		if err != nil {
 			return nil, nil, err
 		}
+		kek, err := kekFromEnv()
+		if err != nil {
+			return nil, nil, err
+		}
 		return server.OpenKeys(ctx, server.KeysConfig{StateDir: stateDir, Store: storeURL, KEKFile: kekFile,
-			SigningAlg: alg, TokenTTL: ttl}, log)
+			SigningAlg: alg, TokenTTL: ttl, KEK: kek}, log)
 	}
 	list := func(ctx context.Context, st store.Store) error {
 		keys, err := st.SigningKeys(ctx)
@@ -432,7 +500,7 @@ func keysCmd(stdout io.Writer, logger func() (*slog.Logger, error)) *cobra.Comma
 	}
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&stateDir, "state-dir", server.DefaultStateDir, "state directory")
-	pf.StringVar(&storeURL, "store", "", "store URL (default: sqlite:<state-dir>/verifier.db)")
+	pf.StringVar(&storeURL, "store", "", "store URL: sqlite:PATH or postgres://... (default: sqlite:<state-dir>/verifier.db)")
 	pf.StringVar(&kekFile, "kek-file", "", "key-encryption key file (default: <state-dir>/signing.kek)")
 	pf.StringVar(&alg, "signing-alg", token.ES256, "signing algorithm of new keys: ES256 or ES384")
 	pf.DurationVar(&ttl, "token-ttl", token.DefaultTTL, "token lifetime of the servers (how long a retired key stays published)")

@@ -126,7 +126,8 @@ func TestServeHelpAndRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, flag := range []string{"--listen", "--store", "--state-dir", "--policy", "--reference-values", "--sim-root",
-		"--tls-cert", "--tls-key", "--issuer", "--audience", "--insecure-plain-http-any-interface", "--config"} {
+		"--tls-cert", "--tls-key", "--issuer", "--audience", "--insecure-plain-http-any-interface", "--config",
+		"--admin-listen", "--admin-tls-cert", "--admin-tls-key", "--admin-client-ca", "--release-audience"} {
 		if !strings.Contains(out, flag) {
 			t.Errorf("serve --help lacks %s", flag)
 		}
@@ -162,5 +163,41 @@ func TestKeys(t *testing.T) {
 	json.Unmarshal([]byte(out), &after)
 	if len(before) != 1 || len(after) != 2 || after[1]["kid"] != before[0]["kid"] || after[1]["retired_at"] == nil {
 		t.Fatalf("before %v, after %v", before, after)
+	}
+}
+
+func TestAdminCommand(t *testing.T) {
+	out, err := run(t, "admin", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range []string{"key", "policy", "reference", "audit", "--socket", "--json"} {
+		if !strings.Contains(out, sub) {
+			t.Errorf("admin --help lacks %s", sub)
+		}
+	}
+	// Without a running verifier the socket is named in the error.
+	dir := t.TempDir()
+	if _, err := run(t, "admin", "key", "list", "--state-dir", dir); err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "admin.sock")) {
+		t.Fatalf("no server: %v", err)
+	}
+}
+
+func TestParseKEK(t *testing.T) {
+	want := bytes.Repeat([]byte{0xa5}, 32)
+	for name, in := range map[string]string{
+		"hex":          strings.Repeat("a5", 32),
+		"base64":       "paWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaU=",
+		"base64 raw":   "paWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaU",
+		"with newline": strings.Repeat("a5", 32) + "\n",
+	} {
+		if got, err := parseKEK(in); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: %x, %v", name, got, err)
+		}
+	}
+	for _, bad := range []string{"", "a5", strings.Repeat("a5", 31), strings.Repeat("zz", 32), "paWlpQ=="} {
+		if _, err := parseKEK(bad); err == nil {
+			t.Errorf("parseKEK(%q) accepted", bad)
+		}
 	}
 }

@@ -2,12 +2,17 @@
 //
 //	POST /v1/challenge                      → {"nonce", "expires_at"}
 //	POST /v1/attest[?audience=A...]         → {"token"}; body: evidence envelope
+//	POST /v1/keys/{name}/release            → {"jwe", "key", "version"}; bearer token, body {"version": N} optional
 //	GET  /v1/jwks                           → the public signing keys (JWK Set)
 //	GET  /.well-known/openid-configuration  → OIDC discovery
 //	GET  /healthz, /readyz, /metrics
 //
+// NewAdmin returns the admin API (package admin lists its routes), served
+// only on the admin listener.
+//
 // Every failure answers {"error": "<code>", "reasons": [...]}; the codes and
-// statuses are listed in errors.go and mapped in one function, classify.
+// statuses are listed in errors.go and mapped in one function, classify,
+// for both handlers.
 package api
 
 import (
@@ -34,6 +39,7 @@ import (
 	"github.com/confidant-cvm/confidant/shared/evidence"
 	"github.com/confidant-cvm/confidant/verifier/internal/appraise"
 	"github.com/confidant-cvm/confidant/verifier/internal/challenge"
+	"github.com/confidant-cvm/confidant/verifier/internal/release"
 	"github.com/confidant-cvm/confidant/verifier/internal/store"
 	"github.com/confidant-cvm/confidant/verifier/internal/token"
 )
@@ -56,6 +62,11 @@ type KeySet interface {
 	CurrentKID() string
 }
 
+// Releaser releases keys (release.Service implements it).
+type Releaser interface {
+	Release(ctx context.Context, req release.Request) (*release.Result, error)
+}
+
 // Store is what the API needs from the store.
 type Store interface {
 	Ping(ctx context.Context) error
@@ -76,8 +87,13 @@ type Config struct {
 	// Ready, when set, adds checks to /readyz (for example "policies
 	// loaded").
 	Ready func(ctx context.Context) error
+	// Release releases keys. Required.
+	Release Releaser
 	// DefaultAudience is the aud of tokens whose request names none.
 	DefaultAudience string
+	// ReleaseAudience is the aud a token must carry to release a key;
+	// empty means DefaultAudience.
+	ReleaseAudience string
 	// MaxBodyBytes caps request bodies; zero means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
 	// RateLimit is the sustained rate (requests per second) of POST
@@ -90,8 +106,7 @@ type Config struct {
 
 type handler struct {
 	Config
-	log     *slog.Logger
-	metrics *Metrics
+	base
 	limiter *rate.Limiter
 }
 
@@ -101,7 +116,7 @@ func New(cfg Config) (http.Handler, error) {
 	for name, missing := range map[string]bool{
 		"challenge service": cfg.Challenge == nil, "appraiser": cfg.Appraiser == nil,
 		"token issuer": cfg.Issuer == nil, "keys": cfg.Keys == nil, "store": cfg.Store == nil,
-		"metrics": cfg.Metrics == nil, "metrics gatherer": cfg.Gatherer == nil,
+		"metrics": cfg.Metrics == nil, "metrics gatherer": cfg.Gatherer == nil, "key releaser": cfg.Release == nil,
 	} {
 		if missing {
 			errs = append(errs, fmt.Errorf("no %s", name))
@@ -119,7 +134,10 @@ func New(cfg Config) (http.Handler, error) {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	h := &handler{Config: cfg, log: cfg.Log, metrics: cfg.Metrics}
+	if cfg.ReleaseAudience == "" {
+		cfg.ReleaseAudience = cfg.DefaultAudience
+	}
+	h := &handler{Config: cfg, base: base{log: cfg.Log, metrics: cfg.Metrics}}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -141,6 +159,7 @@ func New(cfg Config) (http.Handler, error) {
 			r.Use(h.rateLimit, h.limitBody)
 			r.Post("/challenge", h.challenge)
 			r.Post("/attest", h.attest)
+			r.Post("/keys/{name}/release", h.release)
 		})
 	})
 	return r, nil

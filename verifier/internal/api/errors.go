@@ -11,7 +11,9 @@ import (
 	"github.com/confidant-cvm/confidant/verifier/internal/appraise"
 	"github.com/confidant-cvm/confidant/verifier/internal/challenge"
 	"github.com/confidant-cvm/confidant/verifier/internal/policy"
+	"github.com/confidant-cvm/confidant/verifier/internal/release"
 	"github.com/confidant-cvm/confidant/verifier/internal/store"
+	"github.com/confidant-cvm/confidant/verifier/internal/token"
 )
 
 // Error codes of the JSON error body. They are stable: clients branch on
@@ -30,6 +32,14 @@ const (
 	CodeInternal         = "internal_error"
 	CodeNotFound         = "not_found"
 	CodeMethodNotAllowed = "method_not_allowed"
+	// Key release and administration.
+	CodeInvalidToken  = "invalid_token"
+	CodeReleaseDenied = "release_denied"
+	CodeNoRuntimeKey  = "no_runtime_key"
+	CodeKeyUnknown    = "key_unknown"
+	CodeKeyExists     = "key_exists"
+	CodeConflict      = "conflict"
+	CodeInvalidPolicy = "invalid_policy"
 )
 
 // ErrorBody is the JSON body of every error response.
@@ -45,6 +55,8 @@ var (
 	errNotFound    = errors.New("no such endpoint")
 	errMethod      = errors.New("method not allowed")
 	errNotReady    = errors.New("not ready")
+	// errNoBearer: the release request has no bearer token.
+	errNoBearer = errors.New("no bearer token")
 )
 
 // classify maps an error to its HTTP status, code and the reasons a client
@@ -53,8 +65,9 @@ var (
 // only logged.
 func classify(err error) (int, ErrorBody) {
 	var (
-		maxBytes *http.MaxBytesError
-		denied   *appraise.DeniedError
+		maxBytes      *http.MaxBytesError
+		denied        *appraise.DeniedError
+		releaseDenied *release.DeniedError
 	)
 	switch {
 	case errors.As(err, &maxBytes), errors.Is(err, evidence.ErrTooLarge):
@@ -71,6 +84,28 @@ func classify(err error) (int, ErrorBody) {
 		return http.StatusUnauthorized, ErrorBody{CodeNonceExpired, []string{"the nonce has expired"}}
 	case errors.Is(err, challenge.ErrReused):
 		return http.StatusUnauthorized, ErrorBody{CodeNonceReused, []string{"the nonce was already used"}}
+	case errors.Is(err, errNoBearer):
+		return http.StatusUnauthorized, ErrorBody{CodeInvalidToken, []string{"no bearer token: send Authorization: Bearer <token from /v1/attest>"}}
+	case errors.Is(err, token.ErrAlgorithm):
+		return http.StatusUnauthorized, ErrorBody{CodeInvalidToken, []string{"the token's algorithm is not allowed"}}
+	case errors.Is(err, token.ErrInvalid):
+		return http.StatusUnauthorized, ErrorBody{CodeInvalidToken, []string{"the token is not a valid token of this verifier (signature, issuer, audience or validity period)"}}
+	case errors.As(err, &releaseDenied):
+		return http.StatusForbidden, ErrorBody{CodeReleaseDenied, releaseDenied.Reasons}
+	case errors.Is(err, release.ErrNoRuntimeKey):
+		return http.StatusForbidden, ErrorBody{CodeNoRuntimeKey, []string{err.Error()}}
+	case errors.Is(err, release.ErrKeyUnknown):
+		return http.StatusNotFound, ErrorBody{CodeKeyUnknown, []string{"no such key or key version"}}
+	case errors.Is(err, release.ErrKeyExists):
+		return http.StatusConflict, ErrorBody{CodeKeyExists, []string{"a key of that name exists"}}
+	case errors.Is(err, release.ErrConflict):
+		return http.StatusConflict, ErrorBody{CodeConflict, appraise.Reasons(err)}
+	case errors.Is(err, release.ErrInvalidPolicy), errors.Is(err, policy.ErrLoad):
+		return http.StatusBadRequest, ErrorBody{CodeInvalidPolicy, appraise.Reasons(err)}
+	case errors.Is(err, release.ErrInvalid):
+		return http.StatusBadRequest, ErrorBody{CodeMalformed, appraise.Reasons(err)}
+	case errors.Is(err, release.ErrPolicyEvaluation):
+		return http.StatusInternalServerError, ErrorBody{CodePolicyError, []string{"the release policy failed; see the verifier's log"}}
 	case errors.As(err, &denied):
 		return http.StatusForbidden, ErrorBody{CodeDenied, denied.Reasons}
 	case errors.Is(err, evidence.ErrMalformed), errors.Is(err, appraise.ErrMalformed), errors.Is(err, errBadRequest):
@@ -85,9 +120,16 @@ func classify(err error) (int, ErrorBody) {
 	return http.StatusInternalServerError, ErrorBody{CodeInternal, []string{"internal error; see the verifier's log"}}
 }
 
+// base is what writeError needs; the public and the admin handlers embed
+// it.
+type base struct {
+	log     *slog.Logger
+	metrics *Metrics
+}
+
 // writeError answers with the JSON error body for err, logs it and counts
 // it.
-func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+func (h *base) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, body := classify(err)
 	h.metrics.errors.WithLabelValues(body.Error).Inc()
 	level := slog.LevelInfo
@@ -96,8 +138,15 @@ func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	h.log.Log(r.Context(), level, "request failed", "method", r.Method, "path", r.URL.Path,
 		"status", status, "code", body.Error, "err", err)
-	if status == http.StatusTooManyRequests {
+	switch status {
+	case http.StatusTooManyRequests:
 		w.Header().Set("Retry-After", strconv.Itoa(1))
+	case http.StatusUnauthorized:
+		if body.Error == CodeInvalidToken {
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		}
+	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", strconv.Itoa(5))
 	}
 	writeJSON(w, status, body)
 }

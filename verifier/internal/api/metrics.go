@@ -14,6 +14,7 @@ type Metrics struct {
 	nonceRedemptions  *prometheus.CounterVec
 	errors            *prometheus.CounterVec
 	tokensIssued      *prometheus.CounterVec
+	releases          *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them on reg.
@@ -49,9 +50,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: "confidant_verifier", Name: "tokens_issued_total",
 			Help: "Attestation tokens issued, by TEE kind.",
 		}, []string{"tee"}),
+		releases: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "confidant_verifier", Name: "key_releases_total",
+			Help: "Key release attempts by result (granted, or the error code).",
+		}, []string{"result"}),
 	}
 	for _, c := range []prometheus.Collector{m.appraisals, m.appraisalDuration, m.requestDuration,
-		m.noncesIssued, m.nonceRedemptions, m.errors, m.tokensIssued} {
+		m.noncesIssued, m.nonceRedemptions, m.errors, m.tokensIssued, m.releases} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

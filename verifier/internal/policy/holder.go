@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,14 @@ type HolderConfig struct {
 	ReferenceFile string
 	// Options are passed to Load.
 	Options Options
+	// Overrides, when set, returns the documents that replace the files
+	// (loaded through the admin API and kept in the store); it is read on
+	// every reload.
+	Overrides func(context.Context) (*Overrides, error)
+	// PollEvery, when positive, makes Run reload that often, so that a
+	// replica picks up documents another replica loaded into the shared
+	// store.
+	PollEvery time.Duration
 	// OnLoad, when set, is called with each newly loaded set (for example
 	// to record it in the store). An error fails the load.
 	OnLoad func(context.Context, *Set) error
@@ -60,15 +69,64 @@ func (h *Holder) Current() *Set { return h.cur.Load() }
 // Loads returns how many sets were loaded so far (for tests and metrics).
 func (h *Holder) Loads() int64 { return h.loaded.Load() }
 
-// Reload loads the files again and swaps the new set in. When nothing
-// changed (same digests) the current set stays.
+// Reload loads the files (and the overrides) again and swaps the new set
+// in. When nothing changed (same digests) the current set stays.
 func (h *Holder) Reload(ctx context.Context) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	s, err := Load(ctx, h.cfg.PolicyFiles, h.cfg.ReferenceFile, h.cfg.Options)
+	o, err := h.overrides(ctx)
 	if err != nil {
 		return err
 	}
+	s, err := LoadWith(ctx, h.cfg.PolicyFiles, h.cfg.ReferenceFile, o, h.cfg.Options)
+	if err != nil {
+		return err
+	}
+	return h.swap(ctx, s)
+}
+
+func (h *Holder) overrides(ctx context.Context) (*Overrides, error) {
+	o := &Overrides{Policies: map[string]Source{}}
+	if h.cfg.Overrides == nil {
+		return o, nil
+	}
+	got, err := h.cfg.Overrides(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading policy overrides: %w", err)
+	}
+	if got != nil {
+		maps.Copy(o.Policies, got.Policies)
+		o.Reference = got.Reference
+	}
+	return o, nil
+}
+
+// Apply changes the overrides: it reads the current ones, lets change edit
+// them, loads the resulting set (a broken document fails here and changes
+// nothing), calls persist with it (to store the new override) and swaps it
+// in. Reloads are serialized with it.
+func (h *Holder) Apply(ctx context.Context, change func(*Overrides), persist func(context.Context, *Set) error) (*Set, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	o, err := h.overrides(ctx)
+	if err != nil {
+		return nil, err
+	}
+	change(o)
+	s, err := LoadWith(ctx, h.cfg.PolicyFiles, h.cfg.ReferenceFile, o, h.cfg.Options)
+	if err != nil {
+		return nil, err
+	}
+	if err := persist(ctx, s); err != nil {
+		return nil, err
+	}
+	if err := h.swap(ctx, s); err != nil {
+		return nil, err
+	}
+	return h.cur.Load(), nil
+}
+
+func (h *Holder) swap(ctx context.Context, s *Set) error {
 	if old := h.cur.Load(); old != nil && sameDigests(old, s) {
 		h.cfg.Log.Debug("policies unchanged")
 		return nil
@@ -88,17 +146,7 @@ func (h *Holder) Reload(ctx context.Context) error {
 	return nil
 }
 
-func sameDigests(a, b *Set) bool {
-	if a.Reference.SHA256 != b.Reference.SHA256 || len(a.Policies) != len(b.Policies) {
-		return false
-	}
-	for i := range a.Policies {
-		if a.Policies[i].SHA256 != b.Policies[i].SHA256 {
-			return false
-		}
-	}
-	return true
-}
+func sameDigests(a, b *Set) bool { return a.fingerprint() == b.fingerprint() }
 
 // Watcher reloads a Holder when its files change or on request.
 type Watcher struct {
@@ -138,6 +186,12 @@ func (w *Watcher) Close() error { return w.w.Close() }
 func (w *Watcher) Run(ctx context.Context, reload <-chan struct{}) error {
 	defer w.w.Close()
 	h := w.h
+	var pollC <-chan time.Time
+	if h.cfg.PollEvery > 0 {
+		poll := time.NewTicker(h.cfg.PollEvery)
+		defer poll.Stop()
+		pollC = poll.C
+	}
 	var (
 		timer   *time.Timer
 		timerC  <-chan time.Time
@@ -176,6 +230,8 @@ func (w *Watcher) Run(ctx context.Context, reload <-chan struct{}) error {
 		case <-timerC:
 			timerC = nil
 			h.reload(ctx, "file change")
+		case <-pollC:
+			h.reload(ctx, "poll")
 		}
 	}
 }

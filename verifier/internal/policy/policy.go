@@ -25,12 +25,14 @@
 package policy
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -119,32 +121,97 @@ type Options struct {
 	Reserved func(name string) bool
 }
 
+// Source is a policy or reference values document and where it came from.
+type Source struct {
+	// Name is a file path, or a name like "store:policy:sev-snp".
+	Name    string
+	Content []byte
+}
+
+// Overrides replace what the files say: a policy per TEE kind (the policy
+// must declare that kind; it then appraises that kind instead of the file
+// that declares it) and the reference values. The admin API loads them
+// and keeps them in the store.
+type Overrides struct {
+	Policies  map[string]Source
+	Reference *Source
+}
+
 // Load reads, compiles and prepares the policy files with the reference
 // values file as data.reference. Every problem is reported at once.
 func Load(ctx context.Context, policyFiles []string, referenceFile string, opts Options) (*Set, error) {
+	return LoadWith(ctx, policyFiles, referenceFile, nil, opts)
+}
+
+// LoadWith is Load with overrides (nil: none).
+func LoadWith(ctx context.Context, policyFiles []string, referenceFile string, o *Overrides, opts Options) (*Set, error) {
 	if len(policyFiles) == 0 {
 		return nil, fmt.Errorf("loading policies: no policy file: %w", ErrLoad)
 	}
-	ref, err := loadReference(referenceFile)
+	var refSrc Source
+	if o != nil && o.Reference != nil {
+		refSrc = *o.Reference
+	} else {
+		b, err := os.ReadFile(referenceFile)
+		if err != nil {
+			return nil, fmt.Errorf("loading reference values: %w", errors.Join(ErrLoad, err))
+		}
+		refSrc = Source{Name: referenceFile, Content: b}
+	}
+	ref, err := ParseReference(refSrc)
 	if err != nil {
 		return nil, err
 	}
 	set := &Set{Reference: ref, byKind: map[string]*Policy{}}
+	overridden := map[string]bool{}
+	if o != nil {
+		for k := range o.Policies {
+			overridden[k] = true
+		}
+	}
 	var errs []error
 	for _, f := range policyFiles {
-		p, err := loadPolicy(ctx, f, ref, opts)
+		src, err := os.ReadFile(f)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("loading policy: %w", errors.Join(ErrLoad, err)))
+			continue
+		}
+		p, err := compilePolicy(ctx, Source{Name: f, Content: src}, ref, opts)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
+		used := false
 		for _, k := range p.Kinds {
+			if overridden[k] {
+				continue
+			}
 			if other, dup := set.byKind[k]; dup {
 				errs = append(errs, fmt.Errorf("loading policy %s: TEE kind %q is already appraised by %s: %w", f, k, other.File, ErrLoad))
 				continue
 			}
 			set.byKind[k] = p
+			used = true
 		}
-		set.Policies = append(set.Policies, p)
+		if used {
+			set.Policies = append(set.Policies, p)
+		}
+	}
+	if o != nil {
+		kinds := slices.Sorted(maps.Keys(o.Policies))
+		for _, k := range kinds {
+			p, err := compilePolicy(ctx, o.Policies[k], ref, opts)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if !slices.Contains(p.Kinds, k) {
+				errs = append(errs, fmt.Errorf("loading policy %s for %s: it appraises %v, not %s: %w", o.Policies[k].Name, k, p.Kinds, k, ErrLoad))
+				continue
+			}
+			set.byKind[k] = p
+			set.Policies = append(set.Policies, p)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -152,35 +219,33 @@ func Load(ctx context.Context, policyFiles []string, referenceFile string, opts 
 	return set, nil
 }
 
-func loadReference(file string) (*ReferenceValues, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("loading reference values: %w", errors.Join(ErrLoad, err))
-	}
+// ParseReference checks a reference values document: JSON, one object,
+// "version": ReferenceVersion.
+func ParseReference(src Source) (*ReferenceValues, error) {
 	var data map[string]any
-	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec := json.NewDecoder(bytes.NewReader(src.Content))
 	dec.UseNumber()
 	if err := dec.Decode(&data); err != nil {
-		return nil, fmt.Errorf("loading reference values %s: %w", file, errors.Join(ErrLoad, err))
+		return nil, fmt.Errorf("loading reference values %s: %w", src.Name, errors.Join(ErrLoad, err))
 	}
 	if dec.More() {
-		return nil, fmt.Errorf("loading reference values %s: trailing data: %w", file, ErrLoad)
+		return nil, fmt.Errorf("loading reference values %s: trailing data: %w", src.Name, ErrLoad)
 	}
 	if v, ok := data["version"].(json.Number); !ok || v.String() != fmt.Sprint(ReferenceVersion) {
-		return nil, fmt.Errorf("loading reference values %s: \"version\" must be %d: %w", file, ReferenceVersion, ErrLoad)
+		return nil, fmt.Errorf("loading reference values %s: \"version\" must be %d: %w", src.Name, ReferenceVersion, ErrLoad)
 	}
-	sum := sha256.Sum256(b)
-	return &ReferenceValues{SHA256: hex.EncodeToString(sum[:]), File: file, Content: b, data: data}, nil
+	sum := sha256.Sum256(src.Content)
+	return &ReferenceValues{SHA256: hex.EncodeToString(sum[:]), File: src.Name, Content: bytes.Clone(src.Content), data: data}, nil
 }
 
-func loadPolicy(ctx context.Context, file string, ref *ReferenceValues, opts Options) (*Policy, error) {
-	src, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("loading policy: %w", errors.Join(ErrLoad, err))
-	}
+func compilePolicy(ctx context.Context, s Source, ref *ReferenceValues, opts Options) (*Policy, error) {
+	file, src := s.Name, s.Content
 	mod, err := ast.ParseModuleWithOpts(filepath.Base(file), string(src), ast.ParserOptions{RegoVersion: ast.RegoV1})
 	if err != nil {
 		return nil, fmt.Errorf("parsing policy %s: %w", file, errors.Join(ErrLoad, err))
+	}
+	if mod == nil {
+		return nil, fmt.Errorf("parsing policy %s: empty module: %w", file, ErrLoad)
 	}
 	pkg := strings.TrimPrefix(mod.Package.Path.String(), "data.")
 	store := inmem.NewFromObject(map[string]any{"reference": ref.data})
@@ -212,7 +277,7 @@ func loadPolicy(ctx context.Context, file string, ref *ReferenceValues, opts Opt
 	}
 	sum := sha256.Sum256(src)
 	return &Policy{
-		ID: pkg, SHA256: hex.EncodeToString(sum[:]), File: file, Source: src, Kinds: kinds,
+		ID: pkg, SHA256: hex.EncodeToString(sum[:]), File: file, Source: bytes.Clone(src), Kinds: kinds,
 		query: q, reserved: opts.Reserved,
 	}, nil
 }
@@ -235,6 +300,19 @@ func stringSet(rs rego.ResultSet) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// Kinds returns the TEE kinds the set appraises, sorted.
+func (s *Set) Kinds() []string { return slices.Sorted(maps.Keys(s.byKind)) }
+
+// fingerprint identifies what the set decides with: which policy
+// (digest) appraises each kind, and the reference values.
+func (s *Set) fingerprint() string {
+	var b strings.Builder
+	for _, k := range s.Kinds() {
+		fmt.Fprintf(&b, "%s=%s;", k, s.byKind[k].SHA256)
+	}
+	return b.String() + "ref=" + s.Reference.SHA256
 }
 
 // For returns the policy that appraises kind, or ErrNoPolicy.

@@ -2,6 +2,8 @@ package policy
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -308,4 +310,87 @@ func TestHolderWatchesFilesAndSignal(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestOverrides(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	both := write(t, dir, "both.rego", "package both\nkinds := {\"tdx\", \"sev-snp\"}\nresult := {\"verdict\": \"affirming\"}\n")
+	over := Source{Name: "store:policy:tdx", Content: []byte("package over\nkinds := {\"tdx\"}\nresult := {\"verdict\": \"warning\"}\n")}
+	s, err := LoadWith(ctx, []string{both}, "testdata/ref.json", &Overrides{Policies: map[string]Source{"tdx": over}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := s.For("tdx"); p.ID != "over" || p.File != "store:policy:tdx" {
+		t.Fatalf("tdx: %+v", p)
+	}
+	if p, _ := s.For("sev-snp"); p.ID != "both" {
+		t.Fatalf("sev-snp keeps the file: %+v", p)
+	}
+	ref := Source{Name: "store:reference-values", Content: []byte(`{"version": 1, "x": 2}`)}
+	s, err = LoadWith(ctx, []string{both}, "testdata/ref.json", &Overrides{Reference: &ref}, Options{})
+	if err != nil || s.Reference.File != "store:reference-values" || s.Reference.SHA256 == "" {
+		t.Fatalf("reference override: %+v, %v", s, err)
+	}
+	for name, o := range map[string]*Overrides{
+		"kind not declared": {Policies: map[string]Source{"sim-sev-snp": over}},
+		"does not compile":  {Policies: map[string]Source{"tdx": {Name: "x", Content: []byte("package x\nkinds := {")}}},
+		"empty policy":      {Policies: map[string]Source{"tdx": {Name: "x"}}},
+		"bad reference":     {Reference: &Source{Name: "r", Content: []byte(`{"version": 3}`)}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := LoadWith(ctx, []string{both}, "testdata/ref.json", o, Options{}); !errors.Is(err, ErrLoad) {
+				t.Fatalf("got %v, want ErrLoad", err)
+			}
+		})
+	}
+}
+
+func TestHolderApply(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	pf := write(t, dir, "p.rego", policyVerdict("affirming"))
+	var stored *Overrides
+	h, err := NewHolder(ctx, HolderConfig{PolicyFiles: []string{pf}, ReferenceFile: "testdata/ref.json",
+		Overrides: func(context.Context) (*Overrides, error) { return stored, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := Source{Name: "store:policy:tdx", Content: []byte(policyVerdict("warning"))}
+	change := func(o *Overrides) { o.Policies["tdx"] = src }
+	// A failing persist changes nothing.
+	if _, err := h.Apply(ctx, change, func(context.Context, *Set) error { return errors.New("store down") }); err == nil {
+		t.Fatal("Apply ignored the persist error")
+	}
+	if p, _ := h.Current().For("tdx"); p.SHA256 == sha256hexOf(src.Content) {
+		t.Fatal("a failed Apply swapped the policy in")
+	}
+	// A broken policy is refused before persist.
+	persisted := false
+	if _, err := h.Apply(ctx, func(o *Overrides) { o.Policies["tdx"] = Source{Name: "x", Content: []byte("x")} },
+		func(context.Context, *Set) error { persisted = true; return nil }); !errors.Is(err, ErrLoad) || persisted {
+		t.Fatalf("broken policy: %v, persisted %v", err, persisted)
+	}
+	set, err := h.Apply(ctx, change, func(_ context.Context, s *Set) error {
+		stored = &Overrides{Policies: map[string]Source{"tdx": src}}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := set.For("tdx"); p.SHA256 != sha256hexOf(src.Content) || h.Current() != set {
+		t.Fatalf("after Apply: %+v", p)
+	}
+	// Reloading keeps the stored override.
+	if err := h.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := h.Current().For("tdx"); p.SHA256 != sha256hexOf(src.Content) {
+		t.Fatal("reload lost the override")
+	}
+}
+
+func sha256hexOf(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
 }

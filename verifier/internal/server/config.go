@@ -37,9 +37,23 @@ type Config struct {
 	StateDir string `yaml:"state_dir"`
 	// Store is the store URL; empty means sqlite:<StateDir>/verifier.db.
 	Store string `yaml:"store"`
-	// KEKFile holds the key-encryption key of the signing keys; empty means
-	// <StateDir>/signing.kek. Keep it outside the store (and its backups).
+	// KEKFile holds the key-encryption key of the signing keys and of the
+	// release keys; empty means <StateDir>/signing.kek. Keep it outside the
+	// store (and its backups); replicas sharing a store share it.
 	KEKFile string `yaml:"kek_file"`
+	// AdminListen is where the admin API listens: "unix:PATH" (or
+	// "unix://PATH"), "tcp://HOST:PORT" (mutual TLS, with the three
+	// AdminTLS files), or "none". Empty means unix:<StateDir>/admin.sock.
+	AdminListen string `yaml:"admin_listen"`
+	// AdminTLSCert and AdminTLSKey are the admin listener's certificate
+	// and key (PEM); AdminClientCA the CA (PEM) that issues admin client
+	// certificates. TCP only, and then required.
+	AdminTLSCert  string `yaml:"admin_tls_cert"`
+	AdminTLSKey   string `yaml:"admin_tls_key"`
+	AdminClientCA string `yaml:"admin_client_ca"`
+	// ReleaseAudience is the aud a token must carry to release a key;
+	// empty means Audience.
+	ReleaseAudience string `yaml:"release_audience"`
 	// Policies are the appraisal policy files.
 	Policies []string `yaml:"policies"`
 	// ReferenceValues is the reference values file.
@@ -129,6 +143,13 @@ func (c *Config) Validate() error {
 	if c.KEKFile == "" {
 		c.KEKFile = filepath.Join(c.StateDir, "signing.kek")
 	}
+	if c.AdminListen == "" {
+		c.AdminListen = "unix:" + filepath.Join(c.StateDir, DefaultAdminSocket)
+	}
+	if c.ReleaseAudience == "" {
+		c.ReleaseAudience = c.Audience
+	}
+	errs = append(errs, c.validateAdmin()...)
 	if len(c.Policies) == 0 {
 		errs = append(errs, errors.New("no --policy given"))
 	}
@@ -186,6 +207,77 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	return nil
+}
+
+// DefaultAdminSocket is the admin socket's name in the state directory.
+const DefaultAdminSocket = "admin.sock"
+
+// maxSocketPath is the longest unix socket path Linux accepts.
+const maxSocketPath = 107
+
+// AdminAddress parses AdminListen into a network ("unix" or "tcp", or ""
+// for none) and an address.
+func (c *Config) AdminAddress() (network, addr string, err error) {
+	switch {
+	case c.AdminListen == "none":
+		return "", "", nil
+	case strings.HasPrefix(c.AdminListen, "unix://"):
+		network, addr = "unix", strings.TrimPrefix(c.AdminListen, "unix://")
+	case strings.HasPrefix(c.AdminListen, "unix:"):
+		network, addr = "unix", strings.TrimPrefix(c.AdminListen, "unix:")
+	case strings.HasPrefix(c.AdminListen, "tcp://"):
+		network, addr = "tcp", strings.TrimPrefix(c.AdminListen, "tcp://")
+	default:
+		return "", "", fmt.Errorf("--admin-listen %q: want unix:PATH, tcp://HOST:PORT or none", c.AdminListen)
+	}
+	if addr == "" {
+		return "", "", fmt.Errorf("--admin-listen %q: empty address", c.AdminListen)
+	}
+	return network, addr, nil
+}
+
+func (c *Config) validateAdmin() []error {
+	network, addr, err := c.AdminAddress()
+	if err != nil {
+		return []error{err}
+	}
+	tlsFiles := c.AdminTLSCert != "" || c.AdminTLSKey != "" || c.AdminClientCA != ""
+	var errs []error
+	switch network {
+	case "unix":
+		if len(addr) > maxSocketPath {
+			errs = append(errs, fmt.Errorf("--admin-listen: socket path %q is longer than %d bytes", addr, maxSocketPath))
+		}
+		if tlsFiles {
+			errs = append(errs, errors.New("--admin-tls-cert, --admin-tls-key and --admin-client-ca go with --admin-listen tcp://"))
+		}
+	case "tcp":
+		if c.AdminTLSCert == "" || c.AdminTLSKey == "" || c.AdminClientCA == "" {
+			errs = append(errs, errors.New("--admin-listen tcp:// needs --admin-tls-cert, --admin-tls-key and --admin-client-ca (mutual TLS)"))
+		}
+		ahost, aport, err := net.SplitHostPort(addr)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--admin-listen %q: %w", c.AdminListen, err))
+			break
+		}
+		if host, port, err := net.SplitHostPort(c.Listen); err == nil && port == aport && port != "0" &&
+			(host == ahost || unspecified(host) || unspecified(ahost)) {
+			errs = append(errs, fmt.Errorf("--admin-listen %q overlaps --listen %q: the admin API never shares the public port", c.AdminListen, c.Listen))
+		}
+	default:
+		if tlsFiles {
+			errs = append(errs, errors.New("--admin-tls-* given but the admin API is off"))
+		}
+	}
+	return errs
+}
+
+func unspecified(host string) bool {
+	if host == "" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
 }
 
 func isLoopback(host string) bool {

@@ -1,6 +1,9 @@
 package server
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,5 +93,36 @@ func TestLoadConfigFile(t *testing.T) {
 	os.WriteFile(p, []byte("lisen: x\n"), 0o644)
 	if _, err := LoadConfigFile(p, DefaultConfig()); err == nil {
 		t.Fatal("unknown key accepted")
+	}
+}
+
+// TestKEKOption: a KEK given directly (from the environment) is used
+// instead of the KEK file, which is then never created.
+func TestKEKOption(t *testing.T) {
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.StateDir = filepath.Join(dir, "state")
+	cfg.Policies = []string{"../../../policies/appraisal/sim_development.rego"}
+	cfg.ReferenceValues = "../../../policies/reference-values.example.json"
+	cfg.AdminListen = "none"
+	ctx := context.Background()
+	s, err := New(ctx, cfg, nil, Options{KEK: bytes.Repeat([]byte{1}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Release.Create(ctx, "k", nil, false); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := os.Stat(filepath.Join(cfg.StateDir, "signing.kek")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("KEK file written: %v", err)
+	}
+	// Another KEK does not open the sealed keys.
+	if s, err := New(ctx, cfg, nil, Options{KEK: bytes.Repeat([]byte{2}, 32)}); err == nil {
+		s.Close()
+		t.Fatal("opened the store with another KEK")
+	}
+	if _, err := New(ctx, cfg, nil, Options{KEK: []byte("short")}); err == nil {
+		t.Fatal("accepted a short KEK")
 	}
 }

@@ -1,7 +1,8 @@
 // Package server assembles the verifier from its configuration and runs
-// it: store, signing keys, policies, the HTTP API and the background loops
-// (key rotation, policy reload, nonce pruning), joined by an errgroup and
-// shut down gracefully.
+// it: store, signing keys, release keys, policies, the public HTTP API, the
+// admin API on its own listener and the background loops (key rotation,
+// policy reload, nonce pruning), joined by an errgroup and shut down
+// gracefully.
 package server
 
 import (
@@ -17,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	sevtrust "github.com/google/go-sev-guest/verify/trust"
@@ -25,10 +27,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/confidant-cvm/confidant/policies"
+	"github.com/confidant-cvm/confidant/shared/evidence"
 	"github.com/confidant-cvm/confidant/verifier/internal/api"
 	"github.com/confidant-cvm/confidant/verifier/internal/appraise"
 	"github.com/confidant-cvm/confidant/verifier/internal/challenge"
 	"github.com/confidant-cvm/confidant/verifier/internal/policy"
+	"github.com/confidant-cvm/confidant/verifier/internal/release"
 	"github.com/confidant-cvm/confidant/verifier/internal/seal"
 	"github.com/confidant-cvm/confidant/verifier/internal/store"
 	"github.com/confidant-cvm/confidant/verifier/internal/token"
@@ -41,6 +46,10 @@ const nonceSecret = "nonce-mac-key"
 // clocks lag.
 const nonceGrace = 5 * time.Minute
 
+// policyPoll is how often a server checks the store for policies another
+// replica loaded through the admin API.
+const policyPoll = 30 * time.Second
+
 // Server is an assembled verifier.
 type Server struct {
 	cfg      Config
@@ -50,14 +59,35 @@ type Server struct {
 	Keys     *token.Keys
 	Policies *policy.Holder
 	watcher  *policy.Watcher
-	Handler  http.Handler
-	Registry *prometheus.Registry
+	// Release manages and releases keys.
+	Release *release.Service
+	// Handler is the public API; AdminHandler the admin API (served only
+	// on the admin listener).
+	Handler      http.Handler
+	AdminHandler http.Handler
+	Registry     *prometheus.Registry
 }
 
-// Options inject what tests replace; the zero value is production.
+// Options inject what tests replace, and secrets that do not belong in a
+// Config; the zero value is production with the KEK file.
 type Options struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// KEK, when set, is the 32-byte key-encryption key itself (main reads
+	// it from CONFIDANT_VERIFIER_KEK); Config.KEKFile is then not used.
+	KEK []byte
+}
+
+// newSealer returns the sealer of the KEK given, or of the KEK file.
+func newSealer(kek []byte, file string) (*seal.Sealer, error) {
+	if kek != nil {
+		s, err := seal.New(kek)
+		if err != nil {
+			return nil, fmt.Errorf("loading the KEK from the environment: %w", err)
+		}
+		return s, nil
+	}
+	return seal.LoadOrCreate(file)
 }
 
 // New assembles a verifier. Close it when done.
@@ -88,7 +118,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (s *Se
 			st.Close()
 		}
 	}()
-	sealer, err := seal.LoadOrCreate(cfg.KEKFile)
+	sealer, err := newSealer(opts.KEK, cfg.KEKFile)
 	if err != nil {
 		return nil, err
 	}
@@ -120,6 +150,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (s *Se
 		ReferenceFile: cfg.ReferenceValues,
 		Options:       policy.Options{Reserved: PolicyReserved},
 		OnLoad:        func(ctx context.Context, set *policy.Set) error { return RecordSet(ctx, st, set, now()) },
+		Overrides:     func(ctx context.Context) (*policy.Overrides, error) { return storedOverrides(ctx, st) },
+		PollEvery:     policyPoll,
 		Log:           log.WithGroup("policy"),
 	})
 	if err != nil {
@@ -151,19 +183,92 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (s *Se
 	if err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
+	rel, err := release.New(ctx, release.Config{Store: st, Sealer: sealer, DefaultPolicy: policies.DefaultRelease(), Now: now})
+	if err != nil {
+		return nil, err
+	}
 	h, err := api.New(api.Config{
-		Challenge: chal, Appraiser: appraiser, Issuer: issuer, Keys: keys, Store: st,
-		Metrics: metrics, Gatherer: reg, DefaultAudience: cfg.Audience,
+		Challenge: chal, Appraiser: appraiser, Issuer: issuer, Keys: keys, Store: st, Release: rel,
+		Metrics: metrics, Gatherer: reg, DefaultAudience: cfg.Audience, ReleaseAudience: cfg.ReleaseAudience,
 		MaxBodyBytes: cfg.MaxBodyBytes, RateLimit: cfg.RateLimit, Burst: cfg.Burst,
 		Log: log.WithGroup("api"),
 	})
 	if err != nil {
 		return nil, err
 	}
+	srv := &Server{cfg: cfg, log: log, now: now, Store: st, Keys: keys, Policies: holder, watcher: watcher,
+		Release: rel, Handler: h, Registry: reg}
+	srv.AdminHandler, err = api.NewAdmin(api.AdminConfig{Keys: rel, Policies: srv, Audit: st, Metrics: metrics,
+		Log: log.WithGroup("admin")})
+	if err != nil {
+		return nil, err
+	}
 	if simRoot != nil {
 		log.Warn("trusting the simulated TEE root: tokens for sim-sev-snp evidence can be issued", "sim_root", cfg.SimRoot)
 	}
-	return &Server{cfg: cfg, log: log, now: now, Store: st, Keys: keys, Policies: holder, watcher: watcher, Handler: h, Registry: reg}, nil
+	log.Info("store opened", "store", store.Redact(cfg.Store), "kek_id", sealer.ID())
+	return srv, nil
+}
+
+// storedOverrides reads the policies and reference values loaded through
+// the admin API.
+func storedOverrides(ctx context.Context, st store.Store) (*policy.Overrides, error) {
+	docs, err := st.ActiveDocuments(ctx)
+	if err != nil {
+		return nil, err
+	}
+	o := &policy.Overrides{Policies: map[string]policy.Source{}}
+	for slot, d := range docs {
+		src := policy.Source{Name: "store:" + slot, Content: d.Content}
+		if kind, ok := store.PolicySlotKind(slot); ok {
+			o.Policies[kind] = src
+		} else if slot == store.ReferenceSlot {
+			o.Reference = &src
+		}
+	}
+	return o, nil
+}
+
+// teeKinds are the TEE kinds a policy can be loaded for.
+var teeKinds = []evidence.Kind{evidence.KindSNP, evidence.KindTDX, evidence.KindSimSNP}
+
+// LoadPolicy makes src the appraisal policy of kind: it must compile and
+// declare kind. It is stored (so that it survives restarts and reaches the
+// other replicas, at their next poll) and swapped in here at once.
+func (s *Server) LoadPolicy(ctx context.Context, kind string, src []byte) (*policy.Policy, *policy.Set, error) {
+	if !slices.Contains(teeKinds, evidence.Kind(kind)) {
+		return nil, nil, fmt.Errorf("loading policy: unknown TEE kind %q (want one of %v): %w", kind, teeKinds, policy.ErrLoad)
+	}
+	slot := store.PolicySlot(kind)
+	set, err := s.Policies.Apply(ctx, func(o *policy.Overrides) {
+		o.Policies[kind] = policy.Source{Name: "store:" + slot, Content: src}
+	}, func(ctx context.Context, set *policy.Set) error {
+		p, err := set.For(kind)
+		if err != nil {
+			return err
+		}
+		return s.Store.ActivateDocument(ctx, slot, store.Document{Kind: store.DocPolicy, ID: p.ID, SHA256: p.SHA256,
+			Content: src, LoadedAt: s.now()})
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := set.For(kind)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, set, nil
+}
+
+// LoadReferenceValues makes content the reference values, like
+// LoadPolicy.
+func (s *Server) LoadReferenceValues(ctx context.Context, content []byte) (*policy.Set, error) {
+	return s.Policies.Apply(ctx, func(o *policy.Overrides) {
+		o.Reference = &policy.Source{Name: "store:" + store.ReferenceSlot, Content: content}
+	}, func(ctx context.Context, set *policy.Set) error {
+		return s.Store.ActivateDocument(ctx, store.ReferenceSlot, store.Document{Kind: store.DocReferenceValues,
+			ID: "admin", SHA256: set.Reference.SHA256, Content: content, LoadedAt: s.now()})
+	})
 }
 
 // PolicyReserved names the claims a policy may not add: every claim the
@@ -210,6 +315,69 @@ func ParseCertificate(b []byte) (*x509.Certificate, error) {
 	return c, nil
 }
 
+// AdminListener opens the admin API's listener as configured: a unix
+// socket (mode 0600; a stale socket is replaced, one in use is an error),
+// a TCP listener with mutual TLS, or nil when the admin API is off.
+func (s *Server) AdminListener() (net.Listener, error) {
+	network, addr, err := s.cfg.AdminAddress()
+	if err != nil || network == "" {
+		return nil, err
+	}
+	if network == "unix" {
+		return listenUnix(addr)
+	}
+	cert, err := tls.LoadX509KeyPair(s.cfg.AdminTLSCert, s.cfg.AdminTLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("loading the admin TLS key pair: %w", err)
+	}
+	caPEM, err := os.ReadFile(s.cfg.AdminClientCA)
+	if err != nil {
+		return nil, fmt.Errorf("reading the admin client CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("reading the admin client CA %s: no PEM certificate", s.cfg.AdminClientCA)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening for the admin API: %w", err)
+	}
+	return tls.NewListener(ln, &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{cert},
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+	}), nil
+}
+
+// listenUnix listens on a unix socket only its owner can connect to.
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("creating the admin socket directory: %w", err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("admin socket %s exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("admin socket %s is in use by another process", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("removing the stale admin socket: %w", err)
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listening for the admin API: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("restricting the admin socket: %w", err)
+	}
+	return ln, nil
+}
+
 // Close releases the store and the policy file watch.
 func (s *Server) Close() error {
 	s.watcher.Close()
@@ -248,22 +416,46 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, reload <-chan struc
 	} else {
 		s.log.Warn("serving plain HTTP: tokens and evidence are not protected in transit", "addr", ln.Addr().String())
 	}
+	adminLn, err := s.AdminListener()
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		s.log.Info("serving", "addr", ln.Addr().String(), "issuer", s.cfg.Issuer, "tls", s.cfg.TLS())
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serving HTTP: %w", err)
+	serve := func(name string, srv *http.Server, ln net.Listener) {
+		g.Go(func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serving %s: %w", name, err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+			defer cancel()
+			if err := srv.Shutdown(sctx); err != nil {
+				return fmt.Errorf("shutting down %s: %w", name, err)
+			}
+			return nil
+		})
+	}
+	s.log.Info("serving", "addr", ln.Addr().String(), "issuer", s.cfg.Issuer, "tls", s.cfg.TLS())
+	serve("HTTP", srv, ln)
+	if adminLn != nil {
+		adminSrv := &http.Server{
+			Handler:           s.AdminHandler,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       time.Minute,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    32 << 10,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		}
-		return nil
-	})
+		s.log.Info("serving the admin API", "addr", adminLn.Addr().Network()+":"+adminLn.Addr().String())
+		serve("admin API", adminSrv, adminLn)
+	}
 	g.Go(func() error {
 		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
-		defer cancel()
 		s.log.Info("shutting down")
-		if err := srv.Shutdown(sctx); err != nil {
-			return fmt.Errorf("shutting down HTTP server: %w", err)
-		}
 		return nil
 	})
 	g.Go(func() error { return s.Keys.Run(gctx) })
@@ -298,6 +490,8 @@ type KeysConfig struct {
 	SigningAlg string
 	// TokenTTL is the servers' token lifetime.
 	TokenTTL time.Duration
+	// KEK, when set, replaces KEKFile (as Options.KEK).
+	KEK []byte
 }
 
 // OpenKeys opens the store and the signing keys (for the keys command);
@@ -313,7 +507,7 @@ func OpenKeys(ctx context.Context, kc KeysConfig, log *slog.Logger) (*token.Keys
 	if err != nil {
 		return nil, nil, err
 	}
-	sealer, err := seal.LoadOrCreate(kc.KEKFile)
+	sealer, err := newSealer(kc.KEK, kc.KEKFile)
 	if err != nil {
 		st.Close()
 		return nil, nil, err

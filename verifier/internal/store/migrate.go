@@ -13,6 +13,9 @@ import (
 type migration struct {
 	version int
 	stmts   []string
+	// fn, when set, runs after stmts in the same transaction (data
+	// migrations that need Go, like hashing).
+	fn func(ctx context.Context, tx *sql.Tx) error
 }
 
 // migrations is the schema history. Append only: never edit an applied
@@ -64,6 +67,60 @@ var migrations = []migration{
 		)`,
 		`CREATE INDEX audit_at ON audit (at)`,
 	}},
+	// 2: release keys, active documents, audit key fields and hash chain.
+	{version: 2, stmts: []string{
+		`CREATE TABLE release_keys (
+			name TEXT PRIMARY KEY,
+			origin TEXT NOT NULL CHECK (origin IN ('platform', 'customer')),
+			policy BLOB NOT NULL,
+			policy_sha256 TEXT NOT NULL,
+			created_at INTEGER NOT NULL,
+			updated_at INTEGER NOT NULL,
+			next_version INTEGER NOT NULL
+		)`,
+		`CREATE TABLE release_key_versions (
+			name TEXT NOT NULL REFERENCES release_keys (name),
+			version INTEGER NOT NULL,
+			sealed BLOB NOT NULL,
+			kek_id TEXT NOT NULL,
+			created_at INTEGER NOT NULL,
+			PRIMARY KEY (name, version)
+		)`,
+		`CREATE TABLE active_documents (
+			slot TEXT PRIMARY KEY,
+			kind TEXT NOT NULL,
+			sha256 TEXT NOT NULL,
+			activated_at INTEGER NOT NULL
+		)`,
+		`ALTER TABLE audit ADD COLUMN key_name TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE audit ADD COLUMN key_version INTEGER NOT NULL DEFAULT 0`,
+		`ALTER TABLE audit ADD COLUMN prev_hash BLOB`,
+		`CREATE TABLE audit_head (
+			id INTEGER PRIMARY KEY CHECK (id = 1),
+			last_id INTEGER NOT NULL,
+			last_hash BLOB NOT NULL
+		)`,
+	}, fn: chainLegacyAudit},
+}
+
+// chainLegacyAudit links the audit records written before the chain
+// existed, oldest first, and writes the head.
+func chainLegacyAudit(ctx context.Context, tx *sql.Tx) error {
+	recs, err := scanAudit(tx.QueryContext(ctx, "SELECT "+auditColumns+" FROM audit ORDER BY id"))
+	if err != nil {
+		return err
+	}
+	prev, last := GenesisHash, int64(0)
+	for i := range recs {
+		r := &recs[i]
+		r.PrevHash = prev
+		if _, err := tx.ExecContext(ctx, "UPDATE audit SET prev_hash = ? WHERE id = ?", prev, r.ID); err != nil {
+			return err
+		}
+		prev, last = r.Hash(), r.ID
+	}
+	_, err = tx.ExecContext(ctx, "INSERT INTO audit_head (id, last_id, last_hash) VALUES (1, ?, ?)", last, prev)
+	return err
 }
 
 // migrate applies the migrations db lacks, each in its own transaction. A
@@ -115,6 +172,11 @@ func applyMigration(ctx context.Context, db *sql.DB, m migration) error {
 	for i, stmt := range m.stmts {
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("applying migration %d statement %d: %w", m.version, i, err)
+		}
+	}
+	if m.fn != nil {
+		if err := m.fn(ctx, tx); err != nil {
+			return fmt.Errorf("applying migration %d: %w", m.version, err)
 		}
 	}
 	if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",

@@ -289,56 +289,72 @@ func (s *SQLite) Documents(ctx context.Context, kind DocumentKind) ([]Document, 
 	return docs, nil
 }
 
-// AppendAudit appends an audit record.
+// AppendAudit appends an audit record, chained to the one before it.
 func (s *SQLite) AppendAudit(ctx context.Context, r AuditRecord) (int64, error) {
-	reasons := r.Reasons
-	if reasons == nil {
-		reasons = []string{}
-	}
-	rj, err := json.Marshal(reasons)
+	r.normalize()
+	rj, err := json.Marshal(r.Reasons)
 	if err != nil {
 		return 0, fmt.Errorf("appending audit record: %w", err)
 	}
-	res, err := s.db.ExecContext(ctx,
-		`INSERT INTO audit (at, event, outcome, tee, subject, token_id, policy_id, policy_sha256, remote, reasons)
-		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		r.Time.UnixNano(), r.Event, r.Outcome, r.TEE, r.Subject, r.TokenID, r.PolicyID, r.PolicySHA256, r.Remote, string(rj))
+	err = s.tx(ctx, "appending audit record", func(tx *sql.Tx) error {
+		var last int64
+		var prev []byte
+		if err := tx.QueryRowContext(ctx, "SELECT last_id, last_hash FROM audit_head WHERE id = 1").Scan(&last, &prev); err != nil {
+			return unavailable("appending audit record", err)
+		}
+		r.ID, r.PrevHash = last+1, prev
+		if _, err := tx.ExecContext(ctx, "INSERT INTO audit ("+auditColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			r.ID, r.Time.UnixNano(), r.Event, r.Outcome, r.TEE, r.Subject, r.TokenID, r.PolicyID, r.PolicySHA256,
+			r.Remote, string(rj), r.KeyName, r.KeyVersion, r.PrevHash); err != nil {
+			return unavailable("appending audit record", err)
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE audit_head SET last_id = ?, last_hash = ? WHERE id = 1", r.ID, r.Hash()); err != nil {
+			return unavailable("appending audit record", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return 0, unavailable("appending audit record", err)
+		return 0, err
 	}
-	id, err := res.LastInsertId()
-	if err != nil {
-		return 0, unavailable("appending audit record", err)
-	}
-	return id, nil
+	return r.ID, nil
 }
 
-// AuditRecords returns up to limit records after afterID, oldest first.
-func (s *SQLite) AuditRecords(ctx context.Context, afterID int64, limit int) ([]AuditRecord, error) {
-	if limit <= 0 {
-		limit = 100
+const auditColumns = "id, at, event, outcome, tee, subject, token_id, policy_id, policy_sha256, remote, reasons, key_name, key_version, prev_hash"
+
+// rowScanner is *sql.Rows (and pgx.Rows): what scanAuditRow needs.
+type rowScanner interface {
+	Scan(dest ...any) error
+}
+
+func scanAuditRow(rows rowScanner) (AuditRecord, error) {
+	var (
+		r       AuditRecord
+		at      int64
+		reasons string
+	)
+	if err := rows.Scan(&r.ID, &at, &r.Event, &r.Outcome, &r.TEE, &r.Subject, &r.TokenID, &r.PolicyID,
+		&r.PolicySHA256, &r.Remote, &reasons, &r.KeyName, &r.KeyVersion, &r.PrevHash); err != nil {
+		return r, unavailable("reading audit record", err)
 	}
-	rows, err := s.db.QueryContext(ctx,
-		`SELECT id, at, event, outcome, tee, subject, token_id, policy_id, policy_sha256, remote, reasons
-		 FROM audit WHERE id > ? ORDER BY id LIMIT ?`, afterID, limit)
+	r.Time = fromNanos(at)
+	if err := json.Unmarshal([]byte(reasons), &r.Reasons); err != nil {
+		// A record whose reasons do not decode was tampered with: keep the
+		// raw text so the chain check reports it instead of failing.
+		r.Reasons = []string{reasons}
+	}
+	return r, nil
+}
+
+func scanAudit(rows *sql.Rows, err error) ([]AuditRecord, error) {
 	if err != nil {
 		return nil, unavailable("listing audit records", err)
 	}
 	defer rows.Close()
 	var out []AuditRecord
 	for rows.Next() {
-		var (
-			r       AuditRecord
-			at      int64
-			reasons string
-		)
-		if err := rows.Scan(&r.ID, &at, &r.Event, &r.Outcome, &r.TEE, &r.Subject, &r.TokenID,
-			&r.PolicyID, &r.PolicySHA256, &r.Remote, &reasons); err != nil {
-			return nil, unavailable("listing audit records", err)
-		}
-		r.Time = fromNanos(at)
-		if err := json.Unmarshal([]byte(reasons), &r.Reasons); err != nil {
-			return nil, fmt.Errorf("listing audit records: record %d: %w", r.ID, err)
+		r, err := scanAuditRow(rows)
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, r)
 	}
@@ -346,6 +362,326 @@ func (s *SQLite) AuditRecords(ctx context.Context, afterID int64, limit int) ([]
 		return nil, unavailable("listing audit records", err)
 	}
 	return out, nil
+}
+
+// AuditRecords returns up to limit records after afterID, oldest first.
+func (s *SQLite) AuditRecords(ctx context.Context, afterID int64, limit int) ([]AuditRecord, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	return scanAudit(s.db.QueryContext(ctx, "SELECT "+auditColumns+" FROM audit WHERE id > ? ORDER BY id LIMIT ?", afterID, limit))
+}
+
+// AuditHead returns the last record's id and hash.
+func (s *SQLite) AuditHead(ctx context.Context) (AuditHead, error) {
+	var h AuditHead
+	if err := s.db.QueryRowContext(ctx, "SELECT last_id, last_hash FROM audit_head WHERE id = 1").Scan(&h.LastID, &h.Hash); err != nil {
+		return AuditHead{}, unavailable("reading audit head", err)
+	}
+	return h, nil
+}
+
+// ActivateDocument records d and makes it the active document of slot.
+func (s *SQLite) ActivateDocument(ctx context.Context, slot string, d Document) error {
+	if slot == "" || d.Kind == "" || d.SHA256 == "" {
+		return errors.New("activating document: missing slot, kind or digest")
+	}
+	return s.tx(ctx, "activating document", func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO documents (kind, sha256, id, content, loaded_at) VALUES (?, ?, ?, ?, ?)
+			 ON CONFLICT (kind, sha256) DO UPDATE SET loaded_at = excluded.loaded_at, id = excluded.id`,
+			string(d.Kind), d.SHA256, d.ID, d.Content, d.LoadedAt.UnixNano()); err != nil {
+			return unavailable("activating document", err)
+		}
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO active_documents (slot, kind, sha256, activated_at) VALUES (?, ?, ?, ?)
+			 ON CONFLICT (slot) DO UPDATE SET kind = excluded.kind, sha256 = excluded.sha256, activated_at = excluded.activated_at`,
+			slot, string(d.Kind), d.SHA256, d.LoadedAt.UnixNano()); err != nil {
+			return unavailable("activating document", err)
+		}
+		return nil
+	})
+}
+
+// ActiveDocuments returns the active document of every slot.
+func (s *SQLite) ActiveDocuments(ctx context.Context) (map[string]Document, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT a.slot, d.kind, d.sha256, d.id, d.content, a.activated_at
+		FROM active_documents a JOIN documents d ON d.kind = a.kind AND d.sha256 = a.sha256`)
+	if err != nil {
+		return nil, unavailable("listing active documents", err)
+	}
+	defer rows.Close()
+	out := map[string]Document{}
+	for rows.Next() {
+		var (
+			slot, kind string
+			d          Document
+			at         int64
+		)
+		if err := rows.Scan(&slot, &kind, &d.SHA256, &d.ID, &d.Content, &at); err != nil {
+			return nil, unavailable("listing active documents", err)
+		}
+		d.Kind, d.LoadedAt = DocumentKind(kind), fromNanos(at)
+		out[slot] = d
+	}
+	if err := rows.Err(); err != nil {
+		return nil, unavailable("listing active documents", err)
+	}
+	return out, nil
+}
+
+// CreateReleaseKey stores a new key with its first version.
+func (s *SQLite) CreateReleaseKey(ctx context.Context, k ReleaseKey, first ReleaseKeyVersion) error {
+	if err := checkNewKey(k, first); err != nil {
+		return err
+	}
+	return s.tx(ctx, "creating release key", func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM release_keys WHERE name = ?", k.Name).Scan(&n); err != nil {
+			return unavailable("creating release key", err)
+		}
+		if n > 0 {
+			return fmt.Errorf("creating release key %s: %w", k.Name, ErrConflict)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO release_keys (name, origin, policy, policy_sha256, created_at, updated_at, next_version)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`, k.Name, k.Origin, k.Policy, k.PolicySHA256, k.CreatedAt.UnixNano(),
+			k.CreatedAt.UnixNano(), first.Version+1); err != nil {
+			return unavailable("creating release key", err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO release_key_versions (name, version, sealed, kek_id, created_at)
+			VALUES (?, ?, ?, ?, ?)`, k.Name, first.Version, first.Sealed, first.KEKID, first.CreatedAt.UnixNano()); err != nil {
+			return unavailable("creating release key", err)
+		}
+		return nil
+	})
+}
+
+// RotateReleaseKey adds a version to the named key.
+func (s *SQLite) RotateReleaseKey(ctx context.Context, name string, at time.Time, seal func(version int) (ReleaseKeyVersion, error)) (int, error) {
+	var version int
+	err := s.tx(ctx, "rotating release key", func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, "SELECT next_version FROM release_keys WHERE name = ?", name).Scan(&version)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("rotating release key %s: %w", name, ErrNotFound)
+		}
+		if err != nil {
+			return unavailable("rotating release key", err)
+		}
+		v, err := seal(version)
+		if err != nil {
+			return fmt.Errorf("rotating release key %s: %w", name, err)
+		}
+		if v.Version != version || len(v.Sealed) == 0 {
+			return fmt.Errorf("rotating release key %s: sealed version %d, want %d", name, v.Version, version)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO release_key_versions (name, version, sealed, kek_id, created_at)
+			VALUES (?, ?, ?, ?, ?)`, name, v.Version, v.Sealed, v.KEKID, v.CreatedAt.UnixNano()); err != nil {
+			return unavailable("rotating release key", err)
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE release_keys SET next_version = ?, updated_at = ? WHERE name = ?",
+			version+1, at.UnixNano(), name); err != nil {
+			return unavailable("rotating release key", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return version, nil
+}
+
+// DeleteReleaseKey deletes a version, or the whole key for version 0.
+func (s *SQLite) DeleteReleaseKey(ctx context.Context, name string, version int) error {
+	return s.tx(ctx, "deleting release key", func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM release_key_versions WHERE name = ?", name).Scan(&n); err != nil {
+			return unavailable("deleting release key", err)
+		}
+		var have int
+		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM release_keys WHERE name = ?", name).Scan(&have); err != nil {
+			return unavailable("deleting release key", err)
+		}
+		if have == 0 {
+			return fmt.Errorf("deleting release key %s: %w", name, ErrNotFound)
+		}
+		if version == 0 {
+			if _, err := tx.ExecContext(ctx, "DELETE FROM release_key_versions WHERE name = ?", name); err != nil {
+				return unavailable("deleting release key", err)
+			}
+			if _, err := tx.ExecContext(ctx, "DELETE FROM release_keys WHERE name = ?", name); err != nil {
+				return unavailable("deleting release key", err)
+			}
+			return nil
+		}
+		res, err := tx.ExecContext(ctx, "DELETE FROM release_key_versions WHERE name = ? AND version = ?", name, version)
+		if err != nil {
+			return unavailable("deleting release key", err)
+		}
+		if d, err := res.RowsAffected(); err != nil {
+			return unavailable("deleting release key", err)
+		} else if d == 0 {
+			return fmt.Errorf("deleting release key %s version %d: %w", name, version, ErrNotFound)
+		}
+		if n == 1 {
+			return fmt.Errorf("deleting release key %s version %d: it is the only version; delete the key instead: %w", name, version, ErrConflict)
+		}
+		return nil
+	})
+}
+
+// SetReleasePolicy replaces the release policy of the named key.
+func (s *SQLite) SetReleasePolicy(ctx context.Context, name string, policy []byte, sha string, at time.Time) error {
+	if len(policy) == 0 || sha == "" {
+		return errors.New("setting release policy: empty policy")
+	}
+	res, err := s.db.ExecContext(ctx, "UPDATE release_keys SET policy = ?, policy_sha256 = ?, updated_at = ? WHERE name = ?",
+		policy, sha, at.UnixNano(), name)
+	if err != nil {
+		return unavailable("setting release policy", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return unavailable("setting release policy", err)
+	} else if n == 0 {
+		return fmt.Errorf("setting release policy of %s: %w", name, ErrNotFound)
+	}
+	return nil
+}
+
+const releaseKeyColumns = "name, origin, policy, policy_sha256, created_at, updated_at"
+
+func scanReleaseKey(row rowScanner) (ReleaseKey, error) {
+	var (
+		k                ReleaseKey
+		created, updated int64
+	)
+	if err := row.Scan(&k.Name, &k.Origin, &k.Policy, &k.PolicySHA256, &created, &updated); err != nil {
+		return k, err
+	}
+	k.CreatedAt, k.UpdatedAt = fromNanos(created), fromNanos(updated)
+	return k, nil
+}
+
+// ReleaseKey returns the named key and one version (0: the latest).
+func (s *SQLite) ReleaseKey(ctx context.Context, name string, version int) (ReleaseKey, ReleaseKeyVersion, error) {
+	var (
+		k  ReleaseKey
+		v  ReleaseKeyVersion
+		at int64
+	)
+	k, err := scanReleaseKey(s.db.QueryRowContext(ctx, "SELECT "+releaseKeyColumns+" FROM release_keys WHERE name = ?", name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return k, v, fmt.Errorf("loading release key %s: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return k, v, unavailable("loading release key", err)
+	}
+	q := "SELECT version, sealed, kek_id, created_at FROM release_key_versions WHERE name = ? AND version = ?"
+	args := []any{name, version}
+	if version == 0 {
+		q = "SELECT version, sealed, kek_id, created_at FROM release_key_versions WHERE name = ? ORDER BY version DESC LIMIT 1"
+		args = args[:1]
+	}
+	err = s.db.QueryRowContext(ctx, q, args...).Scan(&v.Version, &v.Sealed, &v.KEKID, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return k, v, fmt.Errorf("loading release key %s version %d: %w", name, version, ErrNotFound)
+	}
+	if err != nil {
+		return k, v, unavailable("loading release key", err)
+	}
+	v.CreatedAt = fromNanos(at)
+	return k, v, nil
+}
+
+// ReleaseKeyInfo returns the named key with its versions' metadata.
+func (s *SQLite) ReleaseKeyInfo(ctx context.Context, name string) (ReleaseKey, error) {
+	keys, err := s.releaseKeys(ctx, name)
+	if err != nil {
+		return ReleaseKey{}, err
+	}
+	if len(keys) == 0 {
+		return ReleaseKey{}, fmt.Errorf("loading release key %s: %w", name, ErrNotFound)
+	}
+	return keys[0], nil
+}
+
+// ReleaseKeys lists every key with its versions' metadata.
+func (s *SQLite) ReleaseKeys(ctx context.Context) ([]ReleaseKey, error) {
+	return s.releaseKeys(ctx, "")
+}
+
+func (s *SQLite) releaseKeys(ctx context.Context, name string) ([]ReleaseKey, error) {
+	var keys []ReleaseKey
+	err := s.tx(ctx, "listing release keys", func(tx *sql.Tx) error {
+		where, args := "", []any{}
+		if name != "" {
+			where, args = " WHERE name = ?", []any{name}
+		}
+		rows, err := tx.QueryContext(ctx, "SELECT "+releaseKeyColumns+" FROM release_keys"+where+" ORDER BY name", args...)
+		if err != nil {
+			return unavailable("listing release keys", err)
+		}
+		idx := map[string]int{}
+		for rows.Next() {
+			k, err := scanReleaseKey(rows)
+			if err != nil {
+				rows.Close()
+				return unavailable("listing release keys", err)
+			}
+			idx[k.Name] = len(keys)
+			keys = append(keys, k)
+		}
+		if err := rows.Close(); err != nil {
+			return unavailable("listing release keys", err)
+		}
+		rows, err = tx.QueryContext(ctx, "SELECT name, version, kek_id, created_at FROM release_key_versions"+where+" ORDER BY name, version", args...)
+		if err != nil {
+			return unavailable("listing release keys", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				n  string
+				v  ReleaseKeyVersion
+				at int64
+			)
+			if err := rows.Scan(&n, &v.Version, &v.KEKID, &at); err != nil {
+				return unavailable("listing release keys", err)
+			}
+			v.CreatedAt = fromNanos(at)
+			if i, ok := idx[n]; ok {
+				keys[i].Versions = append(keys[i].Versions, v)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return unavailable("listing release keys", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return keys, nil
+}
+
+// checkNewKey checks a key and its first version before they are stored.
+func checkNewKey(k ReleaseKey, first ReleaseKeyVersion) error {
+	var errs []error
+	if k.Name == "" {
+		errs = append(errs, errors.New("empty name"))
+	}
+	if k.Origin != OriginPlatform && k.Origin != OriginCustomer {
+		errs = append(errs, fmt.Errorf("origin %q", k.Origin))
+	}
+	if len(k.Policy) == 0 || k.PolicySHA256 == "" {
+		errs = append(errs, errors.New("no release policy"))
+	}
+	if first.Version != 1 || len(first.Sealed) == 0 {
+		errs = append(errs, errors.New("the first version must be version 1 with sealed material"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("creating release key: %w", err)
+	}
+	return nil
 }
 
 func fromNanos(n int64) time.Time { return time.Unix(0, n).UTC() }

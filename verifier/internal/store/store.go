@@ -2,18 +2,26 @@
 // keys, the policies and reference values that were loaded, and the audit
 // log.
 //
-// Store is the interface every backend implements; SQLite (embedded, pure
-// Go, the default) is the one implementation so far, and PostgreSQL will be
-// added behind the same interface for deployments with several replicas.
-// Every write is one transaction: a crash leaves either all of it or none.
-// Errors from the database itself match ErrUnavailable; outcomes callers
-// branch on have their own sentinels (ErrNonceReused, ErrNotFound).
+// Store is the interface every backend implements: SQLite (embedded, pure
+// Go, the default) and PostgreSQL (pgx, for deployments with several
+// replicas sharing one database). Every write is one transaction: a crash
+// or a lost connection leaves either all of it or none. Errors from the
+// database itself match ErrUnavailable; outcomes callers branch on have
+// their own sentinels (ErrNonceReused, ErrNotFound, ErrConflict).
+//
+// The audit log is hash-chained: each entry holds the SHA-256 of the
+// previous entry's canonical bytes (AuditRecord.Canonical), and a head
+// record holds the hash of the last one, so VerifyAudit finds a modified,
+// deleted or truncated entry.
 package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -76,6 +84,42 @@ type Store interface {
 	// AuditRecords returns up to limit records with ids greater than
 	// afterID, oldest first.
 	AuditRecords(ctx context.Context, afterID int64, limit int) ([]AuditRecord, error)
+
+	// AuditHead returns the id and hash of the last audit record (zero id
+	// and GenesisHash when the log is empty).
+	AuditHead(ctx context.Context) (AuditHead, error)
+
+	// ActivateDocument records d and makes it the active document of slot
+	// (for example "policy:sev-snp" or "reference-values"), in one
+	// transaction.
+	ActivateDocument(ctx context.Context, slot string, d Document) error
+	// ActiveDocuments returns the active document of every slot.
+	ActiveDocuments(ctx context.Context) (map[string]Document, error)
+
+	// CreateReleaseKey stores a new release key with its first version.
+	// A key of that name that exists already is ErrConflict.
+	CreateReleaseKey(ctx context.Context, k ReleaseKey, first ReleaseKeyVersion) error
+	// RotateReleaseKey adds a version to the named key: seal is called,
+	// inside the transaction, with the new version number (never reused,
+	// even after deletions) and returns the sealed version. It returns the
+	// new version number; an unknown key is ErrNotFound.
+	RotateReleaseKey(ctx context.Context, name string, at time.Time, seal func(version int) (ReleaseKeyVersion, error)) (int, error)
+	// DeleteReleaseKey deletes one version of the named key, or the whole
+	// key when version is 0. Deleting the only remaining version is
+	// ErrConflict (delete the key instead); an unknown key or version is
+	// ErrNotFound.
+	DeleteReleaseKey(ctx context.Context, name string, version int) error
+	// SetReleasePolicy replaces the release policy of the named key.
+	SetReleasePolicy(ctx context.Context, name string, policy []byte, sha256 string, at time.Time) error
+	// ReleaseKey returns the named key and one version of it, with its
+	// sealed material: version 0 means the latest. Unknown: ErrNotFound.
+	ReleaseKey(ctx context.Context, name string, version int) (ReleaseKey, ReleaseKeyVersion, error)
+	// ReleaseKeyInfo returns the named key with the metadata of every
+	// version (no sealed material).
+	ReleaseKeyInfo(ctx context.Context, name string) (ReleaseKey, error)
+	// ReleaseKeys lists every key with the metadata of its versions (no
+	// sealed material), by name.
+	ReleaseKeys(ctx context.Context) ([]ReleaseKey, error)
 
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
@@ -148,30 +192,167 @@ type AuditRecord struct {
 	// PolicyID and PolicySHA256 name the policy that decided, if any.
 	PolicyID     string
 	PolicySHA256 string
+	// KeyName and KeyVersion name the release key of a release attempt or
+	// an admin action (version 0: none or the latest).
+	KeyName    string
+	KeyVersion int
 	// Remote is the client address.
 	Remote string
 	// Reasons lists why the outcome is what it is.
 	Reasons []string
+	// PrevHash is the SHA-256 of the previous record's canonical bytes
+	// (GenesisHash for the first); set by AppendAudit.
+	PrevHash []byte
 }
 
-// Open opens the store a URL names. Supported: "sqlite:PATH" (the file is
-// created if missing). A PostgreSQL URL is ErrUnsupported until that
-// backend exists.
-func Open(ctx context.Context, url string) (Store, error) {
-	scheme, rest, ok := strings.Cut(url, ":")
+// GenesisHash is the PrevHash of the first audit record: 32 zero bytes.
+var GenesisHash = make([]byte, sha256.Size)
+
+// AuditHead names the last record of the audit log.
+type AuditHead struct {
+	// LastID is the id of the last record; 0 when the log is empty.
+	LastID int64
+	// Hash is the SHA-256 of the last record's canonical bytes
+	// (GenesisHash when empty).
+	Hash []byte
+}
+
+// Canonical returns the bytes the audit chain hashes: a label and every
+// field of the record, including ID and PrevHash, each length-prefixed, so
+// that no two different records share an encoding.
+func (r *AuditRecord) Canonical() []byte {
+	b := []byte("confidant audit v1\x00")
+	b = binary.BigEndian.AppendUint64(b, uint64(r.ID))
+	b = binary.BigEndian.AppendUint64(b, uint64(r.Time.UnixNano()))
+	for _, s := range []string{r.Event, r.Outcome, r.TEE, r.Subject, r.TokenID, r.KeyName} {
+		b = appendField(b, []byte(s))
+	}
+	b = binary.BigEndian.AppendUint64(b, uint64(int64(r.KeyVersion)))
+	for _, s := range []string{r.PolicyID, r.PolicySHA256, r.Remote} {
+		b = appendField(b, []byte(s))
+	}
+	b = binary.BigEndian.AppendUint32(b, uint32(len(r.Reasons)))
+	for _, s := range r.Reasons {
+		b = appendField(b, []byte(s))
+	}
+	return appendField(b, r.PrevHash)
+}
+
+func appendField(b, f []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
+	return append(b, f...)
+}
+
+// Hash returns the SHA-256 of the record's canonical bytes: the next
+// record's PrevHash.
+func (r *AuditRecord) Hash() []byte {
+	h := sha256.Sum256(r.Canonical())
+	return h[:]
+}
+
+// normalize makes the record's text storable everywhere (PostgreSQL text
+// refuses NUL bytes and invalid UTF-8) and identical once read back, so
+// that its hash does not change on the way through the database.
+func (r *AuditRecord) normalize() {
+	clean := func(s string) string {
+		return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+	}
+	for _, p := range []*string{&r.Event, &r.Outcome, &r.TEE, &r.Subject, &r.TokenID, &r.KeyName,
+		&r.PolicyID, &r.PolicySHA256, &r.Remote} {
+		*p = clean(*p)
+	}
+	reasons := make([]string, len(r.Reasons))
+	for i, s := range r.Reasons {
+		reasons[i] = clean(s)
+	}
+	r.Reasons = reasons
+	r.Time = fromNanos(r.Time.UnixNano())
+}
+
+// Key origins.
+const (
+	// OriginPlatform: the verifier generated the key.
+	OriginPlatform = "platform"
+	// OriginCustomer: an administrator imported the key.
+	OriginCustomer = "customer"
+)
+
+// ReleaseKey is a named secret the verifier releases to attested guests
+// whose token its release policy allows. Its material lives in versions,
+// sealed under the KEK.
+type ReleaseKey struct {
+	Name string
+	// Origin is OriginPlatform or OriginCustomer.
+	Origin string
+	// Policy is the release policy (Rego source); PolicySHA256 its digest.
+	Policy       []byte
+	PolicySHA256 string
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+	// Versions lists the versions oldest first, without material (only
+	// from ReleaseKeyInfo and ReleaseKeys).
+	Versions []ReleaseKeyVersion
+}
+
+// ReleaseKeyVersion is one version of a release key.
+type ReleaseKeyVersion struct {
+	// Version counts from 1 and is never reused within a key.
+	Version int
+	// Sealed is the key material sealed under the KEK with the key name and
+	// version as associated data; empty in listings.
+	Sealed []byte
+	// KEKID names the KEK that sealed it (not secret).
+	KEKID     string
+	CreatedAt time.Time
+}
+
+// Open opens the store a URL names: "sqlite:PATH" (the file is created if
+// missing) or "postgres://..." / "postgresql://..." (a libpq URL; the
+// tables are created if missing).
+func Open(ctx context.Context, storeURL string) (Store, error) {
+	scheme, rest, ok := strings.Cut(storeURL, ":")
 	if !ok {
-		return nil, fmt.Errorf("opening store %q: want sqlite:PATH", url)
+		return nil, fmt.Errorf("opening store %q: want sqlite:PATH or a postgres:// URL", storeURL)
 	}
 	switch scheme {
 	case "sqlite":
 		if rest == "" {
-			return nil, fmt.Errorf("opening store %q: empty path", url)
+			return nil, fmt.Errorf("opening store %q: empty path", storeURL)
 		}
-		return OpenSQLite(ctx, rest)
+		s, err := OpenSQLite(ctx, rest)
+		if err != nil {
+			return nil, err // not a typed nil in the interface
+		}
+		return s, nil
 	case "postgres", "postgresql":
-		return nil, fmt.Errorf("opening store: %s: %w", scheme, ErrUnsupported)
+		s, err := OpenPostgres(ctx, storeURL)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	}
 	return nil, fmt.Errorf("opening store: scheme %q: %w", scheme, ErrUnsupported)
+}
+
+// Redact returns the store URL without a password (in the user info or
+// a password parameter), for logs and errors.
+func Redact(raw string) string {
+	if !strings.Contains(raw, "://") {
+		return raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		scheme, _, _ := strings.Cut(raw, "://")
+		return scheme + "://(unparsable URL)"
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
 }
 
 // unavailable wraps a database error so that it matches ErrUnavailable.

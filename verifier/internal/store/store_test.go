@@ -2,11 +2,13 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -175,9 +177,12 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 	})
 	t.Run("audit", func(t *testing.T) {
 		s := open(t)
+		if rep, err := VerifyAudit(ctx, s); err != nil || !rep.OK || rep.Entries != 0 {
+			t.Fatalf("empty log: %+v, %v", rep, err)
+		}
 		for i := range 3 {
-			if _, err := s.AppendAudit(ctx, AuditRecord{Time: t0.Add(time.Duration(i) * time.Second), Event: "attest",
-				Outcome: "affirming", Reasons: []string{fmt.Sprint(i)}}); err != nil {
+			if _, err := s.AppendAudit(ctx, AuditRecord{Time: t0.Add(time.Duration(i) * time.Second), Event: "release",
+				Outcome: "granted", KeyName: "disk", KeyVersion: i + 1, Reasons: []string{fmt.Sprint(i)}}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -185,8 +190,180 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(recs) != 2 || recs[0].ID != 2 || recs[0].Reasons[0] != "1" || !recs[1].Time.Equal(t0.Add(2*time.Second)) {
+		if len(recs) != 2 || recs[0].ID != 2 || recs[0].Reasons[0] != "1" || !recs[1].Time.Equal(t0.Add(2*time.Second)) ||
+			recs[0].KeyName != "disk" || recs[0].KeyVersion != 2 {
 			t.Fatalf("audit records: %+v", recs)
+		}
+		rep, err := VerifyAudit(ctx, s)
+		if err != nil || !rep.OK || rep.Entries != 3 || rep.HeadID != 3 {
+			t.Fatalf("VerifyAudit: %+v, %v", rep, err)
+		}
+		// Text the database cannot hold as is is stored cleaned, and the
+		// chain still verifies.
+		if _, err := s.AppendAudit(ctx, AuditRecord{Time: t0, Event: "attest", Subject: "a\x00b\xff",
+			Reasons: []string{"\xfe"}}); err != nil {
+			t.Fatal(err)
+		}
+		if rep, err := VerifyAudit(ctx, s); err != nil || !rep.OK {
+			t.Fatalf("after odd text: %+v, %v", rep, err)
+		}
+	})
+	t.Run("audit concurrent appends chain", func(t *testing.T) {
+		s := open(t)
+		var wg sync.WaitGroup
+		for i := range 16 {
+			wg.Go(func() {
+				if _, err := s.AppendAudit(ctx, AuditRecord{Time: t0, Event: "attest", Outcome: fmt.Sprint(i)}); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if rep, err := VerifyAudit(ctx, s); err != nil || !rep.OK || rep.Entries != 16 {
+			t.Fatalf("VerifyAudit: %+v, %v", rep, err)
+		}
+	})
+	t.Run("release keys", func(t *testing.T) {
+		s := open(t)
+		k := ReleaseKey{Name: "disk", Origin: OriginPlatform, Policy: []byte("package p"), PolicySHA256: "aa", CreatedAt: t0}
+		v1 := ReleaseKeyVersion{Version: 1, Sealed: []byte("s1"), KEKID: "kek", CreatedAt: t0}
+		if err := s.CreateReleaseKey(ctx, k, v1); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateReleaseKey(ctx, k, v1); !errors.Is(err, ErrConflict) {
+			t.Fatalf("second create: got %v, want ErrConflict", err)
+		}
+		if err := s.CreateReleaseKey(ctx, ReleaseKey{Name: "x", Origin: "other"}, v1); err == nil {
+			t.Fatal("bad key accepted")
+		}
+		seal := func(v int) (ReleaseKeyVersion, error) {
+			return ReleaseKeyVersion{Version: v, Sealed: fmt.Appendf(nil, "s%d", v), KEKID: "kek", CreatedAt: t0.Add(time.Hour)}, nil
+		}
+		for want := 2; want <= 3; want++ {
+			v, err := s.RotateReleaseKey(ctx, "disk", t0.Add(time.Hour), seal)
+			if err != nil || v != want {
+				t.Fatalf("rotate: %d, %v; want %d", v, err, want)
+			}
+		}
+		if _, err := s.RotateReleaseKey(ctx, "none", t0, seal); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("rotate unknown: %v", err)
+		}
+		// A failing seal changes nothing.
+		if _, err := s.RotateReleaseKey(ctx, "disk", t0, func(int) (ReleaseKeyVersion, error) {
+			return ReleaseKeyVersion{}, errors.New("kms down")
+		}); err == nil {
+			t.Fatal("failed seal rotated")
+		}
+		_, latest, err := s.ReleaseKey(ctx, "disk", 0)
+		if err != nil || latest.Version != 3 || string(latest.Sealed) != "s3" {
+			t.Fatalf("latest: %+v, %v", latest, err)
+		}
+		got, v2, err := s.ReleaseKey(ctx, "disk", 2)
+		if err != nil || v2.Version != 2 || string(v2.Sealed) != "s2" || got.Origin != OriginPlatform || string(got.Policy) != "package p" {
+			t.Fatalf("version 2: %+v %+v, %v", got, v2, err)
+		}
+		if _, _, err := s.ReleaseKey(ctx, "disk", 9); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("unknown version: %v", err)
+		}
+		if _, _, err := s.ReleaseKey(ctx, "none", 0); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("unknown key: %v", err)
+		}
+		if err := s.DeleteReleaseKey(ctx, "disk", 3); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DeleteReleaseKey(ctx, "disk", 3); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("deleting a deleted version: %v", err)
+		}
+		// Version numbers are never reused.
+		if v, err := s.RotateReleaseKey(ctx, "disk", t0, seal); err != nil || v != 4 {
+			t.Fatalf("rotate after delete: %d, %v", v, err)
+		}
+		if err := s.SetReleasePolicy(ctx, "disk", []byte("package q"), "bb", t0.Add(2*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetReleasePolicy(ctx, "none", []byte("package q"), "bb", t0); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("policy of unknown key: %v", err)
+		}
+		info, err := s.ReleaseKeyInfo(ctx, "disk")
+		if err != nil || info.PolicySHA256 != "bb" || !info.UpdatedAt.Equal(t0.Add(2*time.Hour)) || len(info.Versions) != 3 ||
+			info.Versions[0].Version != 1 || info.Versions[2].Version != 4 || info.Versions[1].Sealed != nil {
+			t.Fatalf("info: %+v, %v", info, err)
+		}
+		if err := s.CreateReleaseKey(ctx, ReleaseKey{Name: "a-first", Origin: OriginCustomer, Policy: []byte("p"), PolicySHA256: "cc", CreatedAt: t0}, v1); err != nil {
+			t.Fatal(err)
+		}
+		all, err := s.ReleaseKeys(ctx)
+		if err != nil || len(all) != 2 || all[0].Name != "a-first" || len(all[0].Versions) != 1 || len(all[1].Versions) != 3 {
+			t.Fatalf("list: %+v, %v", all, err)
+		}
+		for _, v := range []int{1, 2} {
+			if err := s.DeleteReleaseKey(ctx, "disk", v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.DeleteReleaseKey(ctx, "disk", 4); !errors.Is(err, ErrConflict) {
+			t.Fatalf("deleting the only version: %v", err)
+		}
+		if err := s.DeleteReleaseKey(ctx, "disk", 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.ReleaseKeyInfo(ctx, "disk"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("deleted key: %v", err)
+		}
+		if err := s.DeleteReleaseKey(ctx, "disk", 0); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("deleting a deleted key: %v", err)
+		}
+		// The name can be used again, from version 1.
+		if err := s.CreateReleaseKey(ctx, k, v1); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("release key concurrent rotation", func(t *testing.T) {
+		s := open(t)
+		if err := s.CreateReleaseKey(ctx, ReleaseKey{Name: "k", Origin: OriginPlatform, Policy: []byte("p"), PolicySHA256: "a", CreatedAt: t0},
+			ReleaseKeyVersion{Version: 1, Sealed: []byte("s"), CreatedAt: t0}); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				if _, err := s.RotateReleaseKey(ctx, "k", t0, func(v int) (ReleaseKeyVersion, error) {
+					return ReleaseKeyVersion{Version: v, Sealed: []byte("s"), CreatedAt: t0}, nil
+				}); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		info, err := s.ReleaseKeyInfo(ctx, "k")
+		if err != nil || len(info.Versions) != 9 || info.Versions[8].Version != 9 {
+			t.Fatalf("after concurrent rotations: %+v, %v", info, err)
+		}
+	})
+	t.Run("active documents", func(t *testing.T) {
+		s := open(t)
+		d := Document{Kind: DocPolicy, ID: "p", SHA256: "aa", Content: []byte("package p"), LoadedAt: t0}
+		if err := s.ActivateDocument(ctx, PolicySlot("sim-sev-snp"), d); err != nil {
+			t.Fatal(err)
+		}
+		d2 := Document{Kind: DocPolicy, ID: "p", SHA256: "bb", Content: []byte("package p2"), LoadedAt: t0.Add(time.Hour)}
+		if err := s.ActivateDocument(ctx, PolicySlot("sim-sev-snp"), d2); err != nil {
+			t.Fatal(err)
+		}
+		r := Document{Kind: DocReferenceValues, ID: "ref", SHA256: "cc", Content: []byte(`{"version":1}`), LoadedAt: t0}
+		if err := s.ActivateDocument(ctx, ReferenceSlot, r); err != nil {
+			t.Fatal(err)
+		}
+		act, err := s.ActiveDocuments(ctx)
+		if err != nil || len(act) != 2 || act[PolicySlot("sim-sev-snp")].SHA256 != "bb" ||
+			string(act[PolicySlot("sim-sev-snp")].Content) != "package p2" || act[ReferenceSlot].Kind != DocReferenceValues {
+			t.Fatalf("active: %+v, %v", act, err)
+		}
+		if docs, _ := s.Documents(ctx, DocPolicy); len(docs) != 2 {
+			t.Fatalf("both versions are recorded: %+v", docs)
+		}
+		if k, ok := PolicySlotKind(PolicySlot("tdx")); !ok || k != "tdx" {
+			t.Fatal("PolicySlotKind")
 		}
 	})
 	t.Run("ping", func(t *testing.T) {
@@ -279,8 +456,9 @@ func TestOpenURL(t *testing.T) {
 		url     string
 		wantErr error
 	}{
-		"sqlite":   {url: "sqlite:" + filepath.Join(t.TempDir(), "x.db")},
-		"postgres": {url: "postgres://localhost/db", wantErr: ErrUnsupported},
+		"sqlite": {url: "sqlite:" + filepath.Join(t.TempDir(), "x.db")},
+		// Nothing listens on port 1: the store is unavailable.
+		"postgres": {url: "postgres://u:secret@127.0.0.1:1/db?connect_timeout=2", wantErr: ErrUnavailable},
 		"unknown":  {url: "mysql:x", wantErr: ErrUnsupported},
 	}
 	for name, tt := range tests {
@@ -294,7 +472,10 @@ func TestOpenURL(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range []string{"nocolon", "sqlite:", "sqlite:/tmp/a?b"} {
+	if _, err := Open(ctx, "postgres://u:secret@127.0.0.1:1/db?connect_timeout=2"); err == nil || strings.Contains(err.Error(), "secret") {
+		t.Fatalf("password in error: %v", err)
+	}
+	for _, bad := range []string{"nocolon", "sqlite:", "sqlite:/tmp/a?b", "postgres://x:y@h:notaport/db"} {
 		if s, err := Open(ctx, bad); err == nil {
 			s.Close()
 			t.Errorf("Open(%q) succeeded", bad)
@@ -362,4 +543,116 @@ func crashHelper(path string) {
 		os.Exit(2)
 	}
 	os.Exit(3) // crash: no commit, no close
+}
+
+// TestAuditTamperSQLite changes the audit table behind the store's back.
+func TestAuditTamperSQLite(t *testing.T) {
+	testAuditTamper(t, func(t *testing.T) (Store, func(string)) {
+		s := openTestSQLite(t)
+		return s, func(stmt string) {
+			if _, err := s.db.Exec(stmt); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
+func testAuditTamper(t *testing.T, open func(t *testing.T) (Store, func(stmt string))) {
+	ctx := context.Background()
+	fill := func(t *testing.T, s Store) {
+		for i := range 5 {
+			if _, err := s.AppendAudit(ctx, AuditRecord{Time: t0.Add(time.Duration(i) * time.Second), Event: "release",
+				Outcome: "release_denied", Subject: "guest", KeyName: "disk", Reasons: []string{"status is warning"}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if rep, err := VerifyAudit(ctx, s); err != nil || !rep.OK {
+			t.Fatalf("before tampering: %+v, %v", rep, err)
+		}
+	}
+	tests := map[string]struct {
+		stmt    string
+		wantID  int64
+		wantMsg string
+	}{
+		"modified entry":     {stmt: "UPDATE audit SET outcome = 'granted' WHERE id = 3", wantID: 4, wantMsg: "entry 3 was modified"},
+		"modified reasons":   {stmt: "UPDATE audit SET reasons = '[]' WHERE id = 2", wantID: 3, wantMsg: "entry 2 was modified"},
+		"deleted in middle":  {stmt: "DELETE FROM audit WHERE id = 3", wantID: 4, wantMsg: "entry 3 is missing"},
+		"deleted two":        {stmt: "DELETE FROM audit WHERE id IN (2, 3)", wantID: 4, wantMsg: "entries 2 to 3 are missing"},
+		"deleted first":      {stmt: "DELETE FROM audit WHERE id = 1", wantID: 2, wantMsg: "entry 1 is missing"},
+		"modified last":      {stmt: "UPDATE audit SET subject = 'other' WHERE id = 5", wantID: 5, wantMsg: "entry 5 (the last) was modified"},
+		"truncated":          {stmt: "DELETE FROM audit WHERE id = 5", wantID: 5, wantMsg: "log truncated"},
+		"link rewritten":     {stmt: "UPDATE audit SET prev_hash = NULL WHERE id = 2", wantID: 2, wantMsg: "does not chain"},
+		"appended behind it": {stmt: "INSERT INTO audit (id, at, event, outcome, tee, subject, token_id, policy_id, policy_sha256, remote, reasons) VALUES (6, 0, 'x', 'x', '', '', '', '', '', '', '[]')", wantID: 6, wantMsg: "not covered by the head"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			s, exec := open(t)
+			fill(t, s)
+			exec(tt.stmt)
+			rep, err := VerifyAudit(ctx, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.OK || len(rep.Problems) == 0 {
+				t.Fatalf("tampering not detected: %+v", rep)
+			}
+			found := false
+			for _, p := range rep.Problems {
+				if p.ID == tt.wantID && strings.Contains(p.Reason, tt.wantMsg) {
+					found = true
+				}
+			}
+			if !found {
+				t.Fatalf("problems %+v lack %q at %d", rep.Problems, tt.wantMsg, tt.wantID)
+			}
+		})
+	}
+}
+
+// TestMigrateV1ChainsLegacyAudit opens a version 1 database with audit
+// records and checks that migration 2 chains them.
+func TestMigrateV1ChainsLegacyAudit(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "v1.db")
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate(ctx, db, migrations[:1]); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := db.Exec(`INSERT INTO audit (at, event, outcome, tee, subject, token_id, policy_id, policy_sha256, remote, reasons)
+			VALUES (?, 'attest', 'affirming', 'sim-sev-snp', 'g', 'j', 'p', 'd', '127.0.0.1', '["ok"]')`, t0.Add(time.Duration(i)).UnixNano()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	s, err := OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.AppendAudit(ctx, AuditRecord{Time: t0, Event: "release", Outcome: "granted"}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := VerifyAudit(ctx, s)
+	if err != nil || !rep.OK || rep.Entries != 4 || rep.HeadID != 4 {
+		t.Fatalf("after migration: %+v, %v", rep, err)
+	}
+}
+
+func TestRedact(t *testing.T) {
+	for in, want := range map[string]string{
+		"sqlite:/var/lib/x.db":                      "sqlite:/var/lib/x.db",
+		"postgres://u:pw@h:5432/db?sslmode=disable": "postgres://u:xxxxx@h:5432/db?sslmode=disable",
+		"postgres://u@h/db":                         "postgres://u@h/db",
+		"postgres://h/db?password=pw&sslmode=x":     "postgres://h/db?password=xxxxx&sslmode=x",
+		"postgres://u:pw@h:bad port/db":             "postgres://(unparsable URL)",
+	} {
+		if got := Redact(in); got != want || strings.Contains(got, "pw") {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package token
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -149,6 +150,35 @@ func (k *Keys) sign(payload []byte) (string, error) {
 // the signature verifies, iss is ours, aud holds audience (when not empty),
 // and exp/nbf/iat hold now (with ClockSkew). It returns the claims.
 func (i *Issuer) Verify(ctx context.Context, token, audience string) (map[string]any, error) {
+	payload, err := i.verify(ctx, token, audience)
+	if err != nil {
+		return nil, err
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		return nil, fmt.Errorf("decoding token claims: %w", errors.Join(ErrInvalid, err))
+	}
+	return claims, nil
+}
+
+// VerifyClaims is Verify with numbers kept as json.Number (64-bit TEE
+// fields exceed float64), for policies that evaluate the claims.
+func (i *Issuer) VerifyClaims(ctx context.Context, token, audience string) (map[string]any, error) {
+	payload, err := i.verify(ctx, token, audience)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	var claims map[string]any
+	if err := dec.Decode(&claims); err != nil {
+		return nil, fmt.Errorf("decoding token claims: %w", errors.Join(ErrInvalid, err))
+	}
+	return claims, nil
+}
+
+// verify checks the token and returns its payload.
+func (i *Issuer) verify(ctx context.Context, token, audience string) ([]byte, error) {
 	msg, err := jws.ParseString(token, jws.WithCompact())
 	if err != nil {
 		return nil, fmt.Errorf("parsing token: %w", errors.Join(ErrInvalid, err))
@@ -185,9 +215,5 @@ func (i *Issuer) Verify(ctx context.Context, token, audience string) (map[string
 	if _, err := jwt.ParseString(token, opts...); err != nil {
 		return nil, fmt.Errorf("checking token: %w", errors.Join(ErrInvalid, err))
 	}
-	var claims map[string]any
-	if err := json.Unmarshal(msg.Payload(), &claims); err != nil {
-		return nil, fmt.Errorf("decoding token claims: %w", errors.Join(ErrInvalid, err))
-	}
-	return claims, nil
+	return msg.Payload(), nil
 }

@@ -1,0 +1,156 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/confidant-cvm/confidant/verifier/internal/release"
+	"github.com/confidant-cvm/confidant/verifier/internal/store"
+)
+
+// MaxReleaseBody caps the body of a release request ({"version": N}).
+const MaxReleaseBody = 4 << 10
+
+// maxBearer caps the bearer token (a token is a few KiB).
+const maxBearer = 64 << 10
+
+// ReleaseRequest is the optional body of POST /v1/keys/{name}/release.
+type ReleaseRequest struct {
+	// Version asks for one version of the key; 0 or absent: the latest.
+	Version int `json:"version"`
+}
+
+// ReleaseResponse is the body of a successful release.
+type ReleaseResponse struct {
+	// JWE is the key as a compact JWE to the token's runtime key.
+	JWE     string `json:"jwe"`
+	Key     string `json:"key"`
+	Version int    `json:"version"`
+}
+
+// Release outcome recorded in the audit log when the key was released.
+const outcomeGranted = "granted"
+
+// ParseReleaseRequest reads the optional release body: empty, or one JSON
+// object {"version": N} with N ≥ 0 and nothing else.
+func ParseReleaseRequest(body []byte) (ReleaseRequest, error) {
+	var req ReleaseRequest
+	if len(bytes.TrimSpace(body)) == 0 {
+		return req, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, fmt.Errorf("%w: release request: %v", errBadRequest, err)
+	}
+	if dec.More() {
+		return req, fmt.Errorf("%w: release request: trailing data", errBadRequest)
+	}
+	if req.Version < 0 {
+		return req, fmt.Errorf("%w: release request: version %d", errBadRequest, req.Version)
+	}
+	return req, nil
+}
+
+// bearer returns the token of an "Authorization: Bearer" header.
+func bearer(r *http.Request) (string, error) {
+	h := r.Header.Get("Authorization")
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", errNoBearer
+	}
+	tok = strings.TrimSpace(tok)
+	if tok == "" || len(tok) > maxBearer {
+		return "", errNoBearer
+	}
+	return tok, nil
+}
+
+// clip shortens untrusted text for the audit log.
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// release answers POST /v1/keys/{name}/release: the bearer token must be
+// one this verifier issued, for the release audience, with a runtime key;
+// the key's release policy must allow its claims. Every attempt is
+// audited; a key leaves only with its audit record written.
+func (h *handler) release(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	name := chi.URLParam(r, "name")
+	rec := store.AuditRecord{Time: time.Now().UTC(), Event: "release", KeyName: clip(name, 256), Remote: remoteHost(r)}
+	fail := func(err error) {
+		_, body := classify(err)
+		var denied *release.DeniedError
+		if errors.As(err, &denied) {
+			rec.PolicyID, rec.PolicySHA256, rec.KeyVersion = denied.PolicyID, denied.PolicySHA256, denied.Version
+		}
+		rec.Outcome, rec.Reasons = body.Error, body.Reasons
+		h.metrics.releases.WithLabelValues(body.Error).Inc()
+		if _, aerr := h.Store.AppendAudit(context.WithoutCancel(ctx), rec); aerr != nil {
+			h.log.Error("writing audit record", "err", aerr)
+		}
+		h.writeError(w, r, err)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxReleaseBody+1))
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	if len(body) > MaxReleaseBody {
+		fail(&http.MaxBytesError{Limit: MaxReleaseBody})
+		return
+	}
+	tok, err := bearer(r)
+	if err != nil {
+		fail(err)
+		return
+	}
+	req, err := ParseReleaseRequest(body)
+	if err != nil {
+		fail(err)
+		return
+	}
+	rec.KeyVersion = req.Version
+	claims, err := h.Issuer.VerifyClaims(ctx, tok, h.ReleaseAudience)
+	if err != nil {
+		fail(err)
+		return
+	}
+	rec.Subject, _ = claims["sub"].(string)
+	rec.TokenID, _ = claims["jti"].(string)
+	if tee, ok := claims["tee"].(map[string]any); ok {
+		rec.TEE, _ = tee["kind"].(string)
+	}
+	res, err := h.Release.Release(ctx, release.Request{Name: name, Version: req.Version, Claims: claims})
+	if err != nil {
+		fail(err)
+		return
+	}
+	rec.Outcome, rec.KeyVersion = outcomeGranted, res.Version
+	rec.PolicyID, rec.PolicySHA256 = res.PolicyID, res.PolicySHA256
+	rec.Reasons = []string{"release policy allowed"}
+	// No key leaves without its audit record.
+	if _, err := h.Store.AppendAudit(ctx, rec); err != nil {
+		h.metrics.releases.WithLabelValues(CodeStoreUnavailable).Inc()
+		h.writeError(w, r, err)
+		return
+	}
+	h.metrics.releases.WithLabelValues(outcomeGranted).Inc()
+	h.log.Info("key released", "key", res.Name, "version", res.Version, "sub", rec.Subject, "jti", rec.TokenID,
+		"tee", rec.TEE, "policy", res.PolicyID)
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, ReleaseResponse{JWE: string(res.JWE), Key: res.Name, Version: res.Version})
+}

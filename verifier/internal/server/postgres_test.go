@@ -1,0 +1,184 @@
+//go:build cgo
+
+package server
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/confidant-cvm/confidant/verifier/internal/admin"
+	"github.com/confidant-cvm/confidant/verifier/internal/api"
+	"github.com/confidant-cvm/confidant/verifier/internal/store"
+	"github.com/confidant-cvm/confidant/verifier/internal/store/pgtest"
+	"github.com/confidant-cvm/confidant/verifier/internal/testguest"
+)
+
+// pgReplicas starts two verifier instances, each with its own pgx pool,
+// sharing one PostgreSQL schema and one KEK file (as replicas behind a
+// load balancer do).
+func pgReplicas(t *testing.T, dsn string) (a, b *fixture) {
+	t.Helper()
+	kek := filepath.Join(t.TempDir(), "shared.kek")
+	withPG := func(c *Config) { c.Store, c.KEKFile = dsn, kek }
+	a = newFixture(t, fixtureOpts{config: withPG})
+	// Both serve under one issuer name, as replicas do.
+	b = newFixture(t, fixtureOpts{config: func(c *Config) { withPG(c); c.Issuer = a.cfg.Issuer }})
+	return a, b
+}
+
+// TestPostgresReplicas: a nonce issued by one replica is redeemed once by
+// the other and never twice; a key rotated through one is released by the
+// other; both publish the same JWKS.
+func TestPostgresReplicas(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	a, b := pgReplicas(t, dsn)
+	ctx := context.Background()
+
+	if ja, jb := a.do(http.MethodGet, "/v1/jwks", nil), b.do(http.MethodGet, "/v1/jwks", nil); ja.status != 200 || !bytes.Equal(ja.body, jb.body) {
+		t.Fatalf("JWKS differ:\n%s\n%s", ja.body, jb.body)
+	}
+
+	body := evidenceFor(t, a.nonce(), testguest.Options{})
+	if r := b.attest(body, ""); r.status != http.StatusOK {
+		t.Fatalf("replica b redeeming a's nonce: %v", r)
+	}
+	for _, f := range []*fixture{a, b} {
+		if r := f.attest(body, ""); r.status != http.StatusUnauthorized || r.errBody(t).Error != api.CodeNonceReused {
+			t.Fatalf("second redemption: %v", r)
+		}
+	}
+
+	// A key created and rotated through a's admin API is released by b,
+	// each version as stored.
+	acA := a.adminClient()
+	v1 := a.createKey("os-disk", releasePolicy(t, "sim_development.rego"))
+	rot, err := acA.RotateKey(ctx, "os-disk", admin.RotateKeyRequest{ReturnKey: true})
+	if err != nil || rot.Version != 2 {
+		t.Fatalf("rotate on a: %+v, %v", rot, err)
+	}
+	v2, _ := admin.DecodeKey(rot.KeyMaterial)
+	tok := a.token(testguest.Options{}, "")
+	if got := tpmUnwrap(t, decodeRelease(t, b.releaseReq("os-disk", tok, nil)).JWE); !bytes.Equal(got, v2) {
+		t.Fatal("replica b released another key than a's rotation made")
+	}
+	if got := tpmUnwrap(t, decodeRelease(t, b.releaseReq("os-disk", tok, []byte(`{"version":1}`))).JWE); !bytes.Equal(got, v1) {
+		t.Fatal("replica b released another version 1")
+	}
+
+	// A signing key rotated on a is published by b after its refresh.
+	if _, err := a.srv.Keys.Rotate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.srv.Keys.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ja, jb := a.do(http.MethodGet, "/v1/jwks", nil), b.do(http.MethodGet, "/v1/jwks", nil); !bytes.Equal(ja.body, jb.body) {
+		t.Fatalf("JWKS differ after rotation:\n%s\n%s", ja.body, jb.body)
+	}
+	// One audit chain for both replicas.
+	rep, err := b.adminClient().VerifyAudit(ctx)
+	if err != nil || !rep.OK || rep.Entries < 5 {
+		t.Fatalf("audit: %+v, %v", rep, err)
+	}
+}
+
+// TestPostgresConcurrentNonce races the two replicas for one nonce.
+func TestPostgresConcurrentNonce(t *testing.T) {
+	a, b := pgReplicas(t, pgtest.DSN(t))
+	for range 3 {
+		body := evidenceFor(t, a.nonce(), testguest.Options{})
+		results := make(chan response, 4)
+		for _, f := range []*fixture{a, b, a, b} {
+			go func() { results <- f.attest(body, "") }()
+		}
+		ok := 0
+		for range 4 {
+			r := <-results
+			switch {
+			case r.status == http.StatusOK:
+				ok++
+			case r.status == http.StatusUnauthorized && r.errBody(t).Error == api.CodeNonceReused:
+			default:
+				t.Errorf("unexpected answer %v", r)
+			}
+		}
+		if ok != 1 {
+			t.Fatalf("%d redemptions of one nonce succeeded", ok)
+		}
+	}
+}
+
+// TestPostgresOutage cuts the verifier's connection to PostgreSQL (a TCP
+// proxy in between): requests that need the store answer 503
+// store_unavailable, nothing is half-written, and the verifier recovers by
+// itself once the database is reachable again.
+func TestPostgresOutage(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	proxy := pgtest.NewProxy(t, pgtest.Host(t, dsn))
+	f := newFixture(t, fixtureOpts{config: func(c *Config) {
+		c.Store = pgtest.WithHost(t, dsn, proxy.Addr()) + "&connect_timeout=2"
+	}})
+	ctx := context.Background()
+	ac := f.adminClient()
+	f.createKey("k", releasePolicy(t, "sim_development.rego"))
+	tok := f.token(testguest.Options{}, "")
+	body := evidenceFor(t, f.nonce(), testguest.Options{})
+	before, _ := f.srv.Store.AuditHead(ctx)
+
+	proxy.Cut()
+	unavailable := func(what string, r response) {
+		t.Helper()
+		if r.status != http.StatusServiceUnavailable || r.errBody(t).Error != api.CodeStoreUnavailable || len(r.errBody(t).Reasons) == 0 {
+			t.Fatalf("%s while PostgreSQL is cut: %v", what, r)
+		}
+	}
+	unavailable("attest", f.attest(body, ""))
+	unavailable("release", f.releaseReq("k", tok, nil))
+	if _, err := ac.RotateKey(ctx, "k", admin.RotateKeyRequest{}); adminCode(err) != api.CodeStoreUnavailable {
+		t.Fatalf("rotate while cut: %v", err)
+	}
+	if r := f.do(http.MethodGet, "/readyz", nil); r.status != http.StatusServiceUnavailable || !hasReason(r.errBody(t).Reasons, "store unreachable") {
+		t.Fatalf("readyz while cut: %v", r)
+	}
+	// Issuing a challenge needs no store.
+	f.nonce()
+
+	proxy.Restore()
+	var r response
+	for range 50 {
+		if r = f.do(http.MethodGet, "/readyz", nil); r.status == http.StatusOK {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if r.status != http.StatusOK {
+		t.Fatalf("not ready after the database returned: %v", r)
+	}
+	// Nothing was half-written: no version was added, no audit record.
+	info, err := ac.GetKey(ctx, "k")
+	if err != nil || len(info.Versions) != 1 {
+		t.Fatalf("key after the outage: %+v, %v", info, err)
+	}
+	after, _ := f.srv.Store.AuditHead(ctx)
+	if after.LastID != before.LastID {
+		t.Fatalf("audit records written during the outage: %d → %d", before.LastID, after.LastID)
+	}
+	// The nonce of the failed attempt was not spent (its redemption failed
+	// with the store); everything works again.
+	if r := f.attest(body, ""); r.status != http.StatusOK {
+		t.Fatalf("attest after the outage: %v", r)
+	}
+	if r := f.releaseReq("k", tok, nil); r.status != http.StatusOK {
+		t.Fatalf("release after the outage: %v", r)
+	}
+	if _, err := ac.RotateKey(ctx, "k", admin.RotateKeyRequest{}); err != nil {
+		t.Fatalf("rotate after the outage: %v", err)
+	}
+	if rep, err := store.VerifyAudit(ctx, f.srv.Store); err != nil || !rep.OK {
+		t.Fatalf("audit chain after the outage: %+v, %v", rep, err)
+	}
+}
