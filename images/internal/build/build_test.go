@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/confidant-cvm/confidant/images/internal/admin"
 	"github.com/confidant-cvm/confidant/images/internal/encrypt"
 	"github.com/confidant-cvm/confidant/images/internal/measure"
 	"github.com/confidant-cvm/confidant/shared/initramfs"
@@ -184,6 +185,10 @@ func TestSpecCheck(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(full, "x"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	registry, err := admin.NewClient(filepath.Join(dir, "never-asked.sock"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	good := func() Spec {
 		return Spec{Name: "demo", Version: "1", RootFS: dir, Kernel: "/k", Agent: "/a", Out: filepath.Join(dir, "out"),
 			KeyFile: key, AgentConfig: goodAgentConfig(), Cmdline: "console=ttyS0", VCPUs: []int{2}}
@@ -219,7 +224,22 @@ func TestSpecCheck(t *testing.T) {
 		"generate over existing":    {mod: func(s *Spec) { s.GenerateKey = true }, errs: 1},
 		"key missing":               {mod: func(s *Spec) { s.KeyFile = filepath.Join(dir, "absent") }, errs: 1},
 		"agent config problems too": {mod: func(s *Spec) { s.AgentConfig.KeyName = "" }, errs: 1},
-		"temp disk with busybox":    {mod: func(s *Spec) { s.AgentConfig.TempDisk = "/dev/vdb"; s.Busybox = "/bin/busybox" }},
+		"no key file":               {mod: func(s *Spec) { s.KeyFile = "" }, errs: 1},
+		"unknown key origin":        {mod: func(s *Spec) { s.KeyOrigin = "hsm" }, errs: 1},
+		"platform key":              {mod: func(s *Spec) { s.KeyOrigin, s.KeyFile, s.Registry = KeyOriginPlatform, "", registry }},
+		"platform key, no registry": {mod: func(s *Spec) { s.KeyOrigin, s.KeyFile = KeyOriginPlatform, "" }, errs: 1},
+		"platform key, generate": {mod: func(s *Spec) {
+			s.KeyOrigin, s.KeyFile, s.Registry, s.GenerateKey = KeyOriginPlatform, filepath.Join(dir, "new.key"), registry, true
+		}, errs: 1},
+		"platform key, recovery copy":        {mod: func(s *Spec) { s.KeyOrigin, s.KeyFile, s.Registry = KeyOriginPlatform, s.Out+".key", registry }},
+		"platform key, recovery copy exists": {mod: func(s *Spec) { s.KeyOrigin, s.Registry = KeyOriginPlatform, registry }, errs: 1},
+		"platform key, recovery copy in out": {mod: func(s *Spec) {
+			s.KeyOrigin, s.KeyFile, s.Registry = KeyOriginPlatform, filepath.Join(s.Out, "k"), registry
+		}, errs: 1},
+		"release policy":           {mod: func(s *Spec) { s.ReleasePolicy = []byte("package p\n") }},
+		"release policy empty":     {mod: func(s *Spec) { s.ReleasePolicy = []byte{} }, errs: 1},
+		"release policy not UTF-8": {mod: func(s *Spec) { s.ReleasePolicy = []byte{0xff} }, errs: 1},
+		"temp disk with busybox":   {mod: func(s *Spec) { s.AgentConfig.TempDisk = "/dev/vdb"; s.Busybox = "/bin/busybox" }},
 		"temp disk, busybox added": {mod: func(s *Spec) {
 			s.AgentConfig.TempDisk = "/dev/vdb"
 			s.Extra = []initramfs.Extra{{Src: "/x", Dst: "/bin//busybox"}}

@@ -41,6 +41,16 @@ type Manifest struct {
 	TEE string `json:"tee"`
 	// KeyName is the verifier key the agent asks to be released.
 	KeyName string `json:"key_name"`
+	// KeyOrigin is who made the key: "platform" (the verifier) or
+	// "customer" (the key file's).
+	KeyOrigin string `json:"key_origin"`
+	// KeyVersion is the key's version the verifier answered the build's
+	// registration with; 0: the build did not register the key.
+	KeyVersion int `json:"key_version"`
+	// ReleasePolicy is the key's release policy file; ReleasePolicySHA256
+	// its SHA-256 (the verifier's release_policy_sha256).
+	ReleasePolicy       string `json:"release_policy"`
+	ReleasePolicySHA256 string `json:"release_policy_sha256"`
 	// LUKSUUID is the OS disk's LUKS2 UUID.
 	LUKSUUID string `json:"luks_uuid"`
 	// VerifierURL is the verifier URL baked into the agent configuration.

@@ -3,16 +3,18 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/confidant-cvm/confidant/images/internal/admin"
 	"github.com/confidant-cvm/confidant/images/internal/build"
 	"github.com/confidant-cvm/confidant/images/internal/measure"
-	"github.com/confidant-cvm/confidant/shared/initramfs"
 )
 
 // Defaults of build for a guest of confidant-hostd: QEMU user networking
@@ -53,12 +55,15 @@ type buildFlags struct {
 	add           []string
 	epoch         string
 	key           keyFlags
+	adminSocket   string
+	keyOrigin     string
+	releasePolicy string
 }
 
 func newBuildCmd(env Env, g *globalFlags) *cobra.Command {
 	var f buildFlags
 	cmd := &cobra.Command{
-		Use:   "build --rootfs DIR|IMG --kernel VMLINUZ --agent BIN --out DIR --name N --image-version V --verifier-url URL --key-name K --key-file KEY [flags]",
+		Use:   "build --rootfs DIR|IMG --kernel VMLINUZ --agent BIN --out DIR --name N --image-version V --verifier-url URL --key-name K (--admin-socket SOCK | --key-file KEY) [flags]",
 		Short: "Build a whole guest image: initramfs, encrypted OS disk, reference values, manifest",
 		Long: fmt.Sprintf(`Build everything a Confidant guest boots from into one new directory --out:
 
@@ -72,9 +77,12 @@ func newBuildCmd(env Env, g *globalFlags) *cobra.Command {
                          into ext4 with mke2fs -t ext4 -b 4096 -d)
   %-22s the launch measurements, in the verifier's reference
                          values format, one per --vcpus count
+  %-22s the disk key's release policy: released only to guests
+                         with those measurements (or --release-policy)
   %-22s what confidant-hostd boots ("kernel", "initrd",
                          "cmdline", "os_disk") and the SHA-256 of every file,
-                         key name, LUKS UUID, measurements, tool version
+                         key name, origin and version, release policy
+                         digest, LUKS UUID, measurements, tool version
 
 The kernel command line (--cmdline) is measured: confidant-hostd passes the
 manifest's "cmdline" to QEMU verbatim, so the guest reports exactly the
@@ -83,26 +91,50 @@ the measurement is the simulated TEE's (SeaBIOS, vCPU model %s);
 otherwise it is the SEV-SNP launch digest over --ovmf, the OVMF AmdSev image
 the host boots. TDX reference values are not computed yet.
 
-The disk key: with --generate-key a new random key is written to --key-file
-(mode 0600), else --key-file's 32 bytes are used. It must lie outside --out,
-which goes to hosts (untrusted). Register it with the verifier under
---key-name before the first boot: the verifier's admin API for that is not
-built yet, so the build prints what to register.
+The disk key opens the OS disk; the verifier releases it, under --key-name,
+to guests its release policy admits. The generated policy admits exactly
+this image's measurements: on SEV-SNP hardware with an affirming appraisal,
+or with --tee sim on the simulated TEE (status affirming or warning); debug
+off in both. --release-policy FILE replaces it (copied to the output).
+
+With --admin-socket (the verifier's admin socket, <state-dir>/admin.sock)
+the build registers the key itself, with the release policy, and records the
+version the verifier answers with; the key name must be free there:
+
+  --key-origin platform  (the default without --key-file) the verifier
+                         makes the key and hands it out once; the disk is
+                         encrypted with it and it is zeroed. It is written
+                         nowhere unless --key-file names a new file for a
+                         recovery copy (mode 0600).
+  --key-origin customer  (the default with --key-file) --key-file's 32
+                         bytes, or with --generate-key a new random key
+                         written there (mode 0600), are imported.
+
+Without --admin-socket the key is --key-file's (or generated with
+--generate-key) and the build prints the command that imports it with the
+release policy. The key file must lie outside --out, which goes to hosts
+(untrusted).
 
 The directory is assembled beside --out and renamed into place at the end; a
-failed build leaves nothing under --out (and removes a key it generated).
---out must not exist or be empty.`,
+failed build leaves nothing under --out, removes a key file it wrote and
+deletes the key it registered (if the verifier cannot be reached for that,
+the error says so). --out must not exist or be empty.`,
 			build.KernelFile, build.InitrdFile, build.AgentConfigFile, build.OSDiskFile,
-			build.ReferenceValuesFile, build.ManifestFile, measure.SimVCPUType),
+			build.ReferenceValuesFile, build.ReleasePolicyFile, build.ManifestFile, measure.SimVCPUType),
 		Example: `  CGO_ENABLED=0 go build -o confidant-agent ./agent/cmd/confidant-agent
   scripts/mkrootfs.sh rootfs.img
   confidant-image build --name demo --image-version 1 \
     --rootfs rootfs.img --kernel /boot/vmlinuz-6.1.0-56-cloud-amd64 \
     --agent confidant-agent --tee sim \
     --verifier-url https://10.0.2.100:8443 --ca verifier-ca.pem \
-    --key-name demo-os-disk --key-file demo.key --generate-key \
+    --key-name demo-os-disk --admin-socket /var/lib/confidant-verifier/admin.sock \
     --temp-disk /dev/vdb --vcpus 2 --out out/demo
-  confidant-hostd vm create -f demo.yaml   # image: {manifest: out/demo/manifest.json}`,
+  confidant-hostd vm create -f demo.yaml   # image: {manifest: out/demo/manifest.json}
+
+  # A customer-managed key, imported by hand:
+  confidant-image build ... --key-file demo.key --generate-key --out out/demo
+  confidant-verifier admin key import demo-os-disk --key-file demo.key \
+    --release-policy out/demo/release-policy.rego`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runBuild(cmd, f, env, g)
@@ -139,7 +171,11 @@ failed build leaves nothing under --out (and removes a key it generated).
 	fl.StringArrayVar(&f.add, "add", nil, "extra initramfs file SRC:DST (repeatable)")
 	fl.StringVar(&f.epoch, "source-date-epoch", "", "initramfs entry times (default: $SOURCE_DATE_EPOCH, else 0)")
 	f.key.register(cmd)
-	for _, name := range []string{"name", "image-version", "rootfs", "kernel", "agent", "out", "verifier-url", "key-name", "key-file"} {
+	fl.Lookup("key-file").Usage = "disk key file, 32 raw bytes, mode 0600: the customer-managed key, or with --key-origin platform a new file for a recovery copy"
+	fl.StringVar(&f.adminSocket, "admin-socket", "", "the verifier's admin socket: register the key there (default: print how to)")
+	fl.StringVar(&f.keyOrigin, "key-origin", "", "platform (made by the verifier; needs --admin-socket) or customer (--key-file's) (default: platform with --admin-socket and no --key-file)")
+	fl.StringVar(&f.releasePolicy, "release-policy", "", "the key's release policy (Rego) (default: generated for the image's measurements)")
+	for _, name := range []string{"name", "image-version", "rootfs", "kernel", "agent", "out", "verifier-url", "key-name"} {
 		_ = cmd.MarkFlagRequired(name) // the flags exist: error impossible
 	}
 	cmd.MarkFlagsMutuallyExclusive("firmware", "ovmf")
@@ -166,6 +202,39 @@ func buildSpec(f buildFlags, busyboxSet bool, env Env) (build.Spec, error) {
 		spec.Firmware = f.ovmf
 	}
 	var errs []error
+	switch f.keyOrigin {
+	case "":
+		spec.KeyOrigin = build.KeyOriginCustomer
+		if f.adminSocket != "" && f.key.keyFile == "" {
+			spec.KeyOrigin = build.KeyOriginPlatform
+		}
+	case build.KeyOriginPlatform:
+		spec.KeyOrigin = f.keyOrigin
+		if f.adminSocket == "" {
+			errs = append(errs, fmt.Errorf("%w: a platform-managed key is made by the verifier: give its --admin-socket", ErrUsage))
+		}
+	case build.KeyOriginCustomer:
+		spec.KeyOrigin = f.keyOrigin
+	default:
+		errs = append(errs, fmt.Errorf("%w: --key-origin %q: want platform or customer", ErrUsage, f.keyOrigin))
+	}
+	if spec.KeyOrigin == build.KeyOriginCustomer && f.key.keyFile == "" {
+		errs = append(errs, fmt.Errorf("%w: a customer-managed key needs --key-file (with --generate-key for a new one); or let the verifier make the key with --admin-socket", ErrUsage))
+	}
+	if f.adminSocket != "" {
+		c, err := admin.NewClient(f.adminSocket, 0)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		spec.Registry = c
+	}
+	if f.releasePolicy != "" {
+		p, err := readReleasePolicy(f.releasePolicy)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		spec.ReleasePolicy = p
+	}
 	if f.tee == build.TEESim && f.ovmf != "" {
 		errs = append(errs, fmt.Errorf("%w: --ovmf is for SEV-SNP; with --tee sim use --firmware", ErrUsage))
 	}
@@ -216,6 +285,20 @@ func buildSpec(f buildFlags, busyboxSet bool, env Env) (build.Spec, error) {
 	}
 	spec.Mtime = mtime
 	return spec, errors.Join(errs...)
+}
+
+// readReleasePolicy reads a release policy file (build checks its content).
+func readReleasePolicy(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("opening release policy: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, build.MaxReleasePolicy+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading release policy: %w", err)
+	}
+	return b, nil
 }
 
 // modulesDirOf derives /lib/modules/VERSION from a kernel named
@@ -290,12 +373,35 @@ func runBuild(cmd *cobra.Command, f buildFlags, env Env, g *globalFlags) error {
 	}
 	fmt.Fprintf(out, "reference values: %s (merge into the verifier's reference values file)\n",
 		filepath.Join(f.out, build.ReferenceValuesFile))
-	fmt.Fprintf(out, "disk key: %s (keep it secret: it opens the OS disk; it is not in %s)\n", f.key.keyFile, f.out)
-	fmt.Fprintf(out, "next: register the disk key with the verifier as key %q, released only to guests\n", m.KeyName)
-	fmt.Fprintln(out, "  whose measurement is in the reference values. The verifier's key admin API is not")
-	fmt.Fprintln(out, "  built yet; the registration is expected to look like:")
-	fmt.Fprintf(out, "    curl --unix-socket ADMIN_SOCKET -X PUT --data-binary @%s http://verifier/v1/admin/keys/%s\n", f.key.keyFile, m.KeyName)
+	policy := filepath.Join(f.out, build.ReleasePolicyFile)
+	fmt.Fprintf(out, "release policy: %s (sha256 %s)\n", policy, m.ReleasePolicySHA256)
+	switch {
+	case m.KeyVersion != 0 && m.KeyOrigin == build.KeyOriginPlatform:
+		fmt.Fprintf(out, "disk key: made by the verifier as key %q version %d (platform-managed), with the release policy\n", m.KeyName, m.KeyVersion)
+		if f.key.keyFile != "" {
+			fmt.Fprintf(out, "  recovery copy: %s (keep it secret: it opens the OS disk; it is not in %s)\n", f.key.keyFile, f.out)
+		} else {
+			fmt.Fprintln(out, "  no copy was kept: only the verifier holds it")
+		}
+	case m.KeyVersion != 0:
+		fmt.Fprintf(out, "disk key: %s imported into the verifier as key %q version %d (customer-managed), with the release policy\n", f.key.keyFile, m.KeyName, m.KeyVersion)
+		fmt.Fprintf(out, "  keep %s secret: it opens the OS disk; it is not in %s\n", f.key.keyFile, f.out)
+	default:
+		fmt.Fprintf(out, "disk key: %s (keep it secret: it opens the OS disk; it is not in %s)\n", f.key.keyFile, f.out)
+		fmt.Fprintf(out, "next: register the disk key with the verifier as key %q, with the release policy:\n", m.KeyName)
+		fmt.Fprintf(out, "  confidant-verifier admin key import %s --key-file %s --release-policy %s\n",
+			shellQuote(m.KeyName), shellQuote(f.key.keyFile), shellQuote(policy))
+		fmt.Fprintln(out, "  (with --socket PATH or --state-dir DIR to reach the verifier's admin socket)")
+	}
 	return nil
 }
 
-var _ = initramfs.DefaultModules
+var shellSafe = regexp.MustCompile(`^[A-Za-z0-9_./:@%+=,-]+$`)
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if shellSafe.MatchString(s) {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

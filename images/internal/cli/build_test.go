@@ -91,10 +91,15 @@ func newBuildFixture(t *testing.T) buildFixture {
 }
 
 func (fx buildFixture) args(out, key string, extra ...string) []string {
+	return fx.argsNoKey(out, append([]string{"--key-file", key}, extra...)...)
+}
+
+// argsNoKey are the arguments of a sim build without --key-file.
+func (fx buildFixture) argsNoKey(out string, extra ...string) []string {
 	return append([]string{"build", "--name", "tiny", "--image-version", "1.0",
 		"--rootfs", fx.root, "--kernel", fx.kernel, "--agent", fx.agent, "--tee", "sim",
 		"--verifier-url", "http://10.0.2.100:8443", "--allow-plain-http",
-		"--key-name", "tiny-os", "--key-file", key, "--temp-disk", "/dev/vdb", "--out", out}, extra...)
+		"--key-name", "tiny-os", "--temp-disk", "/dev/vdb", "--out", out}, extra...)
 }
 
 func sha256File(t *testing.T, path string) (string, int64) {
@@ -150,7 +155,9 @@ func TestBuildCommand(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, stderr)
 	}
 	for _, want := range []string{"built " + out, "luks uuid  " + uuid, "sim-sev-snp measurement (1 vCPUs): ",
-		"sim-sev-snp measurement (2 vCPUs): ", "disk key: " + key, `register the disk key with the verifier as key "tiny-os"`} {
+		"sim-sev-snp measurement (2 vCPUs): ", "disk key: " + key, `register the disk key with the verifier as key "tiny-os"`,
+		"release policy: " + filepath.Join(out, "release-policy.rego") + " (sha256 ",
+		"confidant-verifier admin key import tiny-os --key-file " + key + " --release-policy " + filepath.Join(out, "release-policy.rego") + "\n"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("stdout lacks %q:\n%s", want, stdout)
 		}
@@ -177,7 +184,7 @@ func TestBuildCommand(t *testing.T) {
 	for _, e := range ents {
 		names = append(names, e.Name())
 	}
-	wantNames := []string{"agent.yaml", "initrd.img", "manifest.json", "os.img", "reference-values.json", "vmlinuz"}
+	wantNames := []string{"agent.yaml", "initrd.img", "manifest.json", "os.img", "reference-values.json", "release-policy.rego", "vmlinuz"}
 	if !slices.Equal(names, wantNames) {
 		t.Errorf("output holds %v, want %v", names, wantNames)
 	}
@@ -205,11 +212,12 @@ func TestBuildCommand(t *testing.T) {
 	}
 	if m.Format != 1 || m.Name != "tiny" || m.Version != "1.0" || !strings.HasPrefix(m.Tool, "confidant-image ") ||
 		m.KeyName != "tiny-os" || m.LUKSUUID != uuid || m.TEE != "sim" || m.VerifierURL != "http://10.0.2.100:8443" ||
-		m.SourceDateEpoch != 1700000000 || m.AgentConfig != "agent.yaml" || m.ReferenceValues != "reference-values.json" {
+		m.SourceDateEpoch != 1700000000 || m.AgentConfig != "agent.yaml" || m.ReferenceValues != "reference-values.json" ||
+		m.KeyOrigin != "customer" || m.KeyVersion != 0 || m.ReleasePolicy != "release-policy.rego" || m.ReleasePolicySHA256 != m.Files["release-policy.rego"].SHA256 {
 		t.Errorf("manifest = %+v", m)
 	}
-	if len(m.Files) != 5 {
-		t.Errorf("manifest lists %d files, want 5", len(m.Files))
+	if len(m.Files) != 6 {
+		t.Errorf("manifest lists %d files, want 6", len(m.Files))
 	}
 	for name, d := range m.Files {
 		sum, size := sha256File(t, filepath.Join(out, name))
@@ -595,8 +603,9 @@ func TestModulesDirOf(t *testing.T) {
 
 func TestHelp(t *testing.T) {
 	for cmd, wants := range map[string][]string{
-		"":          {"build", "initramfs", "encrypt", "measure"},
-		"build":     {"Examples:", "confidant-image build", "manifest.json", "reference-values.json", "--generate-key", "verbatim", "confidant-hostd"},
+		"": {"build", "initramfs", "encrypt", "measure"},
+		"build": {"Examples:", "confidant-image build", "manifest.json", "reference-values.json", "release-policy.rego", "--generate-key", "verbatim", "confidant-hostd",
+			"--admin-socket", "--key-origin platform", "--release-policy", "confidant-verifier admin key import"},
 		"encrypt":   {"Examples:", "confidant-image encrypt", "--key-file", "cryptsetup open --test-passphrase", "0600", "LUKS UUID"},
 		"measure":   {"Examples:", "confidant-image measure --sim", "--ovmf", "EPYC-v4", "/usr/share/seabios/bios-256k.bin", "--output-format"},
 		"initramfs": {"Examples:", "confidant-image initramfs"},

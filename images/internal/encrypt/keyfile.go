@@ -64,19 +64,53 @@ func CreateKeyFile(path string, rnd io.Reader) ([]byte, error) {
 	if rnd == nil {
 		rnd = rand.Reader
 	}
-	if _, err := os.Lstat(path); err == nil {
-		return nil, fmt.Errorf("creating key file %s: %w", path, ErrKeyFileExists)
+	w, err := NewKeyFileWriter(path)
+	if err != nil {
+		return nil, err
 	}
+	defer w.Abort()
 	key := make([]byte, DiskKeySize)
 	if _, err := io.ReadFull(rnd, key); err != nil {
 		return nil, fmt.Errorf("generating disk key: %w", err)
 	}
+	if err := w.Commit(key); err != nil {
+		clear(key)
+		return nil, err
+	}
+	return key, nil
+}
+
+// KeyFileWriter writes a new key file in two steps, so that a key made
+// elsewhere (by the verifier) is asked for only once the file can be
+// written: NewKeyFileWriter creates the temporary file (mode 0600) beside
+// the key file, Commit writes the key and links it into place, never
+// replacing a file. Abort, deferred, removes the temporary file.
+type KeyFileWriter struct {
+	path string
+	tmp  *os.File
+}
+
+// NewKeyFileWriter prepares writing the key file path, which must not
+// exist (ErrKeyFileExists).
+func NewKeyFileWriter(path string) (*KeyFileWriter, error) {
+	if _, err := os.Lstat(path); err == nil {
+		return nil, fmt.Errorf("creating key file %s: %w", path, ErrKeyFileExists)
+	}
 	dir, base := filepath.Split(path)
 	tmp, err := os.CreateTemp(dir, "."+base+".*.tmp") // mode 0600
 	if err != nil {
-		clear(key)
 		return nil, fmt.Errorf("creating key file: %w", err)
 	}
+	return &KeyFileWriter{path: path, tmp: tmp}, nil
+}
+
+// Commit writes key, syncs it and links it into place as the key file.
+func (w *KeyFileWriter) Commit(key []byte) error {
+	if w.tmp == nil {
+		return errors.New("creating key file: already committed or aborted")
+	}
+	tmp := w.tmp
+	w.tmp = nil
 	defer os.Remove(tmp.Name())
 	_, werr := tmp.Write(key)
 	if werr == nil {
@@ -87,18 +121,26 @@ func CreateKeyFile(path string, rnd io.Reader) ([]byte, error) {
 	}
 	if werr == nil {
 		// link(2) fails with EEXIST instead of replacing, unlike rename(2).
-		if err := os.Link(tmp.Name(), path); errors.Is(err, os.ErrExist) {
-			werr = fmt.Errorf("%s: %w", path, ErrKeyFileExists)
+		if err := os.Link(tmp.Name(), w.path); errors.Is(err, os.ErrExist) {
+			werr = fmt.Errorf("%s: %w", w.path, ErrKeyFileExists)
 		} else {
 			werr = err
 		}
 	}
 	if werr == nil {
-		werr = syncDir(dir)
+		werr = syncDir(filepath.Dir(w.path))
 	}
 	if werr != nil {
-		clear(key)
-		return nil, fmt.Errorf("creating key file: %w", werr)
+		return fmt.Errorf("creating key file: %w", werr)
 	}
-	return key, nil
+	return nil
+}
+
+// Abort removes the temporary file unless the key was committed.
+func (w *KeyFileWriter) Abort() {
+	if w.tmp != nil {
+		w.tmp.Close()
+		os.Remove(w.tmp.Name())
+		w.tmp = nil
+	}
 }

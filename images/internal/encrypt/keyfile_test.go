@@ -97,3 +97,76 @@ func TestReadKeyFileRefuses(t *testing.T) {
 		})
 	}
 }
+
+// TestKeyFileWriter: the temporary file exists from the start (so an
+// unwritable place fails before a key is made elsewhere), the key file
+// appears only on Commit, with mode 0600, never over a file that appeared
+// meanwhile; Abort leaves nothing.
+func TestKeyFileWriter(t *testing.T) {
+	dir := t.TempDir()
+	key := bytes.Repeat([]byte{9}, DiskKeySize)
+	entries := func() int {
+		ents, _ := os.ReadDir(dir)
+		return len(ents)
+	}
+
+	path := filepath.Join(dir, "copy.key")
+	w, err := NewKeyFileWriter(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) || entries() != 1 {
+		t.Fatalf("before Commit: %v, %d entries (want only the temporary file)", err, entries())
+	}
+	if err := w.Commit(key); err != nil {
+		t.Fatal(err)
+	}
+	w.Abort() // after Commit: nothing to do
+	if got, err := ReadKeyFile(path); err != nil || !bytes.Equal(got, key) {
+		t.Fatalf("ReadKeyFile = %x, %v", got, err)
+	}
+	if entries() != 1 {
+		t.Errorf("%d entries after Commit, want the key file only", entries())
+	}
+	if err := w.Commit(key); err == nil {
+		t.Error("a second Commit succeeded")
+	}
+
+	tests := map[string]struct {
+		path    string
+		between func(path string)
+		wantErr error
+	}{
+		"exists":            {path: path, wantErr: ErrKeyFileExists},
+		"directory missing": {path: filepath.Join(dir, "absent", "k.key"), wantErr: os.ErrNotExist},
+		"appeared meanwhile": {path: filepath.Join(dir, "race.key"), between: func(p string) {
+			os.WriteFile(p, []byte("other"), 0o600)
+		}, wantErr: ErrKeyFileExists},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			w, err := NewKeyFileWriter(tc.path)
+			if err == nil {
+				defer w.Abort()
+				tc.between(tc.path)
+				err = w.Commit(key)
+			}
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("%v, want %v", err, tc.wantErr)
+			}
+		})
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "race.key")); string(b) != "other" {
+		t.Errorf("a file that appeared meanwhile was replaced: %q", b)
+	}
+
+	// Abort removes the temporary file.
+	w, err = NewKeyFileWriter(filepath.Join(dir, "aborted.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Abort()
+	if entries() != 2 {
+		t.Errorf("%d entries after Abort, want 2", entries())
+	}
+}
