@@ -360,6 +360,27 @@ func TestAttestBudget(t *testing.T) {
 			t.Errorf("slept %v, want %v", e.clock.slept(), want)
 		}
 	})
+	t.Run("default attempts outlast fast failures", func(t *testing.T) {
+		// Through hostd's relay a down verifier fails each attempt at once;
+		// the time budget, not the attempt count, must end the retries.
+		e := newEnv(t)
+		e.v.Inject = func(w http.ResponseWriter, _ *http.Request, route string, _ int) bool {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return true
+		}
+		d := e.deps(t, e.client(t, 0))
+		d.Retry = Retry{Budget: time.Minute}
+		d.Jitter = func(ceil time.Duration) time.Duration { return ceil / 4 }
+		_, _, err := Attest(context.Background(), d)
+		checkErr(t, err, ErrChallenge, ErrBudgetExhausted)
+		var slept time.Duration
+		for _, s := range e.clock.slept() {
+			slept += s
+		}
+		if n := len(e.attempts); n <= 10 || slept < 50*time.Second {
+			t.Errorf("%d attempts over %v of a 1m budget: the attempt count ended the retries, not the budget", n, slept)
+		}
+	})
 	t.Run("time", func(t *testing.T) {
 		e := newEnv(t)
 		e.v.Inject = func(w http.ResponseWriter, _ *http.Request, route string, _ int) bool {

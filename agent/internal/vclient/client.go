@@ -17,6 +17,7 @@ package vclient
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -80,6 +81,17 @@ const (
 // DefaultTimeout bounds one request when Config.Timeout is zero.
 const DefaultTimeout = 30 * time.Second
 
+// DefaultDialTimeout and DefaultHandshakeTimeout bound the TCP connect and
+// the TLS handshake of a new connection when Config.DialTimeout and
+// Config.HandshakeTimeout are zero. They are short and apart from the
+// request timeout: a connection whose first bytes are lost (the verifier
+// hung up, a relay failed) then costs a few seconds before the retry, not
+// a whole request timeout.
+const (
+	DefaultDialTimeout      = 3 * time.Second
+	DefaultHandshakeTimeout = 3 * time.Second
+)
+
 // Config configures a Client. Zero values are documented per field.
 type Config struct {
 	// URL is the verifier's base URL (https, or http with AllowPlainHTTP).
@@ -94,6 +106,11 @@ type Config struct {
 	Audience string
 	// Timeout bounds each request; 0: DefaultTimeout.
 	Timeout time.Duration
+	// DialTimeout bounds connecting to the verifier; 0: DefaultDialTimeout.
+	DialTimeout time.Duration
+	// HandshakeTimeout bounds the TLS handshake of a new connection; 0:
+	// DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
 	// Log receives debug lines and warnings; nil: discarded.
 	Log *slog.Logger
 }
@@ -132,8 +149,8 @@ func New(cfg Config) (*Client, error) {
 	default:
 		errs = append(errs, fmt.Errorf("verifier URL scheme %q: want https", u.Scheme))
 	}
-	if cfg.Timeout < 0 {
-		errs = append(errs, fmt.Errorf("negative timeout %v", cfg.Timeout))
+	if cfg.Timeout < 0 || cfg.DialTimeout < 0 || cfg.HandshakeTimeout < 0 {
+		errs = append(errs, fmt.Errorf("negative timeout (request %v, dial %v, handshake %v)", cfg.Timeout, cfg.DialTimeout, cfg.HandshakeTimeout))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
@@ -142,15 +159,12 @@ func New(cfg Config) (*Client, error) {
 		log.Warn("talking to the verifier over plain HTTP: evidence, token and wrapped key travel unprotected (allow_plain_http is set)",
 			"url", u.Redacted())
 	}
-	timeout := cfg.Timeout
-	if timeout == 0 {
-		timeout = DefaultTimeout
-	}
+	timeout := cmp.Or(cfg.Timeout, DefaultTimeout)
 	transport := &http.Transport{
 		Proxy:                 nil, // never a proxy from the environment
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           (&net.Dialer{Timeout: cmp.Or(cfg.DialTimeout, DefaultDialTimeout), KeepAlive: 30 * time.Second}).DialContext,
 		TLSClientConfig:       &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12},
-		TLSHandshakeTimeout:   10 * time.Second,
+		TLSHandshakeTimeout:   cmp.Or(cfg.HandshakeTimeout, DefaultHandshakeTimeout),
 		ResponseHeaderTimeout: timeout,
 		MaxIdleConns:          2,
 		IdleConnTimeout:       30 * time.Second,

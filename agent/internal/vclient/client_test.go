@@ -12,7 +12,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -46,6 +48,8 @@ func TestNewConfig(t *testing.T) {
 		"query":               {cfg: Config{URL: mustURL("https://10.0.2.2/?x=1"), RootCAs: pool}, wantErr: true},
 		"user info":           {cfg: Config{URL: mustURL("https://u:p@10.0.2.2/"), RootCAs: pool}, wantErr: true},
 		"negative timeout":    {cfg: Config{URL: mustURL("https://10.0.2.2"), RootCAs: pool, Timeout: -1}, wantErr: true},
+		"negative dial":       {cfg: Config{URL: mustURL("https://10.0.2.2"), RootCAs: pool, DialTimeout: -1}, wantErr: true},
+		"negative handshake":  {cfg: Config{URL: mustURL("https://10.0.2.2"), RootCAs: pool, HandshakeTimeout: -1}, wantErr: true},
 		"no host":             {cfg: Config{URL: mustURL("https:///path"), RootCAs: pool}, wantErr: true},
 		"default timeout set": {cfg: Config{URL: mustURL("https://10.0.2.2"), RootCAs: pool}},
 	}
@@ -71,7 +75,43 @@ func TestNewConfig(t *testing.T) {
 			if tr.TLSClientConfig.MinVersion != tls.VersionTLS12 || tr.TLSClientConfig.RootCAs != tt.cfg.RootCAs {
 				t.Error("TLS config does not pin the CA pool and TLS 1.2")
 			}
+			if tr.TLSHandshakeTimeout != DefaultHandshakeTimeout {
+				t.Errorf("TLSHandshakeTimeout = %v, want %v", tr.TLSHandshakeTimeout, DefaultHandshakeTimeout)
+			}
 		})
+	}
+}
+
+// TestHandshakeTimeout: a connection on which the TLS handshake never
+// completes (the first bytes lost, as through a stale forwarded stream)
+// fails after the handshake timeout, not the request timeout.
+func TestHandshakeTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			// Read and drop the ClientHello, never answer.
+			go func() { defer c.Close(); io.Copy(io.Discard, c) }()
+		}
+	}()
+	u, _ := url.Parse("https://" + ln.Addr().String())
+	c, err := New(Config{URL: u, RootCAs: x509.NewCertPool(), Timeout: 20 * time.Second, HandshakeTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := c.Challenge(t.Context()); err == nil {
+		t.Fatal("Challenge() error = nil from a server that never answers")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Challenge() took %v; the handshake timeout is 300ms", d)
 	}
 }
 

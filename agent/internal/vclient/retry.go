@@ -16,7 +16,9 @@ type Retry struct {
 	// DefaultBudget. No attempt starts after it, and no request outlives it.
 	Budget time.Duration
 	// MaxAttempts bounds the attempts of each retried step (getting a token;
-	// getting the key released); 0: DefaultMaxAttempts.
+	// getting the key released); 0: DefaultMaxAttempts, which is high enough
+	// that the time budget, not the count, ends the retries even when every
+	// attempt fails at once (a refused connection).
 	MaxAttempts int
 	// BaseDelay is the backoff ceiling after the first failure, doubled
 	// after each further one; 0: DefaultBaseDelay.
@@ -28,7 +30,7 @@ type Retry struct {
 // Defaults of Retry.
 const (
 	DefaultBudget      = 60 * time.Second
-	DefaultMaxAttempts = 10
+	DefaultMaxAttempts = 1000
 	DefaultBaseDelay   = 500 * time.Millisecond
 	DefaultMaxDelay    = 10 * time.Second
 )

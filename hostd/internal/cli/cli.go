@@ -22,6 +22,7 @@ import (
 	"github.com/confidant-cvm/confidant/hostd/internal/guest"
 	"github.com/confidant-cvm/confidant/hostd/internal/preflight"
 	"github.com/confidant-cvm/confidant/hostd/internal/qemu"
+	"github.com/confidant-cvm/confidant/hostd/internal/relay"
 	"github.com/confidant-cvm/confidant/hostd/internal/spec"
 	"github.com/confidant-cvm/confidant/shared/tee/snp/sim"
 )
@@ -40,7 +41,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := NewRoot(stdout, stderr)
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(stderr, "confidant-hostd:", err)
+		if !errors.As(err, new(quietError)) {
+			fmt.Fprintln(stderr, "confidant-hostd:", err)
+		}
 		return 1
 	}
 	return 0
@@ -59,8 +62,52 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&socket, "socket", DefaultSocket, "hostd API unix socket")
 	client := func() *api.Client { return api.NewClient(socket) }
-	root.AddCommand(serveCmd(&socket, stderr), vmCmd(client, stdout), simRootCmd(stdout))
+	root.AddCommand(serveCmd(&socket, stderr), vmCmd(client, stdout), simRootCmd(stdout), relayCmd())
 	return root
+}
+
+// quietError is an error Main does not print: the relay's stderr is the
+// guest's connection.
+type quietError struct{ err error }
+
+func (e quietError) Error() string { return e.err.Error() }
+func (e quietError) Unwrap() error { return e.err }
+
+// relayCmd is the hidden `relay --to HOST:PORT` that QEMU's user
+// networking runs per guest connection to the verifier (see package
+// relay). It prints nothing, ever: its stdout and stderr are the guest's
+// connection.
+func relayCmd() *cobra.Command {
+	var to string
+	cmd := &cobra.Command{
+		Use:    "relay --to HOST:PORT",
+		Short:  "Copy one guest connection (stdin/stdout) to the verifier (run by QEMU, one per connection)",
+		Hidden: true,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if err := cobra.NoArgs(cmd, args); err != nil {
+				return quietError{err}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := relay.CheckAddress(to); err != nil {
+				return quietError{err}
+			}
+			g, err := relay.Stdio()
+			if err != nil {
+				return quietError{err}
+			}
+			if err := relay.Run(cmd.Context(), g, to, relay.Options{}); err != nil {
+				return quietError{err}
+			}
+			return nil
+		},
+	}
+	cmd.SetOut(io.Discard)
+	cmd.SetErr(io.Discard)
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return quietError{err} })
+	cmd.Flags().StringVar(&to, "to", "", "verifier address, host:port")
+	return cmd
 }
 
 func serveCmd(socket *string, stderr io.Writer) *cobra.Command {

@@ -175,3 +175,29 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+// TestRelayPrintsNothing: the relay's stdout and stderr are the guest's
+// connection, so even its errors print nothing.
+func TestRelayPrintsNothing(t *testing.T) {
+	tests := map[string][]string{
+		"bad address":  {"relay", "--to", "nowhere"},
+		"no address":   {"relay"},
+		"unknown flag": {"relay", "--to", "127.0.0.1:1", "--verbose"},
+		"extra args":   {"relay", "--to", "127.0.0.1:1", "x"},
+	}
+	for name, args := range tests {
+		t.Run(name, func(t *testing.T) {
+			out, errOut, code := run(t, t.Context(), args...)
+			if code == 0 {
+				t.Errorf("exit code 0, want an error")
+			}
+			if out != "" || errOut != "" {
+				t.Errorf("relay printed stdout %q stderr %q", out, errOut)
+			}
+		})
+	}
+	// Other commands still report their errors.
+	if _, errOut, code := run(t, t.Context(), "vm", "--bogus"); code == 0 || errOut == "" {
+		t.Errorf("vm --bogus: code %d, stderr %q", code, errOut)
+	}
+}

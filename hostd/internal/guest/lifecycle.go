@@ -195,6 +195,7 @@ func (m *Manager) launch(ctx context.Context, v *vm, sp *spec.Spec) (*runtime, s
 	cfg.VerifierHost, cfg.VerifierPort, _ = spec.SplitVerifier(sp.Verifier)
 	if sp.TEE == spec.TEESim {
 		cfg.SPSocket = filepath.Join(v.dir, "sp.sock")
+		cfg.Relay = m.opts.Relay
 	}
 
 	r := &runtime{

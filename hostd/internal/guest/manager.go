@@ -65,6 +65,11 @@ type Options struct {
 	StateDir string
 	// QEMU is the qemu-system-x86_64 binary; empty: from $PATH.
 	QEMU string
+	// Relay is the confidant-hostd executable that QEMU runs as `relay
+	// --to VERIFIER` for each connection of a sim guest to the verifier
+	// (an absolute path); empty: this process's executable
+	// (os.Executable), which must then be confidant-hostd.
+	Relay string
 	// Swtpm names the swtpm programs; zero: defaults.
 	Swtpm swtpm.Binaries
 	// Signer signs sim guests' reports; nil: sim guests cannot start.
@@ -126,6 +131,13 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	}
 	if opts.QEMU == "" {
 		opts.QEMU = "qemu-system-x86_64"
+	}
+	if opts.Relay == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("creating guest manager: finding the relay program: %w", err)
+		}
+		opts.Relay = exe
 	}
 	if opts.StopTimeout == 0 {
 		opts.StopTimeout = 30 * time.Second

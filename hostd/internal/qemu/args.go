@@ -65,6 +65,11 @@ type Config struct {
 	// reach, at GuestForwardIP:VerifierPort.
 	VerifierHost string
 	VerifierPort int
+	// Relay is the absolute path of the confidant-hostd executable that
+	// sim guests' user networking runs once per guest connection to the
+	// verifier (`relay --to VerifierHost:VerifierPort`). Required for sim
+	// guests; sev-snp and tdx guests use a TCP chardev instead.
+	Relay string
 
 	// TPMSocket is the swtpm control socket; empty: no swtpm.
 	TPMSocket string
@@ -125,6 +130,9 @@ func (c Config) check() error {
 	if c.TEE == TEESim && c.SPSocket == "" {
 		bad("sim guests need the secure processor socket")
 	}
+	if c.TEE == TEESim && (!strings.HasPrefix(c.Relay, "/") || strings.ContainsFunc(c.Relay, badRelayRune)) {
+		bad("relay program %q: want an absolute path without quotes, backslashes or control characters", c.Relay)
+	}
 	if c.VerifierHost == "" || strings.ContainsAny(c.VerifierHost, ",:- ") || c.VerifierPort < 1 || c.VerifierPort > 65535 {
 		bad("verifier %q port %d", c.VerifierHost, c.VerifierPort)
 	}
@@ -149,6 +157,11 @@ func (c Config) check() error {
 	return nil
 }
 
+// badRelayRune reports the characters the relay path may not hold: it is
+// single-quoted for GLib's g_shell_parse_argv, which slirp uses to split
+// the cmd: line.
+func badRelayRune(r rune) bool { return r == '\'' || r == '\\' || r < 0x20 || r == 0x7f }
+
 // esc escapes a value for QEMU's option syntax (a comma is written twice;
 // docs/system/invocation: "to include a comma in a value, double it").
 func esc(s string) string { return strings.ReplaceAll(s, ",", ",,") }
@@ -166,8 +179,15 @@ func esc(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 //   - -chardev file,...,append=on + -serial chardev:...: serial console to a
 //     log file that survives restarts (qemu-options.hx "-chardev file").
 //   - -sandbox on,...: seccomp filter (qemu-options.hx "-sandbox", QEMU ≥ 2.11
-//     for the deny options).
+//     for the deny options). sim guests leave out spawn=deny and
+//     elevateprivileges=deny: slirp forks, calls setsid and execs the relay
+//     for each guest connection (see devices), and with either option QEMU
+//     7.2's filter kills QEMU (fork) or the child (setsid).
 func common(c Config) []string {
+	sandbox := "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+	if c.TEE == TEESim {
+		sandbox = "on,obsolete=deny,resourcecontrol=deny"
+	}
 	return []string{
 		"-name", "guest=" + c.Name + ",debug-threads=on",
 		"-nodefaults", "-no-user-config",
@@ -178,7 +198,7 @@ func common(c Config) []string {
 		"-mon", "chardev=qmp,mode=control",
 		"-chardev", "file,id=console,path=" + esc(c.SerialLog) + ",append=on",
 		"-serial", "chardev:console",
-		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+		"-sandbox", sandbox,
 	}
 }
 
@@ -198,15 +218,23 @@ func boot(c Config) []string {
 //   - -drive if=none,format=raw + -device virtio-blk-pci,serial=...:
 //     qemu-options.hx "-drive", docs/system/devices/virtio-blk (serial is
 //     visible in /sys/block/vd*/serial; at most 20 bytes).
-//   - -netdev user,restrict=on,guestfwd=tcp:IP:PORT-tcp:HOST:PORT:
-//     docs/system/devices/net.rst "user" (restrict=on since QEMU 2.x): the
-//     guest can reach nothing but the one forwarded service. The target is a
-//     TCP client chardev ("tcp:HOST:PORT", its comma doubled inside the
-//     netdev option) with reconnect=1 (qemu-options.hx "-chardev socket"
-//     reconnect, QEMU ≥ 2.x): without it QEMU refuses to start while the
-//     verifier is down, and never reconnects after the verifier hangs up.
-//     slirp sends every guest connection to 10.0.2.100:PORT into that one
-//     chardev stream, so the guest must use one connection at a time.
+//   - -netdev user,restrict=on,guestfwd=tcp:IP:PORT-...: docs/system/
+//     devices/net.rst "user" and qemu-options.hx "-netdev user" guestfwd
+//     (restrict=on since QEMU 2.x): the guest can reach nothing but the one
+//     forwarded service.
+//     sim guests: "cmd:'RELAY' relay --to HOST:PORT" (qemu-options.hx
+//     "guestfwd=[tcp]:server:port-cmd:command"): slirp runs the command for
+//     each guest connection, with the connection on its stdin and stdout
+//     (libslirp fork_exec; the line is split by GLib's g_shell_parse_argv,
+//     hence the single quotes), so every guest connection gets its own TCP
+//     connection to the verifier, opened when the guest connects. Seen
+//     working on QEMU 7.2 with libslirp 4.7.
+//     sev-snp and tdx guests (whose QEMU keeps spawn=deny): a TCP client
+//     chardev ("tcp:HOST:PORT", its comma doubled inside the netdev option)
+//     with reconnect=1 (qemu-options.hx "-chardev socket" reconnect): slirp
+//     sends every guest connection into that one stream, opened when QEMU
+//     starts, so the guest must use one connection at a time and its first
+//     bytes can be lost when the verifier has closed the idle stream.
 //   - -chardev socket + -tpmdev emulator + -device tpm-crb|tpm-tis:
 //     docs/specs/tpm.rst "The QEMU TPM emulator device" (QEMU ≥ 2.11).
 func devices(c Config, confidential bool) []string {
@@ -226,8 +254,12 @@ func devices(c Config, confidential bool) []string {
 			"-device", "virtio-blk-pci,drive=tempdisk,serial="+TempDiskSerial+vopt)
 	}
 	port := strconv.Itoa(c.VerifierPort)
+	target := "tcp:" + c.VerifierHost + ":" + port + ",,reconnect=1"
+	if c.TEE == TEESim {
+		target = esc("cmd:'" + c.Relay + "' relay --to " + c.VerifierHost + ":" + port)
+	}
 	a = append(a,
-		"-netdev", "user,id=net0,restrict=on,guestfwd=tcp:"+GuestForwardIP+":"+port+"-tcp:"+c.VerifierHost+":"+port+",,reconnect=1",
+		"-netdev", "user,id=net0,restrict=on,guestfwd=tcp:"+GuestForwardIP+":"+port+"-"+target,
 		"-device", "virtio-net-pci,netdev=net0,romfile="+vopt)
 	if c.TPMSocket != "" {
 		a = append(a,

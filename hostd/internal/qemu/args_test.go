@@ -28,6 +28,7 @@ func baseConfig(tee string) Config {
 		SerialLog:    "/var/lib/confidant-hostd/guests/demo/console.log",
 		VerifierHost: "127.0.0.1",
 		VerifierPort: 8443,
+		Relay:        "/opt/confidant,test/confidant-hostd",
 	}
 }
 
@@ -104,15 +105,19 @@ func TestArgsSecurityProperties(t *testing.T) {
 		"sev-snp": {cfg: snp, want: []string{
 			"confidential-guest-support=sev0", "kernel-hashes=on", "memory-backend-memfd", "sev-snp-guest",
 			"policy=0x30000", "cbitpos=51", "reduced-phys-bits=1", "iommu_platform=on", "restrict=on", "-accel\nkvm",
-		}, wantNone: []string{"tpmdev", "tcg", "virtserialport"}},
+			"spawn=deny", "elevateprivileges=deny", "guestfwd=tcp:10.0.2.100:8443-tcp:127.0.0.1:8443,,reconnect=1",
+		}, wantNone: []string{"tpmdev", "tcg", "virtserialport", "cmd:"}},
 		"tdx": {cfg: tdx, want: []string{
 			"confidential-guest-support=tdx0", "kernel-irqchip=split", `"qom-type":"tdx-guest"`,
 			`"quote-generation-socket":{"path":"/run/qgs.sock","type":"unix"}`, "iommu_platform=on", "restrict=on",
-		}, wantNone: []string{"tpmdev", "tcg", "virtserialport"}},
+			"spawn=deny", "elevateprivileges=deny", "guestfwd=tcp:10.0.2.100:8443-tcp:127.0.0.1:8443,,reconnect=1",
+		}, wantNone: []string{"tpmdev", "tcg", "virtserialport", "cmd:"}},
 		"sim": {cfg: sim, want: []string{
 			"-accel\ntcg", "-cpu\nmax", "virtserialport,bus=vser0.0,chardev=sp,name=confidant.sp", "-no-reboot", "restrict=on",
-			"guestfwd=tcp:10.0.2.100:8443-tcp:127.0.0.1:8443,,reconnect=1", "server=on,wait=off", "append=on",
-		}, wantNone: []string{"confidential-guest-support", "tpmdev"}},
+			// One relay per guest connection; the comma in its path doubled.
+			"restrict=on,guestfwd=tcp:10.0.2.100:8443-cmd:'/opt/confidant,,test/confidant-hostd' relay --to 127.0.0.1:8443\n",
+			"-sandbox\non,obsolete=deny,resourcecontrol=deny\n", "server=on,wait=off", "append=on",
+		}, wantNone: []string{"confidential-guest-support", "tpmdev", "reconnect"}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -153,6 +158,11 @@ func TestArgsRejects(t *testing.T) {
 		"newline in append":  func(c *Config) { c.Append = "a\nb" },
 		"igvm on sim":        func(c *Config) { c.IGVM = true },
 		"name with comma":    func(c *Config) { c.Name = "a,b" },
+		"sim without relay":  func(c *Config) { c.Relay = "" },
+		"relative relay":     func(c *Config) { c.Relay = "confidant-hostd" },
+		"quote in relay":     func(c *Config) { c.Relay = "/opt/a'; rm -rf /'" },
+		"backslash in relay": func(c *Config) { c.Relay = `/opt/a\b` },
+		"newline in relay":   func(c *Config) { c.Relay = "/opt/a\nb" },
 	}
 	for name, mut := range tests {
 		t.Run(name, func(t *testing.T) {
