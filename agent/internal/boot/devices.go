@@ -269,31 +269,48 @@ func (d Devices) CheckDistinct(osDisk BlockDevice, tempDev string, devs []BlockD
 func (d Devices) FindVirtioPort(ctx context.Context, name string) (string, error) {
 	var node string
 	err := d.wait(ctx, func() (bool, error) {
-		dirs, _ := filepath.Glob(filepath.Join(d.SysDir, "class/virtio-ports/*/name"))
-		var match []string
-		for _, f := range dirs {
-			if n, err := readTrim(f); err == nil && n == name {
-				match = append(match, filepath.Base(filepath.Dir(f)))
-			}
-		}
-		switch len(match) {
-		case 0:
-			return false, nil
-		case 1:
-		default:
-			return true, fmt.Errorf("virtio port %s on %s: %w", name, strings.Join(match, ", "), ErrAmbiguous)
-		}
-		p := filepath.Join(d.DevDir, match[0])
-		if _, err := os.Stat(p); err != nil {
+		p, err := d.LookVirtioPort(name)
+		if errors.Is(err, ErrNotFound) {
 			return false, nil // the node appears right after the sysfs entry
 		}
 		node = p
-		return true, nil
+		return true, err
 	})
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return "", fmt.Errorf("virtio-serial port %q: %w", name, ErrNotFound)
 	}
 	return node, err
+}
+
+// LookVirtioPort looks once for the virtio-serial port called name: the one
+// entry of SYSDIR/class/virtio-ports/*/name holding name, as DEVDIR/vportNpM.
+// No entry, or no device node yet, fails with ErrNotFound; two ports with
+// the name fail with ErrAmbiguous (the host may be trying to substitute
+// one).
+func (d Devices) LookVirtioPort(name string) (string, error) {
+	files, err := filepath.Glob(filepath.Join(d.SysDir, "class/virtio-ports/*/name"))
+	if err != nil {
+		return "", fmt.Errorf("listing virtio-serial ports: %w", err)
+	}
+	var match []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err == nil && strings.TrimRight(string(b), "\n") == name {
+			match = append(match, filepath.Base(filepath.Dir(f)))
+		}
+	}
+	switch len(match) {
+	case 0:
+		return "", fmt.Errorf("virtio-serial port %q: %w", name, ErrNotFound)
+	case 1:
+	default:
+		return "", fmt.Errorf("virtio port %s on %s: %w", name, strings.Join(match, ", "), ErrAmbiguous)
+	}
+	node := filepath.Join(d.DevDir, match[0])
+	if _, err := os.Stat(node); err != nil {
+		return "", fmt.Errorf("virtio-serial port %q (%s): %w: %w", name, match[0], ErrNotFound, err)
+	}
+	return node, nil
 }
 
 // TEE is a TEE interface found on the guest.
@@ -302,6 +319,25 @@ type TEE struct {
 	Kind config.TEE
 	// Path is its directory or device node.
 	Path string
+}
+
+// ConfigfsReportDir is configfs-tsm's report directory, relative to SysDir.
+const ConfigfsReportDir = "kernel/config/tsm/report"
+
+// TEECandidates returns where the hardware TEE interfaces kind may use
+// live, in the order auto tries them: configfs-tsm, sev-guest, tdx-guest.
+// config.TEEAuto lists all three, a hardware kind its own; the simulation
+// and unknown kinds list none.
+func (d Devices) TEECandidates(kind config.TEE) []TEE {
+	all := []TEE{
+		{Kind: config.TEEConfigfsTSM, Path: filepath.Join(d.SysDir, ConfigfsReportDir)},
+		{Kind: config.TEESEVGuest, Path: filepath.Join(d.DevDir, "sev-guest")},
+		{Kind: config.TEETDXGuest, Path: filepath.Join(d.DevDir, "tdx_guest")},
+	}
+	if kind == config.TEEAuto {
+		return all
+	}
+	return slices.DeleteFunc(all, func(c TEE) bool { return c.Kind != kind })
 }
 
 // FindTEE waits for the TEE interface kind. With config.TEEAuto it takes the
@@ -316,16 +352,9 @@ func (d Devices) FindTEE(ctx context.Context, kind config.TEE, simPort string) (
 		}
 		return TEE{Kind: config.TEESim, Path: p}, nil
 	}
-	candidates := []TEE{
-		{Kind: config.TEEConfigfsTSM, Path: filepath.Join(d.SysDir, "kernel/config/tsm/report")},
-		{Kind: config.TEESEVGuest, Path: filepath.Join(d.DevDir, "sev-guest")},
-		{Kind: config.TEETDXGuest, Path: filepath.Join(d.DevDir, "tdx_guest")},
-	}
-	if kind != config.TEEAuto {
-		candidates = slices.DeleteFunc(candidates, func(c TEE) bool { return c.Kind != kind })
-		if len(candidates) == 0 {
-			return TEE{}, fmt.Errorf("TEE kind %q: %w", kind, ErrNoTEE)
-		}
+	candidates := d.TEECandidates(kind)
+	if len(candidates) == 0 {
+		return TEE{}, fmt.Errorf("TEE kind %q: %w", kind, ErrNoTEE)
 	}
 	var found TEE
 	err := d.wait(ctx, func() (bool, error) {

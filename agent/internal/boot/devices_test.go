@@ -290,6 +290,10 @@ func TestFindTEE(t *testing.T) {
 			kind:  config.TEESim, wantErr: ErrAmbiguous,
 		},
 		"sim port missing": {kind: config.TEESim, wantErr: ErrNotFound},
+		"sim port under a longer name": {
+			setup: func(tr *tree) { tr.port("vport1p1", "confidant.sp2", true) },
+			kind:  config.TEESim, wantErr: ErrNotFound,
+		},
 		"auto prefers configfs-tsm": {
 			setup: func(tr *tree) {
 				tr.mkdir(filepath.Join(tr.sys, "kernel/config/tsm/report"))

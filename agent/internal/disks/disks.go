@@ -15,10 +15,11 @@
 //   - SwitchRoot moves /dev, /proc, /sys and /run into the new root, makes
 //     it the root and executes its init.
 //
-// There is no udev in the initramfs: block devices are found in
-// /sys/class/block, and the /dev/mapper/NAME node of a mapping is made here
-// from /sys/block/dm-*/dm/name and its dev number. Paths under /sys and /dev
-// are parameters so tests can use a prepared tree.
+// There is no udev in the initramfs: the disks themselves are found by the
+// boot flow's devices stage (agent/internal/boot, /sys/class/block), which
+// hands their nodes to OpenOS and SetupTemp; the /dev/mapper/NAME node of a
+// mapping is made here from /sys/block/dm-*/dm/name and its dev number.
+// Paths under /sys and /dev are parameters so tests can use a prepared tree.
 //
 // Key material held here (derived keys, buffers) is zeroed after use.
 // luks.go keeps its copy of a volume key unexported; it lives until the
@@ -29,20 +30,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/confidant-cvm/confidant/shared/luks2"
 )
 
 // Outcomes callers branch on.
 var (
-	// ErrNotFound: no block device matches.
-	ErrNotFound = errors.New("disk not found")
-	// ErrAmbiguous: more than one block device matches; the host may be
-	// trying to substitute one, so none is chosen.
+	// ErrAmbiguous: more than one device-mapper device has the name; the
+	// host may be trying to substitute one, so none is chosen.
 	ErrAmbiguous = errors.New("more than one disk matches")
 	// ErrWrongKey: the released key does not open the OS disk's keyslot 0.
 	ErrWrongKey = errors.New("the released key does not open the disk")
@@ -61,132 +56,12 @@ var (
 	ErrNoMapping = errors.New("device-mapper device not found")
 )
 
-// Block is a block device seen in /sys/class/block.
-type Block struct {
-	// Name is the kernel name ("vda", "vda1", "dm-0").
-	Name string
-	// Path is the device node (DEVDIR/NAME).
-	Path string
-	// Dev is "MAJOR:MINOR".
-	Dev string
-	// Size is the size in bytes.
-	Size int64
-	// LUKS2 is true when a LUKS2 header (either copy) verifies.
-	LUKS2 bool
-	// UUID is the LUKS2 UUID, lower case; "" without LUKS2.
-	UUID string
-	// Corrupt is true when a LUKS2 magic is present but no copy verifies.
-	Corrupt bool
-}
-
-// Scan lists the block devices of sysDir/class/block with a non-zero size,
-// sorted by name, and reads each one's LUKS2 header (luks2.IsLUKS2: the
-// header's checksum must verify, so a random or torn header is not taken
-// for a disk). A device node that cannot be opened is listed without LUKS2.
-func Scan(sysDir, devDir string) ([]Block, error) {
-	classDir := filepath.Join(sysDir, "class/block")
-	ents, err := os.ReadDir(classDir)
-	if err != nil {
-		return nil, fmt.Errorf("listing block devices: %w", err)
-	}
-	var out []Block
-	for _, e := range ents {
-		name := e.Name()
-		sysPath := filepath.Join(classDir, name)
-		sectors, err := readInt(filepath.Join(sysPath, "size"))
-		if err != nil || sectors <= 0 {
-			continue
-		}
-		b := Block{Name: name, Path: filepath.Join(devDir, name), Size: sectors * 512}
-		b.Dev, _ = readTrim(filepath.Join(sysPath, "dev"))
-		b.LUKS2, b.UUID, b.Corrupt = probeLUKS2(b.Path)
-		out = append(out, b)
-	}
-	slices.SortFunc(out, func(a, b Block) int { return strings.Compare(a.Name, b.Name) })
-	return out, nil
-}
-
-func probeLUKS2(path string) (ok bool, uuid string, corrupt bool) {
-	f, err := os.Open(path)
-	if err != nil {
-		return false, "", false
-	}
-	defer f.Close()
-	ok, uuid, err = luks2.IsLUKS2(f)
-	if err != nil {
-		return false, "", errors.Is(err, luks2.ErrCorruptHeader)
-	}
-	return ok, strings.ToLower(uuid), false
-}
-
-// FindLUKS returns the one block device whose LUKS2 UUID is uuid (compared
-// case-insensitively). None fails with ErrNotFound, several with
-// ErrAmbiguous.
-func FindLUKS(blocks []Block, uuid string) (Block, error) {
-	uuid = strings.ToLower(uuid)
-	var match []Block
-	for _, b := range blocks {
-		if b.LUKS2 && b.UUID == uuid {
-			match = append(match, b)
-		}
-	}
-	switch len(match) {
-	case 1:
-		return match[0], nil
-	case 0:
-		return Block{}, fmt.Errorf("no block device with LUKS2 UUID %s (seen: %s): %w", uuid, describe(blocks), ErrNotFound)
-	}
-	names := make([]string, len(match))
-	for i, m := range match {
-		names[i] = m.Name
-	}
-	return Block{}, fmt.Errorf("LUKS2 UUID %s on %s: %w", uuid, strings.Join(names, ", "), ErrAmbiguous)
-}
-
-// FindName returns the block device whose node is path ("/dev/vdb") or
-// whose kernel name is path's base name.
-func FindName(blocks []Block, path string) (Block, error) {
-	name := filepath.Base(path)
-	for _, b := range blocks {
-		if b.Path == path || b.Name == name {
-			return b, nil
-		}
-	}
-	return Block{}, fmt.Errorf("block device %s (seen: %s): %w", path, describe(blocks), ErrNotFound)
-}
-
-func describe(blocks []Block) string {
-	if len(blocks) == 0 {
-		return "none"
-	}
-	parts := make([]string, len(blocks))
-	for i, b := range blocks {
-		switch {
-		case b.LUKS2:
-			parts[i] = b.Name + " LUKS2 " + b.UUID
-		case b.Corrupt:
-			parts[i] = b.Name + " corrupt LUKS2"
-		default:
-			parts[i] = b.Name
-		}
-	}
-	return strings.Join(parts, ", ")
-}
-
 func readTrim(p string) (string, error) {
 	b, err := os.ReadFile(p)
 	if err != nil {
 		return "", err
 	}
 	return strings.TrimSpace(string(b)), nil
-}
-
-func readInt(p string) (int64, error) {
-	s, err := readTrim(p)
-	if err != nil {
-		return 0, err
-	}
-	return strconv.ParseInt(s, 10, 64)
 }
 
 // parseDev parses "MAJOR:MINOR".

@@ -124,86 +124,6 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
-// block adds NAME to /sys/class/block with size (in 512-byte sectors) and
-// dev, and copies the image file (if any) to /dev/NAME.
-func (fs fakeSys) block(t *testing.T, name, sectors, dev, img string) {
-	t.Helper()
-	writeFile(t, filepath.Join(fs.sys, "class/block", name, "size"), sectors+"\n")
-	writeFile(t, filepath.Join(fs.sys, "class/block", name, "dev"), dev+"\n")
-	if img == "" {
-		return
-	}
-	b, err := os.ReadFile(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The headers are all that matters; keep the copy small.
-	if err := os.WriteFile(filepath.Join(fs.dev, name), b[:min(len(b), 1<<20)], 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func TestScan(t *testing.T) {
-	osImg := image(t, imageSize)
-	formatLUKS2(t, osImg, osUUID, releasedKey)
-	corrupt := image(t, imageSize)
-	formatLUKS2(t, corrupt, "11111111-2222-4333-8444-555555555555", releasedKey)
-	patch(t, corrupt, 4096+20, []byte("XX"))       // primary JSON
-	patch(t, corrupt, 16384+4096+20, []byte("XX")) // secondary JSON
-	blank := image(t, imageSize)
-
-	fs := newFakeSys(t)
-	fs.block(t, "vda", "65536", "254:0", osImg)
-	fs.block(t, "vdb", "65536", "254:16", blank)
-	fs.block(t, "vdc", "65536", "254:32", corrupt)
-	fs.block(t, "vdd", "0", "254:48", blank)   // no medium
-	fs.block(t, "sr0", "2048", "11:0", "")     // no node
-	fs.block(t, "loop0", "junk", "7:0", blank) // unreadable size
-
-	blocks, err := Scan(fs.sys, fs.dev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, b := range blocks {
-		names = append(names, b.Name)
-	}
-	if got := strings.Join(names, " "); got != "sr0 vda vdb vdc" {
-		t.Fatalf("Scan found %q, want sr0 vda vdb vdc", got)
-	}
-	vda := blocks[1]
-	if !vda.LUKS2 || vda.UUID != osUUID || vda.Dev != "254:0" || vda.Size != 65536*512 || vda.Path != filepath.Join(fs.dev, "vda") {
-		t.Errorf("vda = %+v", vda)
-	}
-	if blocks[2].LUKS2 || blocks[2].Corrupt {
-		t.Errorf("blank vdb = %+v", blocks[2])
-	}
-	if blocks[3].LUKS2 || !blocks[3].Corrupt {
-		t.Errorf("corrupt vdc = %+v", blocks[3])
-	}
-
-	got, err := FindLUKS(blocks, strings.ToUpper(osUUID))
-	if err != nil || got.Name != "vda" {
-		t.Errorf("FindLUKS = %+v, %v", got, err)
-	}
-	if _, err := FindLUKS(blocks, "11111111-2222-4333-8444-555555555555"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("FindLUKS of the corrupt disk's UUID = %v, want ErrNotFound", err)
-	}
-	twice := append(blocks, Block{Name: "vde", LUKS2: true, UUID: osUUID})
-	if _, err := FindLUKS(twice, osUUID); !errors.Is(err, ErrAmbiguous) {
-		t.Errorf("FindLUKS with two copies = %v, want ErrAmbiguous", err)
-	}
-	if b, err := FindName(blocks, "/dev/vdb"); err != nil || b.Name != "vdb" {
-		t.Errorf("FindName(/dev/vdb) = %+v, %v", b, err)
-	}
-	if _, err := FindName(blocks, "/dev/vdz"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("FindName(/dev/vdz) = %v", err)
-	}
-	if _, err := Scan(filepath.Join(fs.sys, "missing"), fs.dev); err == nil {
-		t.Error("Scan of a missing sysfs succeeded")
-	}
-}
-
 func TestPrepareTemp(t *testing.T) {
 	type setup func(t *testing.T, path string)
 	ours := func(t *testing.T, p string) {
@@ -365,15 +285,22 @@ func TestUnsealOS(t *testing.T) {
 		t.Errorf("volume %+v", v)
 	}
 	blank := image(t, imageSize)
+	// The devices stage finds a disk by the UUID in its binary header; a
+	// header whose JSON copies do not verify is refused here.
+	corrupt := image(t, imageSize)
+	formatLUKS2(t, corrupt, osUUID, releasedKey)
+	patch(t, corrupt, 4096+20, []byte("XX"))       // primary JSON
+	patch(t, corrupt, 16384+4096+20, []byte("XX")) // secondary JSON
 	tests := map[string]struct {
 		path, uuid string
 		key        []byte
 		wantErr    error
 	}{
-		"wrong key":  {path: p, uuid: osUUID, key: randomKey(t), wantErr: ErrWrongKey},
-		"other UUID": {path: p, uuid: "3f1c2b4a-5d6e-4f70-8192-a3b4c5d6e7f9", key: releasedKey, wantErr: ErrUnexpected},
-		"blank":      {path: blank, uuid: osUUID, key: releasedKey, wantErr: ErrUnexpected},
-		"missing":    {path: filepath.Join(t.TempDir(), "none"), uuid: osUUID, key: releasedKey, wantErr: os.ErrNotExist},
+		"corrupt header": {path: corrupt, uuid: osUUID, key: releasedKey, wantErr: luks2.ErrCorruptHeader},
+		"wrong key":      {path: p, uuid: osUUID, key: randomKey(t), wantErr: ErrWrongKey},
+		"other UUID":     {path: p, uuid: "3f1c2b4a-5d6e-4f70-8192-a3b4c5d6e7f9", key: releasedKey, wantErr: ErrUnexpected},
+		"blank":          {path: blank, uuid: osUUID, key: releasedKey, wantErr: ErrUnexpected},
+		"missing":        {path: filepath.Join(t.TempDir(), "none"), uuid: osUUID, key: releasedKey, wantErr: os.ErrNotExist},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	stdlog "log"
 	"log/slog"
 	"math/big"
 	"net"
@@ -61,25 +60,13 @@ func TestMain(m *testing.M) {
 }
 
 func runTests(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "confidant-flow-test-")
+	g, err := vclienttest.StartGuest("confidant-flow-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	if signer, err = sim.Create(filepath.Join(dir, "signer")); err != nil {
-		fmt.Fprintln(os.Stderr, "creating simulated signer:", err)
-		return 1
-	}
-	if tpmSim, err = simulator.Get(); err != nil {
-		fmt.Fprintln(os.Stderr, "starting TPM simulator:", err)
-		return 1
-	}
-	defer tpmSim.Close()
-	if err := vclienttest.ExtendLog(tpmSim, vclienttest.EventLog()); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
+	defer g.Close()
+	tpmSim, signer = g.TPM, g.Signer
 	return m.Run()
 }
 
@@ -137,10 +124,7 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	r.v = v
-	r.srv = httptest.NewUnstartedServer(v.Handler())
-	r.srv.Config.ErrorLog = stdlog.New(io.Discard, "", 0)
-	r.srv.StartTLS()
-	t.Cleanup(r.srv.Close)
+	r.srv = v.ServeTLS(t)
 
 	dir := t.TempDir()
 	ca := filepath.Join(dir, "verifier-ca.pem")

@@ -30,6 +30,7 @@ import (
 
 	"github.com/google/go-configfs-tsm/configfs/configfsi"
 
+	"github.com/confidant-cvm/confidant/agent/internal/boot"
 	"github.com/confidant-cvm/confidant/agent/internal/config"
 	"github.com/confidant-cvm/confidant/shared/evidence"
 )
@@ -103,58 +104,40 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Paths of the interfaces relative to SysDir and DevDir.
-const (
-	configfsReportDir = "kernel/config/tsm/report"
-	sevGuestDevice    = "sev-guest"
-	tdxGuestDevice    = "tdx_guest"
-	virtioPortsDir    = "class/virtio-ports"
-)
-
 // Detect opens the TEE interface opts ask for, looking once (it does not
 // wait for devices to appear; the boot flow's device stage does that). With
 // auto it tries configfs-tsm, /dev/sev-guest and /dev/tdx_guest in that
-// order and returns the first that opens; when none does, the error matches
-// ErrNoTEE and says what was tried.
+// order (boot.Devices.TEECandidates) and returns the first that opens; when
+// none does, the error matches ErrNoTEE and says what was tried.
 func Detect(opts Options) (Source, error) {
 	opts = opts.withDefaults()
-	type candidate struct {
-		kind config.TEE
-		path string
-	}
-	var cands []candidate
+	dev := boot.Devices{SysDir: opts.SysDir, DevDir: opts.DevDir}
 	switch opts.TEE {
 	case config.TEESim:
-		p, err := FindPort(opts.SysDir, opts.DevDir, opts.SimPort)
+		p, err := dev.LookVirtioPort(opts.SimPort)
+		if errors.Is(err, boot.ErrNotFound) {
+			err = fmt.Errorf("%w: %w", err, ErrNoTEE)
+		}
 		if err != nil {
 			return nil, err
 		}
 		return Open(config.TEESim, p, opts)
 	case config.TEEAuto, config.TEEConfigfsTSM, config.TEESEVGuest, config.TEETDXGuest:
-		for _, c := range []candidate{
-			{config.TEEConfigfsTSM, filepath.Join(opts.SysDir, configfsReportDir)},
-			{config.TEESEVGuest, filepath.Join(opts.DevDir, sevGuestDevice)},
-			{config.TEETDXGuest, filepath.Join(opts.DevDir, tdxGuestDevice)},
-		} {
-			if opts.TEE == config.TEEAuto || opts.TEE == c.kind {
-				cands = append(cands, c)
-			}
-		}
 	default:
 		return nil, fmt.Errorf("TEE %q: %w", opts.TEE, ErrUnsupported)
 	}
 	var tried []string
 	var errs []error
-	for _, c := range cands {
-		if _, err := os.Stat(c.path); err != nil {
-			tried = append(tried, c.path+" (absent)")
+	for _, c := range dev.TEECandidates(opts.TEE) {
+		if _, err := os.Stat(c.Path); err != nil {
+			tried = append(tried, c.Path+" (absent)")
 			continue
 		}
-		src, err := Open(c.kind, c.path, opts)
+		src, err := Open(c.Kind, c.Path, opts)
 		if err == nil {
 			return src, nil
 		}
-		tried = append(tried, c.path+" (unusable)")
+		tried = append(tried, c.Path+" (unusable)")
 		errs = append(errs, err)
 	}
 	err := fmt.Errorf("%s: tried %s: %w", opts.TEE, strings.Join(tried, ", "), ErrNoTEE)
@@ -172,9 +155,9 @@ func Open(kind config.TEE, path string, opts Options) (Source, error) {
 		client := opts.Configfs
 		if client == nil {
 			// path is SYSDIR/kernel/config/tsm/report.
-			sysDir := strings.TrimSuffix(filepath.Clean(path), "/"+configfsReportDir)
+			sysDir := strings.TrimSuffix(filepath.Clean(path), "/"+boot.ConfigfsReportDir)
 			if sysDir == filepath.Clean(path) {
-				return nil, fmt.Errorf("configfs-tsm path %s does not end in %s", path, configfsReportDir)
+				return nil, fmt.Errorf("configfs-tsm path %s does not end in %s", path, boot.ConfigfsReportDir)
 			}
 			client = &dirClient{sysDir: sysDir}
 		}
@@ -187,39 +170,6 @@ func Open(kind config.TEE, path string, opts Options) (Source, error) {
 		return OpenSim(path)
 	}
 	return nil, fmt.Errorf("TEE %q: %w", kind, ErrUnsupported)
-}
-
-// FindPort returns the device node of the virtio-serial port called name:
-// the one entry of SYSDIR/class/virtio-ports/*/name holding name, as
-// DEVDIR/vportNpM. No entry, or no device node, fails with ErrNoTEE; two
-// ports with the name fail too (the host may be trying to substitute one).
-func FindPort(sysDir, devDir, name string) (string, error) {
-	files, err := filepath.Glob(filepath.Join(sysDir, virtioPortsDir, "*", "name"))
-	if err != nil {
-		return "", fmt.Errorf("listing virtio-serial ports: %w", err)
-	}
-	var match []string
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		if strings.TrimRight(string(b), "\n") == name {
-			match = append(match, filepath.Base(filepath.Dir(f)))
-		}
-	}
-	switch len(match) {
-	case 0:
-		return "", fmt.Errorf("virtio-serial port %q: %w", name, ErrNoTEE)
-	case 1:
-	default:
-		return "", fmt.Errorf("virtio-serial port %q on %s: more than one port has this name", name, strings.Join(match, ", "))
-	}
-	node := filepath.Join(devDir, match[0])
-	if _, err := os.Stat(node); err != nil {
-		return "", fmt.Errorf("virtio-serial port %q (%s): %w: %w", name, match[0], ErrNoTEE, err)
-	}
-	return node, nil
 }
 
 // SNP report layout (go-sev-guest abi).

@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-sev-guest/abi"
 	tdxlabi "github.com/google/go-tdx-guest/client/linuxabi"
 
+	"github.com/confidant-cvm/confidant/agent/internal/boot"
 	"github.com/confidant-cvm/confidant/agent/internal/config"
 	"github.com/confidant-cvm/confidant/shared/evidence"
 	"github.com/confidant-cvm/confidant/shared/simsp"
@@ -570,15 +571,18 @@ func typeName(v any) string {
 	return "unknown"
 }
 
-func TestFindPort(t *testing.T) {
+// TestDetectSimPortName: the simulated TEE's port is found by its whole
+// name, not by a prefix of it.
+func TestDetectSimPortName(t *testing.T) {
 	ft := newFakeTree(t)
 	ft.port(t, "vport3p1", "confidant.sp", true)
-	got, err := FindPort(ft.sys, ft.dev, "confidant.sp")
-	if want := filepath.Join(ft.dev, "vport3p1"); err != nil || got != want {
-		t.Fatalf("FindPort = %q, %v; want %q", got, err, want)
+	src, err := Detect(Options{TEE: config.TEESim, SimPort: "confidant.sp", SysDir: ft.sys, DevDir: ft.dev})
+	if err != nil {
+		t.Fatalf("Detect(confidant.sp) = %v", err)
 	}
-	if _, err := FindPort(ft.sys, ft.dev, "confidant"); !errors.Is(err, ErrNoTEE) {
-		t.Errorf("FindPort of a prefix = %v, want ErrNoTEE", err)
+	src.Close()
+	if _, err := Detect(Options{TEE: config.TEESim, SimPort: "confidant", SysDir: ft.sys, DevDir: ft.dev}); !errors.Is(err, ErrNoTEE) {
+		t.Errorf("Detect of a prefix = %v, want ErrNoTEE", err)
 	}
 }
 
@@ -590,11 +594,11 @@ func TestOpenConfigfsPath(t *testing.T) {
 	// On a plain directory, configfs semantics are missing: creating a report
 	// entry works, reading its generation does not.
 	ft.configfs(t)
-	_, err := Open(config.TEEConfigfsTSM, filepath.Join(ft.sys, configfsReportDir), Options{})
+	_, err := Open(config.TEEConfigfsTSM, filepath.Join(ft.sys, boot.ConfigfsReportDir), Options{})
 	if err == nil {
 		t.Fatal("Open on a plain directory succeeded")
 	}
-	ents, _ := os.ReadDir(filepath.Join(ft.sys, configfsReportDir))
+	ents, _ := os.ReadDir(filepath.Join(ft.sys, boot.ConfigfsReportDir))
 	if len(ents) != 0 {
 		t.Errorf("report entry left behind: %v", ents)
 	}

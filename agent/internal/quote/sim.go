@@ -19,7 +19,7 @@ type Sim struct {
 	closer io.Closer
 }
 
-// OpenSim opens the simulated TEE's port node (/dev/vportNpM, see FindPort).
+// OpenSim opens the simulated TEE's port node (/dev/vportNpM, see boot.Devices.LookVirtioPort).
 func OpenSim(path string) (*Sim, error) {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {

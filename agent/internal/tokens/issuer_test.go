@@ -7,8 +7,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	stdlog "log"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,8 +16,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/google/go-tpm-tools/simulator"
 
 	"github.com/confidant-cvm/confidant/agent/internal/quote"
 	"github.com/confidant-cvm/confidant/agent/internal/vclient"
@@ -41,28 +37,14 @@ func TestMain(m *testing.M) {
 }
 
 func runTests(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "confidant-tokens-test-")
+	g, err := vclienttest.StartGuest("confidant-tokens-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	if signer, err = sim.Create(filepath.Join(dir, "signer")); err != nil {
-		fmt.Fprintln(os.Stderr, "creating simulated signer:", err)
-		return 1
-	}
-	s, err := simulator.Get()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting TPM simulator:", err)
-		return 1
-	}
-	if err := vclienttest.ExtendLog(s, vclienttest.EventLog()); err != nil {
-		s.Close()
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if device, err = vtpm.New(s); err != nil {
-		s.Close()
+	defer g.Close()
+	signer = g.Signer
+	if device, err = vtpm.New(g.TPM); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -78,10 +60,7 @@ func newTestIssuer(t *testing.T) (*Issuer, *vclienttest.Verifier) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(v.Handler())
-	srv.Config.ErrorLog = stdlog.New(io.Discard, "", 0)
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
+	srv := v.ServeTLS(t)
 	u, _ := url.Parse(srv.URL)
 	c, err := vclient.New(vclient.Config{URL: u, RootCAs: srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs})
 	if err != nil {

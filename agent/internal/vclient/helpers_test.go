@@ -7,19 +7,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	stdlog "log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/google/go-tpm-tools/simulator"
 
 	"github.com/confidant-cvm/confidant/agent/internal/quote"
 	"github.com/confidant-cvm/confidant/agent/internal/vclient/vclienttest"
@@ -41,32 +36,19 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "confidant-vclient-test-")
+	g, err := vclienttest.StartGuest("confidant-vclient-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	if signer, err = sim.Create(filepath.Join(dir, "signer")); err != nil {
-		fmt.Fprintln(os.Stderr, "creating simulated signer:", err)
-		return 1
-	}
-	s, err := simulator.Get()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting TPM simulator:", err)
-		return 1
-	}
-	defer s.Close()
-	if err := vclienttest.ExtendLog(s, vclienttest.EventLog()); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if attester, err = tpm.NewAttester(s); err != nil {
+	defer g.Close()
+	signer = g.Signer
+	if attester, err = tpm.NewAttester(g.TPM); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer attester.Close()
-	if runtimeKey, err = tpm.NewDecryptionKey(s); err != nil {
+	if runtimeKey, err = tpm.NewDecryptionKey(g.TPM); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -128,10 +110,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e.v = v
-	e.srv = httptest.NewUnstartedServer(e.v.Handler())
-	e.srv.Config.ErrorLog = stdlog.New(io.Discard, "", 0) // TLS handshake failures are expected in some tests
-	e.srv.StartTLS()
-	t.Cleanup(e.srv.Close)
+	e.srv = v.ServeTLS(t) // TLS handshake failures are expected in some tests
 	return e
 }
 

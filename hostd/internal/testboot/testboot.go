@@ -4,11 +4,8 @@
 package testboot
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,84 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/confidant-cvm/confidant/shared/initramfs"
 )
-
-// File is one entry of the test initramfs.
-type File struct {
-	Name         string
-	Mode         uint32 // full st_mode (type and permissions)
-	Data         []byte
-	RMaj, RMinor uint32
-}
-
-// WriteNewc writes a newc ("070701") cpio archive.
-func WriteNewc(w io.Writer, files []File) error {
-	bw := bufio.NewWriter(w)
-	pad := func(n int) {
-		for n%4 != 0 {
-			bw.WriteByte(0)
-			n++
-		}
-	}
-	ino := uint32(1)
-	put := func(f File) {
-		name := f.Name + "\x00"
-		fmt.Fprintf(bw, "070701%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x",
-			ino, f.Mode, 0, 0, 1, 0, len(f.Data), 0, 0, f.RMaj, f.RMinor, len(name), 0)
-		ino++
-		bw.WriteString(name)
-		pad(110 + len(name))
-		bw.Write(f.Data)
-		pad(len(f.Data))
-	}
-	for _, f := range files {
-		put(f)
-	}
-	put(File{Name: "TRAILER!!!"})
-	return bw.Flush()
-}
-
-// resolveModules returns the module files (relative to modDir) to load for
-// names, dependencies first, from modules.dep.
-func resolveModules(t testing.TB, modDir string, names ...string) []string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(modDir, "modules.dep"))
-	if err != nil {
-		t.Fatalf("reading modules.dep: %v", err)
-	}
-	deps := map[string][]string{}
-	byName := map[string]string{}
-	for _, line := range strings.Split(string(b), "\n") {
-		mod, rest, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		deps[mod] = strings.Fields(rest)
-		base := strings.TrimSuffix(filepath.Base(mod), ".ko")
-		byName[strings.ReplaceAll(base, "-", "_")] = mod
-	}
-	var order []string
-	seen := map[string]bool{}
-	var visit func(string)
-	visit = func(mod string) {
-		if seen[mod] {
-			return
-		}
-		seen[mod] = true
-		for _, d := range deps[mod] {
-			visit(d)
-		}
-		order = append(order, mod)
-	}
-	for _, n := range names {
-		mod, ok := byName[n]
-		if !ok {
-			t.Fatalf("module %s not in modules.dep (built in?)", n)
-		}
-		visit(mod)
-	}
-	return order
-}
 
 // Fixture is a kernel and a test initramfs whose /init is spinit.
 type Fixture struct {
@@ -129,29 +51,39 @@ func Build(t testing.TB, dir string) Fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files := []File{
-		{Name: "dev", Mode: 0o040755},
-		{Name: "dev/console", Mode: 0o020600, RMaj: 5, RMinor: 1},
-		{Name: "init", Mode: 0o100755, Data: initData},
-		{Name: "modules", Mode: 0o040755},
-		{Name: "proc", Mode: 0o040755},
-		{Name: "sys", Mode: 0o040755},
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var a initramfs.Archive
+	must(a.AddDir("/dev", 0o755))
+	must(a.AddCharDevice("/dev/console", 0o600, 5, 1))
+	must(a.AddFile("/init", initData, 0o755))
+	must(a.AddDir("/modules", 0o755))
+	must(a.AddDir("/proc", 0o755))
+	must(a.AddDir("/sys", 0o755))
+	set, err := initramfs.ResolveModules(os.DirFS(modDir), []string{"virtio_pci", "virtio_console"})
+	if err != nil {
+		t.Fatalf("resolving modules: %v", err)
+	}
+	if len(set.Builtin) > 0 {
+		t.Fatalf("modules %v built into %s: spinit loads them", set.Builtin, kernel)
 	}
 	var list []string
-	for _, rel := range resolveModules(t, modDir, "virtio_pci", "virtio_console") {
-		data, err := os.ReadFile(filepath.Join(modDir, rel))
+	for _, m := range set.Load {
+		data, err := os.ReadFile(filepath.Join(modDir, m.Path))
 		if err != nil {
 			t.Fatalf("reading module: %v", err)
 		}
-		name := "modules/" + filepath.Base(rel)
-		files = append(files, File{Name: name, Mode: 0o100644, Data: data})
-		list = append(list, "/"+name)
+		name := "/modules/" + filepath.Base(m.Path)
+		must(a.AddFile(name, data, 0o644))
+		list = append(list, name)
 	}
-	files = append(files, File{Name: "modules.list", Mode: 0o100644, Data: []byte(strings.Join(list, "\n") + "\n")})
+	must(a.AddFile("/modules.list", []byte(strings.Join(list, "\n")+"\n"), 0o644))
 	var buf bytes.Buffer
-	if err := WriteNewc(&buf, files); err != nil {
-		t.Fatal(err)
-	}
+	must(a.WriteCPIO(&buf))
 	initrd := filepath.Join(dir, "initrd.cpio")
 	if err := os.WriteFile(initrd, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)

@@ -14,10 +14,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	stdlog "log"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
@@ -87,6 +90,18 @@ func NewVerifier(root *x509.Certificate, secret []byte) (*Verifier, error) {
 		root:    root, signKey: k, secret: slices.Clone(secret),
 		nonces: map[string]bool{}, calls: map[string]int{},
 	}, nil
+}
+
+// ServeTLS serves v's API on a TLS test server that is closed when the test
+// ends. The server's error log is discarded: some tests make TLS handshakes
+// fail on purpose.
+func (v *Verifier) ServeTLS(t testing.TB) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(v.Handler())
+	srv.Config.ErrorLog = stdlog.New(io.Discard, "", 0)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 // Count returns how many requests reached route ("challenge", "attest",
