@@ -251,9 +251,11 @@ func (t TPM) Start(ctx context.Context, bins Binaries) (*exec.Cmd, error) {
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		// A stat, not a connect: connecting would count as QEMU's one
-		// client and --terminate would end swtpm when we hang up.
-		if st, err := os.Stat(t.Socket()); err == nil && st.Mode()&os.ModeSocket != 0 {
+		// Not a connect: connecting would count as QEMU's one client and
+		// --terminate would end swtpm when we hang up. The socket file
+		// exists from bind(), before swtpm sets its mode and listens, so
+		// wait for its mode and until the kernel lists it as listening.
+		if st, err := os.Stat(t.Socket()); err == nil && st.Mode().Perm() == 0o600 && listening(t.Socket()) {
 			return cmd, nil
 		}
 		select {
@@ -273,6 +275,23 @@ func (t TPM) Start(ctx context.Context, bins Binaries) (*exec.Cmd, error) {
 			return nil, fmt.Errorf("%w: no control socket after 10s", ErrNotReady)
 		}
 	}
+}
+
+// listening reports whether a unix socket bound at path is listening,
+// from /proc/net/unix (flag __SO_ACCEPTCON), without connecting to it.
+func listening(path string) bool {
+	b, err := os.ReadFile("/proc/net/unix")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		// Num RefCount Protocol Flags Type St Inode Path
+		f := strings.Fields(line)
+		if len(f) == 8 && f[7] == path && f[3] == "00010000" {
+			return true
+		}
+	}
+	return false
 }
 
 // alive reports whether pid exists and is not a zombie.
