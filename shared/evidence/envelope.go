@@ -85,6 +85,23 @@ func Decode(b []byte) (*Envelope, error) {
 }
 
 func decode(b []byte) (*Envelope, error) {
+	e, ok := decodeFast(b)
+	if !ok {
+		var err error
+		if e, err = decodeGeneral(b); err != nil {
+			return nil, err
+		}
+	}
+	if err := e.validate(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// decodeGeneral decodes any JSON (escapes, odd whitespace, ...) with
+// encoding/json and reports the first problem; decode calls it when
+// decodeFast declines.
+func decodeGeneral(b []byte) (*Envelope, error) {
 	fields, err := topLevelFields(b)
 	if err != nil {
 		return nil, err
@@ -132,9 +149,6 @@ func decode(b []byte) (*Envelope, error) {
 			return nil, fmt.Errorf("%s: %w", f.name, err)
 		}
 		*f.dst = v
-	}
-	if err := e.validate(); err != nil {
-		return nil, err
 	}
 	return &e, nil
 }

@@ -126,9 +126,9 @@ var extractOpts = extract.Opts{
 }
 
 // replayLog parses raw and replays it against pcrs (a verified quote's PCR
-// values); with withClaims it also extracts the claims. Any panic in the
-// parser becomes ErrEventLog.
-func replayLog(raw []byte, pcrs *tpmpb.PCRs, allowEmpty, withClaims bool) (res logResult, err error) {
+// values); with withClaims it also extracts the claims, or takes them from
+// cache (nil: none). Any panic in the parser becomes ErrEventLog.
+func replayLog(raw []byte, pcrs *tpmpb.PCRs, allowEmpty, withClaims bool, cache *LogCache) (res logResult, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			res, err = logResult{}, fmt.Errorf("%w: parser panic: %v", ErrEventLog, r)
@@ -175,6 +175,14 @@ func replayLog(raw []byte, pcrs *tpmpb.PCRs, allowEmpty, withClaims bool) (res l
 	if !withClaims {
 		return res, nil
 	}
+	var key logKey
+	if cache != nil {
+		key = logCacheKey(raw, pcrs)
+		if c, ok := cache.get(key); ok {
+			c.apply(&res)
+			return res, nil
+		}
+	}
 
 	state, xerr := extract.FirmwareLogState(events, hash, extract.TPMRegisterConfig, extractOpts)
 	if xerr != nil {
@@ -194,6 +202,9 @@ func replayLog(raw []byte, pcrs *tpmpb.PCRs, allowEmpty, withClaims bool) (res l
 	}
 	for _, app := range state.GetEfi().GetApps() {
 		res.events.EFIApps = append(res.events.EFIApps, hex.EncodeToString(app.GetDigest()))
+	}
+	if cache != nil {
+		cache.add(key, claimsOf(&res))
 	}
 	return res, nil
 }

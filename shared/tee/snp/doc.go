@@ -8,5 +8,6 @@
 // verify.SnpAttestation, and the checks are mapped onto sentinel errors
 // (ErrSignature, ErrChain, ErrDebug, ...) that callers branch on with
 // errors.Is. Verify never panics on hostile bytes and, unless a Getter is
-// given, never touches the network.
+// given, never touches the network. With Options.ChainCache, the chain of an
+// endorsement key certificate is verified once and reused (see ChainCache).
 package snp

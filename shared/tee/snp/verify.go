@@ -77,6 +77,12 @@ type Options struct {
 	// later) or the VCEK; the chain must always be the one of that product
 	// line.
 	Product string
+	// ChainCache remembers endorsement key certificates whose chain has
+	// been verified, so that the chain's signatures are checked once per
+	// certificate (see ChainCache for what every call still checks). Only
+	// certificates carried in the certificate table are cached, never ones
+	// fetched with Getter. Nil: the chain is verified on every call.
+	ChainCache *ChainCache
 }
 
 func (o *Options) check() error {
@@ -159,31 +165,14 @@ func Verify(report, certTable []byte, opts Options) (claims *Claims, err error) 
 	if len(endorsementKeyDER(chain, info.SigningKey)) == 0 && !fetch {
 		return nil, fmt.Errorf("%w: certificate table has no %v certificate", ErrChain, info.SigningKey)
 	}
-	roots, err := trustedRoots(opts.SimRoot, chain)
-	if err != nil {
-		return nil, err
-	}
 	now := time.Now
 	if opts.Now != nil {
 		now = opts.Now
 	}
 	att := &spb.Attestation{Report: r, CertificateChain: chain}
-	vopts := &verify.Options{
-		TrustedRoots:        roots,
-		Getter:              opts.Getter,
-		Now:                 now(),
-		DisableCertFetching: !fetch,
-	}
-	if err := verify.SnpAttestation(att, vopts); err != nil {
-		return nil, classifyVerifyError(report, att.GetCertificateChain(), info.SigningKey, roots, vopts.Now, err)
-	}
-	ek, err := x509.ParseCertificate(endorsementKeyDER(att.GetCertificateChain(), info.SigningKey))
+	exts, err := verifyChain(att, info.SigningKey, &opts, fetch, now())
 	if err != nil {
-		return nil, fmt.Errorf("%w: parsing %v certificate: %w", ErrChain, info.SigningKey, err)
-	}
-	exts, err := kds.CertificateExtensions(ek, info.SigningKey)
-	if err != nil {
-		return nil, fmt.Errorf("%w: reading %v certificate extensions: %w", ErrChain, info.SigningKey, err)
+		return nil, err
 	}
 	product := productLine(r, exts, info.SigningKey)
 	if opts.Product != "" && product != opts.Product {
@@ -209,6 +198,64 @@ func Verify(report, certTable []byte, opts Options) (claims *Claims, err error) 
 	return newClaims(r, info, product, simulated), nil
 }
 
+// verifyChain verifies the endorsement key certificate's chain to the
+// trusted roots and the report's signature with it, and returns the
+// certificate's extensions. With a ChainCache, a certificate from the table
+// whose chain was verified before is taken from the cache; the chain's
+// validity at now and the report signature are still checked.
+func verifyChain(att *spb.Attestation, key abi.ReportSigner, opts *Options, fetch bool, now time.Time) (*kds.Extensions, error) {
+	chain := att.GetCertificateChain()
+	ekDER := endorsementKeyDER(chain, key)
+	var (
+		cacheKey chainKey
+		cached   = opts.ChainCache != nil && len(ekDER) > 0
+	)
+	if cached {
+		var reportProduct string
+		if fms := att.GetReport().GetCpuid1EaxFms(); fms != 0 {
+			reportProduct = kds.ProductLineFromFms(fms)
+		}
+		cacheKey = chainCacheKey(ekDER, key, reportProduct, opts.SimRoot, chain.GetAskCert())
+		if v := opts.ChainCache.get(cacheKey); v != nil {
+			if !v.validAt(now) {
+				return nil, fmt.Errorf("%w: %v certificate chain is not valid at %s (valid %s to %s)", ErrChain, key,
+					now.UTC().Format(time.RFC3339), v.notBefore.UTC().Format(time.RFC3339), v.notAfter.UTC().Format(time.RFC3339))
+			}
+			if err := verify.SnpProtoReportSignature(att.GetReport(), v.ek); err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrSignature, err)
+			}
+			return v.exts, nil
+		}
+	}
+	roots, err := trustedRoots(opts.SimRoot, chain)
+	if err != nil {
+		return nil, err
+	}
+	vopts := &verify.Options{
+		TrustedRoots:        roots,
+		Getter:              opts.Getter,
+		Now:                 now,
+		DisableCertFetching: !fetch,
+	}
+	if err := verify.SnpAttestation(att, vopts); err != nil {
+		return nil, classifyVerifyError(att.GetReport(), att.GetCertificateChain(), key, roots, now, err)
+	}
+	ek, err := x509.ParseCertificate(endorsementKeyDER(att.GetCertificateChain(), key))
+	if err != nil {
+		return nil, fmt.Errorf("%w: parsing %v certificate: %w", ErrChain, key, err)
+	}
+	exts, err := kds.CertificateExtensions(ek, key)
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading %v certificate extensions: %w", ErrChain, key, err)
+	}
+	if cached {
+		if v := newVerifiedChain(cacheKey, ek, exts, key, roots, productLine(att.GetReport(), exts, key)); v != nil {
+			opts.ChainCache.add(v)
+		}
+	}
+	return exts, nil
+}
+
 func endorsementKeyDER(chain *spb.CertificateChain, key abi.ReportSigner) []byte {
 	if key == abi.VlekReportSigner {
 		return chain.GetVlekCert()
@@ -220,12 +267,12 @@ func endorsementKeyDER(chain *spb.CertificateChain, key abi.ReportSigner) []byte
 // (the presented certificate's key does not verify the report) and ErrChain
 // (the certificate does not chain to a trusted root, or the signature is
 // fine and so the certificate is the problem).
-func classifyVerifyError(report []byte, chain *spb.CertificateChain, key abi.ReportSigner, roots map[string][]*trust.AMDRootCerts, now time.Time, err error) error {
+func classifyVerifyError(report *spb.Report, chain *spb.CertificateChain, key abi.ReportSigner, roots map[string][]*trust.AMDRootCerts, now time.Time, err error) error {
 	ek, perr := x509.ParseCertificate(endorsementKeyDER(chain, key))
 	if perr != nil {
 		return fmt.Errorf("%w: %w", ErrChain, err)
 	}
-	if serr := verify.SnpReportSignature(report, ek); serr != nil {
+	if serr := verify.SnpProtoReportSignature(report, ek); serr != nil {
 		if !chainsToRoot(ek, key, roots, now) {
 			return fmt.Errorf("%w, %w: %w", ErrSignature, ErrChain, serr)
 		}

@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/confidant-cvm/confidant/shared/evidence"
+	"github.com/confidant-cvm/confidant/shared/tee/snp"
 	"github.com/confidant-cvm/confidant/shared/tpm"
 	"github.com/confidant-cvm/confidant/verifier/internal/policy"
 	"github.com/confidant-cvm/confidant/verifier/internal/token"
@@ -116,10 +117,11 @@ type Config struct {
 
 // Appraiser appraises evidence.
 type Appraiser struct {
-	cfg Config
-	snp Verifier
-	sim Verifier
-	tdx Verifier
+	cfg  Config
+	snp  Verifier
+	sim  Verifier
+	tdx  Verifier
+	logs *tpm.LogCache // claims extracted from event logs that replayed
 }
 
 // New returns an Appraiser.
@@ -133,13 +135,17 @@ func New(cfg Config) (*Appraiser, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	// One cache of verified VCEK/VLEK chains serves both SNP kinds: its
+	// key includes the roots a chain was verified against.
+	chains := snp.NewChainCache(0)
 	a := &Appraiser{
-		cfg: cfg,
-		snp: &snpVerifier{kind: evidence.KindSNP, getter: cfg.SNPGetter, now: cfg.Now},
-		tdx: &tdxVerifier{getter: cfg.TDXGetter, now: cfg.Now},
+		cfg:  cfg,
+		snp:  &snpVerifier{kind: evidence.KindSNP, getter: cfg.SNPGetter, now: cfg.Now, chains: chains},
+		tdx:  &tdxVerifier{getter: cfg.TDXGetter, now: cfg.Now},
+		logs: tpm.NewLogCache(0),
 	}
 	if cfg.SimRoot != nil {
-		a.sim = &snpVerifier{kind: evidence.KindSimSNP, simRoot: cfg.SimRoot, now: cfg.Now}
+		a.sim = &snpVerifier{kind: evidence.KindSimSNP, simRoot: cfg.SimRoot, now: cfg.Now, chains: chains}
 	}
 	return a, nil
 }
@@ -327,7 +333,7 @@ func (a *Appraiser) verifyTPM(env *evidence.Envelope, rd *evidence.RuntimeData) 
 		return nil, fmt.Errorf("%w: runtime data AK: %w", ErrMalformed, err)
 	}
 	extra := evidence.TPMNonce(env.RuntimeData)
-	c, err := tpm.Verify(env.TPM, ak, extra[:], tpm.Options{Now: a.cfg.Now, Banks: a.cfg.TPMBanks})
+	c, err := tpm.Verify(env.TPM, ak, extra[:], tpm.Options{Now: a.cfg.Now, Banks: a.cfg.TPMBanks, LogCache: a.logs})
 	if err != nil {
 		return nil, wrapEach("verifying vTPM evidence", err)
 	}

@@ -30,6 +30,7 @@ type snpVerifier struct {
 	simRoot *x509.Certificate // set exactly for KindSimSNP
 	getter  SNPGetter
 	now     func() time.Time
+	chains  *snp.ChainCache // verified VCEK/VLEK chains, shared by both kinds
 }
 
 // snpVMPLOffset is where the report's VMPL field lives (go-sev-guest abi).
@@ -52,6 +53,7 @@ func (v *snpVerifier) Verify(_ context.Context, env *evidence.Envelope, reportDa
 		AllowMigrationAgent: true,
 		AllowSMT:            true,
 		VMPL:                &vmpl,
+		ChainCache:          v.chains,
 	}
 	if v.simRoot == nil && v.getter != nil {
 		opts.Getter = v.getter

@@ -136,6 +136,34 @@ func (c *Claims) Map() (map[string]any, error) {
 	return m, nil
 }
 
+// payload encodes the claims as Map does, in one pass: the fixed claims,
+// then the Extra claims (sorted), in one JSON object. Map would decode the
+// fixed claims and encode them again.
+func (c *Claims) payload() ([]byte, error) {
+	fixed, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("encoding claims: %w", err)
+	}
+	if len(c.Extra) == 0 {
+		return fixed, nil
+	}
+	for name := range c.Extra {
+		if reserved(name) {
+			return nil, fmt.Errorf("encoding claims: claim %q is reserved", name)
+		}
+	}
+	extra, err := json.Marshal(c.Extra)
+	if err != nil {
+		return nil, fmt.Errorf("encoding claims: %w", err)
+	}
+	// Both are non-empty objects: join {"iss":...} and {"x":...} into
+	// {"iss":...,"x":...}. No Extra name is a fixed claim's (reserved).
+	out := make([]byte, 0, len(fixed)+len(extra))
+	out = append(out, fixed[:len(fixed)-1]...)
+	out = append(out, ',')
+	return append(out, extra[1:]...), nil
+}
+
 // reservedClaims are set by the verifier only.
 var reservedClaims = map[string]bool{
 	"iss": true, "sub": true, "aud": true, "iat": true, "nbf": true, "exp": true, "jti": true,

@@ -116,13 +116,9 @@ func (i *Issuer) Sign(c *Claims) (string, error) {
 	if err := i.Stamp(c); err != nil {
 		return "", err
 	}
-	m, err := c.Map()
+	payload, err := c.payload()
 	if err != nil {
 		return "", err
-	}
-	payload, err := json.Marshal(m)
-	if err != nil {
-		return "", fmt.Errorf("encoding claims: %w", err)
 	}
 	return i.keys.sign(payload)
 }
