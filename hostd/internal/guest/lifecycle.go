@@ -53,6 +53,11 @@ type runtime struct {
 	stopping bool // a stop was requested
 	killed   bool // the stop had to kill
 	shutdown *qemu.ShutdownData
+
+	// eventsDone is closed when the QMP event reader has ended (QEMU
+	// closes QMP when it exits), so its last SHUTDOWN event is recorded
+	// before the exit is judged.
+	eventsDone chan struct{}
 }
 
 func (r *runtime) detachNow() {
@@ -299,9 +304,11 @@ func (m *Manager) watch(v *vm, r *runtime, sp spec.Spec, meas string) {
 	ctx, cancel := context.WithCancel(m.ctx)
 	r.cancel = cancel
 	log := m.log.With("guest", v.name)
+	r.eventsDone = make(chan struct{})
 	m.wg.Add(2)
 	go func() {
 		defer m.wg.Done()
+		defer close(r.eventsDone)
 		for ev := range r.qmp.Events() {
 			if ev.Event != "SHUTDOWN" {
 				continue
@@ -328,6 +335,14 @@ func (m *Manager) watch(v *vm, r *runtime, sp spec.Spec, meas string) {
 		case <-r.exited:
 		case <-r.detach:
 			return
+		}
+		// QEMU sends SHUTDOWN just before it exits; the process exit can
+		// be seen first. Let the event reader drain QMP (bounded: a
+		// re-attached QEMU that never closes QMP must not hang us).
+		select {
+		case <-r.eventsDone:
+		case <-time.After(2 * time.Second):
+			log.Warn("QMP events not drained after QEMU exited")
 		}
 		cancel()
 		m.finish(v, r)
