@@ -71,6 +71,7 @@ type Releaser interface {
 type Store interface {
 	Ping(ctx context.Context) error
 	AppendAudit(ctx context.Context, r store.AuditRecord) (int64, error)
+	RedeemNonceWithAudit(ctx context.Context, id []byte, expires time.Time, r store.AuditRecord) (int64, error)
 }
 
 // Config configures the handler. All fields without a stated default are
@@ -100,6 +101,15 @@ type Config struct {
 	// requests; zero means unlimited. Burst is the bucket size (at least 1).
 	RateLimit float64
 	Burst     int
+	// MaxInFlight bounds the attestations and key releases processed at
+	// once; zero means DefaultMaxInFlight(). MaxQueue bounds those admitted
+	// at once (waiting for a slot or processing): more are refused at once;
+	// zero means DefaultMaxQueue. QueueTimeout bounds the wait for a slot;
+	// zero means DefaultQueueTimeout. Refusals are 503 overloaded with
+	// Retry-After.
+	MaxInFlight  int
+	MaxQueue     int
+	QueueTimeout time.Duration
 	// Log receives request failures; nil discards them.
 	Log *slog.Logger
 }
@@ -107,7 +117,8 @@ type Config struct {
 type handler struct {
 	Config
 	base
-	limiter *rate.Limiter
+	limiter   *rate.Limiter
+	admission *admission
 }
 
 // New returns the API's http.Handler.
@@ -128,6 +139,10 @@ func New(cfg Config) (http.Handler, error) {
 	if cfg.RateLimit < 0 {
 		errs = append(errs, fmt.Errorf("negative rate limit %v", cfg.RateLimit))
 	}
+	if cfg.MaxInFlight < 0 || cfg.MaxQueue < 0 || cfg.QueueTimeout < 0 {
+		errs = append(errs, fmt.Errorf("negative admission limit (in flight %d, queue %d, timeout %v)",
+			cfg.MaxInFlight, cfg.MaxQueue, cfg.QueueTimeout))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("configuring API: %w", err)
 	}
@@ -144,6 +159,7 @@ func New(cfg Config) (http.Handler, error) {
 	if cfg.RateLimit > 0 {
 		h.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), max(cfg.Burst, 1))
 	}
+	h.admission = newAdmission(cfg.MaxInFlight, cfg.MaxQueue, cfg.QueueTimeout, cfg.Metrics)
 
 	r := chi.NewRouter()
 	r.Use(h.instrument)
@@ -177,6 +193,9 @@ func (s *statusRecorder) WriteHeader(code int) {
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap gives http.ResponseController the connection.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func (s *statusRecorder) Write(b []byte) (int, error) {
 	if s.status == 0 {
@@ -319,18 +338,26 @@ type AttestResponse struct {
 }
 
 func (h *handler) attest(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
 	ctx := r.Context()
 	audience, err := h.audience(r)
 	if err != nil {
 		h.writeError(w, r, err)
 		return
 	}
-	body, err := io.ReadAll(r.Body)
+	t, ok := h.admit(w, r)
+	if !ok {
+		return
+	}
+	defer t.close()
+	body, err := readSized(r)
 	if err != nil {
 		h.writeError(w, r, err)
 		return
 	}
+	if !h.process(w, r, t) {
+		return
+	}
+	start := time.Now()
 	env, err := evidence.Decode(body)
 	if err != nil {
 		h.writeError(w, r, err)
@@ -338,52 +365,50 @@ func (h *handler) attest(w http.ResponseWriter, r *http.Request) {
 	}
 	kind := string(env.TEE)
 	rec := store.AuditRecord{Time: time.Now().UTC(), Event: "attest", TEE: kind, Remote: remoteHost(r)}
-	fail := func(err error) {
-		_, body := classify(err)
-		verdict := "error"
-		var denied *appraise.DeniedError
-		if errors.As(err, &denied) {
-			verdict = token.Contraindicated
-			if denied.Policy != nil {
-				rec.PolicyID, rec.PolicySHA256 = denied.Policy.ID, denied.Policy.SHA256
-			}
-		}
-		h.metrics.appraisals.WithLabelValues(kind, verdict).Inc()
-		rec.Outcome, rec.Reasons = body.Error, body.Reasons
-		if _, aerr := h.Store.AppendAudit(context.WithoutCancel(ctx), rec); aerr != nil {
-			h.log.Error("writing audit record", "err", aerr)
-		}
-		h.writeError(w, r, err)
-	}
-
 	rd, err := evidence.ParseRuntimeData(env.RuntimeData)
 	if err != nil {
 		h.writeError(w, r, err)
 		return
 	}
-	if err := h.Challenge.Redeem(ctx, rd.Nonce); err != nil {
+	// The nonce's tag and expiry are checked now; it is redeemed at the
+	// end, in the transaction that writes the attempt's audit record. So
+	// every attempt that names a valid nonce spends it, denied or not, and
+	// a token costs one store write.
+	expires, err := h.Challenge.Check(rd.Nonce)
+	if err != nil {
 		h.metrics.nonceRedemptions.WithLabelValues(redemptionResult(err)).Inc()
-		fail(err)
+		t.done()
+		h.attestFailed(w, r, rec, err, nil)
 		return
 	}
-	h.metrics.nonceRedemptions.WithLabelValues("ok").Inc()
-
+	n := &nonce{id: rd.Nonce[:challenge.RandomSize], expires: expires}
 	res, err := h.Appraiser.Appraise(ctx, env, rd, audience)
 	h.metrics.appraisalDuration.WithLabelValues(kind).Observe(time.Since(start).Seconds())
+	var tok string
+	if err == nil {
+		tok, err = h.Issuer.Sign(res.Claims)
+	}
+	// The CPU work is over: free the slot and the buffer before the store
+	// write, so that requests waiting for the (group) commit hold neither.
+	t.done()
 	if err != nil {
-		fail(err)
+		h.attestFailed(w, r, rec, err, n)
 		return
 	}
-	tok, err := h.Issuer.Sign(res.Claims)
-	if err != nil {
-		fail(err)
+	issued := rec
+	issued.Outcome, issued.Reasons = res.Decision.Verdict, res.Decision.Reasons
+	issued.Subject, issued.TokenID = res.Claims.Subject, res.Claims.ID
+	issued.PolicyID, issued.PolicySHA256 = res.Policy.ID, res.Policy.SHA256
+	// No token leaves without its audit record, nor with a nonce that was
+	// redeemed before: both are written in one transaction. It runs even
+	// if the client left, like any attempt's.
+	_, err = h.Store.RedeemNonceWithAudit(context.WithoutCancel(ctx), n.id, n.expires, issued)
+	h.metrics.nonceRedemptions.WithLabelValues(redemptionResult(err)).Inc()
+	if errors.Is(err, store.ErrNonceReused) {
+		h.attestFailed(w, r, rec, err, nil)
 		return
 	}
-	rec.Outcome, rec.Reasons = res.Decision.Verdict, res.Decision.Reasons
-	rec.Subject, rec.TokenID = res.Claims.Subject, res.Claims.ID
-	rec.PolicyID, rec.PolicySHA256 = res.Policy.ID, res.Policy.SHA256
-	// No token leaves without its audit record.
-	if _, err := h.Store.AppendAudit(ctx, rec); err != nil {
+	if err != nil {
 		h.metrics.appraisals.WithLabelValues(kind, "error").Inc()
 		h.writeError(w, r, err)
 		return
@@ -394,6 +419,70 @@ func (h *handler) attest(w http.ResponseWriter, r *http.Request) {
 		"status", res.Decision.Verdict, "policy", res.Policy.ID)
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, AttestResponse{Token: tok})
+}
+
+// nonce is the redemption an attestation owes: the nonce's id in the store
+// and its expiry.
+type nonce struct {
+	id      []byte
+	expires time.Time
+}
+
+// attestFailed audits a failed attestation and answers err. With n (the
+// nonce passed its check) the nonce is redeemed in the audit record's
+// transaction; when it had been redeemed before, the answer is
+// nonce_reused instead. A store failure there is logged, and err answered.
+func (h *handler) attestFailed(w http.ResponseWriter, r *http.Request, rec store.AuditRecord, err error, n *nonce) {
+	base := rec
+	_, body := classify(err)
+	verdict := "error"
+	var denied *appraise.DeniedError
+	if errors.As(err, &denied) {
+		verdict = token.Contraindicated
+		if denied.Policy != nil {
+			rec.PolicyID, rec.PolicySHA256 = denied.Policy.ID, denied.Policy.SHA256
+		}
+	}
+	rec.Outcome, rec.Reasons = body.Error, body.Reasons
+	ctx := context.WithoutCancel(r.Context())
+	if n != nil {
+		_, aerr := h.Store.RedeemNonceWithAudit(ctx, n.id, n.expires, rec)
+		h.metrics.nonceRedemptions.WithLabelValues(redemptionResult(aerr)).Inc()
+		if errors.Is(aerr, store.ErrNonceReused) {
+			h.attestFailed(w, r, base, aerr, nil)
+			return
+		}
+		if aerr != nil {
+			h.log.Error("writing audit record", "err", aerr)
+		}
+	} else if _, aerr := h.Store.AppendAudit(ctx, rec); aerr != nil {
+		h.log.Error("writing audit record", "err", aerr)
+	}
+	h.metrics.appraisals.WithLabelValues(rec.TEE, verdict).Inc()
+	h.writeError(w, r, err)
+}
+
+// readSized reads the request body into a buffer of its declared length
+// (no slack, no garbage from growing), or, without a Content-Length, as it
+// comes. limitBody has bounded the length, and the request holds an
+// admission buffer, which bounds how many such buffers exist. A body that
+// does not arrive (cut short, too slow, over the limit) is the client's
+// error.
+func readSized(r *http.Request) ([]byte, error) {
+	var (
+		b   []byte
+		err error
+	)
+	if r.ContentLength <= 0 {
+		b, err = io.ReadAll(r.Body)
+	} else {
+		b = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(r.Body, b)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading the request body: %w", errBadRequest, err)
+	}
+	return b, nil
 }
 
 // audience reads ?audience= (repeatable); none means the default.
@@ -416,6 +505,8 @@ func (h *handler) audience(r *http.Request) ([]string, error) {
 
 func redemptionResult(err error) string {
 	switch {
+	case err == nil:
+		return "ok"
 	case errors.Is(err, challenge.ErrUnknown):
 		return "unknown"
 	case errors.Is(err, challenge.ErrExpired):

@@ -27,6 +27,7 @@ const (
 	CodeDenied           = "evidence_denied"
 	CodeRateLimited      = "rate_limited"
 	CodeStoreUnavailable = "store_unavailable"
+	CodeOverloaded       = "overloaded"
 	CodeNotReady         = "not_ready"
 	CodePolicyError      = "policy_error"
 	CodeInternal         = "internal_error"
@@ -74,6 +75,8 @@ func classify(err error) (int, ErrorBody) {
 		return http.StatusRequestEntityTooLarge, ErrorBody{CodeTooLarge, appraise.Reasons(err)}
 	case errors.Is(err, errRateLimited):
 		return http.StatusTooManyRequests, ErrorBody{CodeRateLimited, []string{"too many requests; retry later"}}
+	case errors.Is(err, errOverloaded):
+		return http.StatusServiceUnavailable, ErrorBody{CodeOverloaded, []string{"the verifier is busy; retry later"}}
 	case errors.Is(err, store.ErrUnavailable):
 		return http.StatusServiceUnavailable, ErrorBody{CodeStoreUnavailable, []string{"the verifier's store is unavailable; retry later"}}
 	case errors.Is(err, errNotReady):
@@ -133,7 +136,10 @@ func (h *base) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, body := classify(err)
 	h.metrics.errors.WithLabelValues(body.Error).Inc()
 	level := slog.LevelInfo
-	if status >= 500 {
+	switch {
+	case body.Error == CodeOverloaded:
+		level = slog.LevelWarn
+	case status >= 500:
 		level = slog.LevelError
 	}
 	h.log.Log(r.Context(), level, "request failed", "method", r.Method, "path", r.URL.Path,

@@ -32,6 +32,7 @@ func TestClassify(t *testing.T) {
 		"denied":             {err: fmt.Errorf("x: %w", denied), wantStatus: 403, wantCode: CodeDenied},
 		"rate limited":       {err: errRateLimited, wantStatus: 429, wantCode: CodeRateLimited},
 		"store unavailable":  {err: fmt.Errorf("x: %w", store.ErrUnavailable), wantStatus: 503, wantCode: CodeStoreUnavailable},
+		"overloaded":         {err: errOverloaded, wantStatus: 503, wantCode: CodeOverloaded},
 		// A store failure while redeeming is 503, not a nonce error.
 		"store down redeeming": {err: fmt.Errorf("redeeming nonce: %w", errors.Join(store.ErrUnavailable, errors.New("disk"))), wantStatus: 503, wantCode: CodeStoreUnavailable},
 		"policy error":         {err: policy.ErrEvaluation, wantStatus: 500, wantCode: CodePolicyError},

@@ -15,6 +15,10 @@ type Metrics struct {
 	errors            *prometheus.CounterVec
 	tokensIssued      *prometheus.CounterVec
 	releases          *prometheus.CounterVec
+	admissions        *prometheus.CounterVec
+	admissionWait     prometheus.Histogram
+	queued            prometheus.Gauge
+	inFlight          prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them on reg.
@@ -54,9 +58,27 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: "confidant_verifier", Name: "key_releases_total",
 			Help: "Key release attempts by result (granted, or the error code).",
 		}, []string{"result"}),
+		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "confidant_verifier", Name: "admissions_total",
+			Help: "Attest and release requests by admission outcome (admitted, queue_full, timeout, abandoned).",
+		}, []string{"result"}),
+		admissionWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "confidant_verifier", Name: "admission_wait_seconds",
+			Help:    "Time attest and release requests waited for a processing slot.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 17),
+		}),
+		queued: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "confidant_verifier", Name: "admission_queued",
+			Help: "Attest and release requests admitted and not finished (waiting or processing).",
+		}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "confidant_verifier", Name: "admission_in_flight",
+			Help: "Attest and release requests holding a processing slot.",
+		}),
 	}
 	for _, c := range []prometheus.Collector{m.appraisals, m.appraisalDuration, m.requestDuration,
-		m.noncesIssued, m.nonceRedemptions, m.errors, m.tokensIssued, m.releases} {
+		m.noncesIssued, m.nonceRedemptions, m.errors, m.tokensIssued, m.releases,
+		m.admissions, m.admissionWait, m.queued, m.inFlight} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -91,7 +91,12 @@ func (h *handler) release(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	name := chi.URLParam(r, "name")
 	rec := store.AuditRecord{Time: time.Now().UTC(), Event: "release", KeyName: clip(name, 256), Remote: remoteHost(r)}
+	// t holds the admission; the audit write comes after t.done.
+	var t *ticket
 	fail := func(err error) {
+		if t != nil {
+			t.done()
+		}
 		_, body := classify(err)
 		var denied *release.DeniedError
 		if errors.As(err, &denied) {
@@ -104,6 +109,11 @@ func (h *handler) release(w http.ResponseWriter, r *http.Request) {
 		}
 		h.writeError(w, r, err)
 	}
+	t, ok := h.admit(w, r)
+	if !ok {
+		return
+	}
+	defer t.close()
 	body, err := io.ReadAll(io.LimitReader(r.Body, MaxReleaseBody+1))
 	if err != nil {
 		h.writeError(w, r, err)
@@ -111,6 +121,9 @@ func (h *handler) release(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(body) > MaxReleaseBody {
 		fail(&http.MaxBytesError{Limit: MaxReleaseBody})
+		return
+	}
+	if !h.process(w, r, t) {
 		return
 	}
 	tok, err := bearer(r)
@@ -142,6 +155,7 @@ func (h *handler) release(w http.ResponseWriter, r *http.Request) {
 	rec.Outcome, rec.KeyVersion = outcomeGranted, res.Version
 	rec.PolicyID, rec.PolicySHA256 = res.PolicyID, res.PolicySHA256
 	rec.Reasons = []string{"release policy allowed"}
+	t.done()
 	// No key leaves without its audit record.
 	if _, err := h.Store.AppendAudit(ctx, rec); err != nil {
 		h.metrics.releases.WithLabelValues(CodeStoreUnavailable).Inc()

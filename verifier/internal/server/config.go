@@ -13,6 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/confidant-cvm/confidant/verifier/internal/api"
 	"github.com/confidant-cvm/confidant/verifier/internal/challenge"
 	"github.com/confidant-cvm/confidant/verifier/internal/token"
 )
@@ -87,6 +88,15 @@ type Config struct {
 	Burst     int     `yaml:"burst"`
 	// MaxBodyBytes caps request bodies.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxInFlight bounds the attestations and key releases processed at
+	// once; 0 means api.DefaultMaxInFlight() (2 × GOMAXPROCS). MaxQueue
+	// bounds those admitted at once, waiting for a slot or processing (more
+	// are refused at once); 0 means api.DefaultMaxQueue. QueueTimeout bounds
+	// the wait for a slot; 0 means api.DefaultQueueTimeout. Refusals are 503
+	// overloaded with Retry-After, which agents retry.
+	MaxInFlight  int           `yaml:"max_in_flight"`
+	MaxQueue     int           `yaml:"max_queue"`
+	QueueTimeout time.Duration `yaml:"queue_timeout"`
 	// SNPFetchVCEK fetches missing VCEKs from AMD's KDS (network).
 	SNPFetchVCEK bool `yaml:"snp_fetch_vcek"`
 	// TDXFetchCollateral fetches TCB collateral from Intel's PCS (network);
@@ -200,6 +210,12 @@ func (c *Config) Validate() error {
 	if c.MaxBodyBytes < 0 {
 		errs = append(errs, errors.New("--max-body-bytes must not be negative"))
 	}
+	if c.MaxInFlight < 0 || c.MaxQueue < 0 {
+		errs = append(errs, errors.New("max_in_flight and max_queue must not be negative"))
+	}
+	if c.QueueTimeout < 0 || c.QueueTimeout > maxQueueTimeout {
+		errs = append(errs, fmt.Errorf("queue_timeout %v: want [0, %v] (a queued request must still be answered within the write timeout)", c.QueueTimeout, maxQueueTimeout))
+	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--shutdown-timeout must be positive"))
 	}
@@ -208,6 +224,13 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// writeTimeout bounds a response, from the end of its request's headers.
+const writeTimeout = 60 * time.Second
+
+// maxQueueTimeout leaves a request that waited its longest in the queue
+// time to send its body, be processed and be answered.
+const maxQueueTimeout = writeTimeout - api.BodyReadTimeout - 10*time.Second
 
 // DefaultAdminSocket is the admin socket's name in the state directory.
 const DefaultAdminSocket = "admin.sock"

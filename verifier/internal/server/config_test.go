@@ -47,6 +47,10 @@ func TestConfigValidate(t *testing.T) {
 			wantErr: []string{"no --policy", "no --reference-values", "--token-ttl", "--signing-alg", "--nonce-ttl"},
 		},
 		"rotation shorter than TTL": {edit: func(c *Config) { c.KeyRotation = time.Minute }, wantErr: []string{"--key-rotation"}},
+		"admission limits":          {edit: func(c *Config) { c.MaxInFlight, c.MaxQueue, c.QueueTimeout = 3, 10, 5*time.Second }, wantIssuer: "http://127.0.0.1:8443"},
+		"negative admission limits": {edit: func(c *Config) { c.MaxInFlight, c.MaxQueue = -1, -1 }, wantErr: []string{"max_in_flight and max_queue"}},
+		"queue timeout too long":    {edit: func(c *Config) { c.QueueTimeout = time.Minute }, wantErr: []string{"queue_timeout"}},
+		"negative queue timeout":    {edit: func(c *Config) { c.QueueTimeout = -time.Second }, wantErr: []string{"queue_timeout"}},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {

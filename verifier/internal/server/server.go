@@ -191,6 +191,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (s *Se
 		Challenge: chal, Appraiser: appraiser, Issuer: issuer, Keys: keys, Store: st, Release: rel,
 		Metrics: metrics, Gatherer: reg, DefaultAudience: cfg.Audience, ReleaseAudience: cfg.ReleaseAudience,
 		MaxBodyBytes: cfg.MaxBodyBytes, RateLimit: cfg.RateLimit, Burst: cfg.Burst,
+		MaxInFlight: cfg.MaxInFlight, MaxQueue: cfg.MaxQueue, QueueTimeout: cfg.QueueTimeout,
 		Log: log.WithGroup("api"),
 	})
 	if err != nil {
@@ -400,7 +401,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, reload <-chan struc
 		Handler:           s.Handler,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
+		WriteTimeout:      writeTimeout,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),

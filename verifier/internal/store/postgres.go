@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -15,6 +17,16 @@ import (
 // URL sets no connect_timeout, so that requests fail with ErrUnavailable
 // instead of hanging while the database is unreachable.
 const DefaultPostgresConnectTimeout = 5 * time.Second
+
+// DefaultPostgresMaxConns is the pool size when the URL sets no
+// pool_max_conns: enough for the appraisals and releases a verifier runs at
+// once (2 × GOMAXPROCS by default, each holding one connection at a time),
+// its background loops and the admin API. pgx's own default, max(4,
+// NumCPU), makes requests queue for a connection on small machines. Keep
+// replicas × pool size under the server's max_connections.
+func DefaultPostgresMaxConns() int32 {
+	return int32(2*runtime.GOMAXPROCS(0) + 4)
+}
 
 // Advisory lock keys (one database may hold several schemas; the keys
 // only serialize, they never block for long).
@@ -33,7 +45,15 @@ const (
 // returns.
 type Postgres struct {
 	pool *pgxpool.Pool
+	// w runs nonce redemptions and audit appends, batched (group commit):
+	// one transaction, one lock wait on the audit head and one connection
+	// for all the writes waiting at a time.
+	w *writer[pgx.Tx]
 }
+
+// pgWriteTimeout bounds a batch of writes, so that a database that stops
+// answering fails them with ErrUnavailable instead of holding them all.
+const pgWriteTimeout = 15 * time.Second
 
 var _ Store = (*Postgres)(nil)
 
@@ -51,6 +71,9 @@ func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
 		cfg.ConnConfig.ConnectTimeout = DefaultPostgresConnectTimeout
 	}
 	cfg.HealthCheckPeriod = 10 * time.Second
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = DefaultPostgresMaxConns()
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, unavailable("opening PostgreSQL store "+Redact(url), err)
@@ -60,8 +83,45 @@ func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
 		pool.Close()
 		return nil, fmt.Errorf("opening PostgreSQL store %s: %w", Redact(url), err)
 	}
+	s.w = startWriter(func(ctx context.Context) (batch[pgx.Tx], error) {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			return nil, err
+		}
+		// The audit head first: every batch takes its lock before any
+		// other, so that the batches of several replicas never deadlock
+		// (on a nonce one inserted and the head the other holds).
+		if _, err := tx.Exec(ctx, "SELECT 1 FROM audit_head WHERE id = 1 FOR UPDATE"); err != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+			return nil, err
+		}
+		return pgBatch{tx}, nil
+	}, pgWriteTimeout)
 	return s, nil
 }
+
+// pgBatch is the transaction of a batch of writes.
+type pgBatch struct{ t pgx.Tx }
+
+func (b pgBatch) tx() pgx.Tx { return b.t }
+
+func (b pgBatch) savepoint(ctx context.Context) error {
+	_, err := b.t.Exec(ctx, "SAVEPOINT w")
+	return err
+}
+
+func (b pgBatch) release(ctx context.Context) error {
+	_, err := b.t.Exec(ctx, "RELEASE SAVEPOINT w")
+	return err
+}
+
+func (b pgBatch) rollbackTo(ctx context.Context) error {
+	_, err := b.t.Exec(ctx, "ROLLBACK TO SAVEPOINT w")
+	return err
+}
+
+func (b pgBatch) commit(ctx context.Context) error   { return b.t.Commit(ctx) }
+func (b pgBatch) rollback(ctx context.Context) error { return b.t.Rollback(ctx) }
 
 // pgMigrations is the PostgreSQL schema history (its own numbering; the
 // tables match SQLite's). Append only.
@@ -199,8 +259,10 @@ func (s *Postgres) migrate(ctx context.Context, ms []migration) error {
 	return nil
 }
 
-// Close closes the pool.
+// Close stops the writer (after the batch it runs) and closes the pool.
+// Writes and reads after Close fail with ErrUnavailable.
 func (s *Postgres) Close() error {
+	s.w.close()
 	s.pool.Close()
 	return nil
 }
@@ -237,7 +299,13 @@ func (s *Postgres) RedeemNonce(ctx context.Context, id []byte, expires time.Time
 	if len(id) == 0 {
 		return errors.New("redeeming nonce: empty id")
 	}
-	tag, err := s.pool.Exec(ctx, "INSERT INTO nonces (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+	return s.w.write(ctx, "redeeming nonce", func(ctx context.Context, tx pgx.Tx) error {
+		return pgRedeemNonce(ctx, tx, id, expires)
+	})
+}
+
+func pgRedeemNonce(ctx context.Context, tx pgx.Tx, id []byte, expires time.Time) error {
+	tag, err := tx.Exec(ctx, "INSERT INTO nonces (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
 		id, expires.UnixNano())
 	if err != nil {
 		return unavailable("redeeming nonce", err)
@@ -246,6 +314,29 @@ func (s *Postgres) RedeemNonce(ctx context.Context, id []byte, expires time.Time
 		return fmt.Errorf("redeeming nonce: %w", ErrNonceReused)
 	}
 	return nil
+}
+
+// RedeemNonceWithAudit redeems the nonce and appends r in one
+// transaction.
+func (s *Postgres) RedeemNonceWithAudit(ctx context.Context, id []byte, expires time.Time, r AuditRecord) (int64, error) {
+	if len(id) == 0 {
+		return 0, errors.New("redeeming nonce: empty id")
+	}
+	r.normalize()
+	rj, err := json.Marshal(r.Reasons)
+	if err != nil {
+		return 0, fmt.Errorf("appending audit record: %w", err)
+	}
+	err = s.w.write(ctx, "redeeming nonce and appending audit record", func(ctx context.Context, tx pgx.Tx) error {
+		if err := pgRedeemNonce(ctx, tx, id, expires); err != nil {
+			return err
+		}
+		return pgAppendAudit(ctx, tx, &r, rj)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return r.ID, nil
 }
 
 // PruneNonces deletes nonces that expired before the given time.
@@ -472,34 +563,42 @@ func (s *Postgres) ActiveDocuments(ctx context.Context) (map[string]Document, er
 }
 
 // AppendAudit appends an audit record, chained to the one before it. The
-// head row lock serializes appends from every process.
+// head row lock serializes appends from every process; in this one, the
+// writer batches them.
 func (s *Postgres) AppendAudit(ctx context.Context, r AuditRecord) (int64, error) {
 	r.normalize()
 	rj, err := json.Marshal(r.Reasons)
 	if err != nil {
 		return 0, fmt.Errorf("appending audit record: %w", err)
 	}
-	err = s.tx(ctx, "appending audit record", func(tx pgx.Tx) error {
-		var last int64
-		var prev []byte
-		if err := tx.QueryRow(ctx, "SELECT last_id, last_hash FROM audit_head WHERE id = 1 FOR UPDATE").Scan(&last, &prev); err != nil {
-			return unavailable("appending audit record", err)
-		}
-		r.ID, r.PrevHash = last+1, prev
-		if _, err := tx.Exec(ctx, "INSERT INTO audit ("+auditColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-			r.ID, r.Time.UnixNano(), r.Event, r.Outcome, r.TEE, r.Subject, r.TokenID, r.PolicyID, r.PolicySHA256,
-			r.Remote, string(rj), r.KeyName, r.KeyVersion, r.PrevHash); err != nil {
-			return unavailable("appending audit record", err)
-		}
-		if _, err := tx.Exec(ctx, "UPDATE audit_head SET last_id = $1, last_hash = $2 WHERE id = 1", r.ID, r.Hash()); err != nil {
-			return unavailable("appending audit record", err)
-		}
-		return nil
+	err = s.w.write(ctx, "appending audit record", func(ctx context.Context, tx pgx.Tx) error {
+		return pgAppendAudit(ctx, tx, &r, rj)
 	})
 	if err != nil {
 		return 0, err
 	}
 	return r.ID, nil
+}
+
+// pgAppendAudit chains r (normalized; rj its reasons as JSON) to the head,
+// which it locks until tx ends (a writer batch holds it already), and
+// stores it. The insert and the head update go in one round trip.
+func pgAppendAudit(ctx context.Context, tx pgx.Tx, r *AuditRecord, rj []byte) error {
+	var last int64
+	var prev []byte
+	if err := tx.QueryRow(ctx, "SELECT last_id, last_hash FROM audit_head WHERE id = 1 FOR UPDATE").Scan(&last, &prev); err != nil {
+		return unavailable("appending audit record", err)
+	}
+	r.ID, r.PrevHash = last+1, prev
+	b := &pgx.Batch{}
+	b.Queue("INSERT INTO audit ("+auditColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+		r.ID, r.Time.UnixNano(), r.Event, r.Outcome, r.TEE, r.Subject, r.TokenID, r.PolicyID, r.PolicySHA256,
+		r.Remote, string(rj), r.KeyName, r.KeyVersion, r.PrevHash)
+	b.Queue("UPDATE audit_head SET last_id = $1, last_hash = $2 WHERE id = 1", r.ID, r.Hash())
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return unavailable("appending audit record", err)
+	}
+	return nil
 }
 
 // AuditRecords returns up to limit records after afterID, oldest first.

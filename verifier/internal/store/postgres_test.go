@@ -37,6 +37,76 @@ func TestAuditTamperPostgres(t *testing.T) {
 	})
 }
 
+func TestRedeemWithAuditAtomicPostgres(t *testing.T) {
+	testRedeemWithAuditAtomic(t, func(t *testing.T) (Store, func(string)) {
+		dsn := pgtest.DSN(t)
+		return openTestPostgres(t, dsn), func(stmt string) { pgtest.Exec(t, dsn, stmt) }
+	})
+}
+
+// TestPostgresPoolSize: without pool_max_conns the pool holds
+// DefaultPostgresMaxConns connections (not pgx's max(4, NumCPU)); the URL
+// parameter wins.
+func TestPostgresPoolSize(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	tests := map[string]struct {
+		url  string
+		want int32
+	}{
+		"default":  {url: dsn, want: DefaultPostgresMaxConns()},
+		"from URL": {url: dsn + "&pool_max_conns=3", want: 3},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			s := openTestPostgres(t, tt.url)
+			if got := s.pool.Config().MaxConns; got != tt.want {
+				t.Fatalf("MaxConns %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestPostgresReplicasAttest: two replicas redeem the same nonces with
+// their audit records at once, from many goroutines, so that their writer
+// batches interleave. Each nonce is won exactly once; every other attempt
+// is ErrNonceReused, never a deadlock or another store error; the audit
+// chain holds one record per won nonce.
+func TestPostgresReplicasAttest(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.DSN(t)
+	a, b := openTestPostgres(t, dsn), openTestPostgres(t, dsn)
+	const nonces = 32
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		wins = map[int]int{}
+	)
+	for i := range nonces {
+		for _, s := range []*Postgres{a, b, a, b} {
+			wg.Go(func() {
+				_, err := s.RedeemNonceWithAudit(ctx, fmt.Appendf(nil, "n%d", i), t0.Add(time.Hour), AuditRecord{Time: t0, Event: "attest"})
+				switch {
+				case err == nil:
+					mu.Lock()
+					wins[i]++
+					mu.Unlock()
+				case !errors.Is(err, ErrNonceReused):
+					t.Errorf("nonce %d: %v", i, err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	for i := range nonces {
+		if wins[i] != 1 {
+			t.Errorf("nonce %d won %d times", i, wins[i])
+		}
+	}
+	if rep, err := VerifyAudit(ctx, a); err != nil || !rep.OK || rep.Entries != nonces {
+		t.Fatalf("VerifyAudit: %+v, %v; want %d entries", rep, err, nonces)
+	}
+}
+
 // TestPostgresReplicas opens the same schema twice, as two verifier
 // processes would, at the same time.
 func TestPostgresReplicas(t *testing.T) {

@@ -8,21 +8,48 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	// The pure-Go SQLite driver, registered as "sqlite".
 	_ "modernc.org/sqlite"
 )
 
-// SQLite is the embedded Store: one database file, WAL journal, full
-// synchronous commits, immediate (write-locking) transactions so that
-// concurrent writers, in this process or another, serialize.
+// SQLite is the embedded Store: one database file in WAL mode.
+//
+// Reads run on a pool of read-only connections; in WAL mode they never wait
+// for a write. Writes go through one writer goroutine (see writer) that
+// owns the only write connection of the process and commits the writes
+// waiting at that moment together, in one IMMEDIATE transaction. So
+// concurrent writes in this process queue in Go instead of meeting
+// SQLITE_BUSY, and N of them cost one commit and one fsync.
+//
+// Durability: synchronous=FULL. A write returns only after its commit
+// reached the disk, so neither a crash of the process nor a power loss can
+// forget a redeemed nonce or an audit record that a caller was told about.
+// Other processes sharing the file take the write lock in turn (busy
+// timeout DefaultSQLiteBusyTimeout).
 type SQLite struct {
+	// db is the write connection (MaxOpenConns 1); after OpenSQLite only
+	// the writer goroutine uses it.
 	db *sql.DB
+	// rdb is the read-only pool.
+	rdb *sql.DB
+	// Statements of the hot path, prepared on db.
+	insNonce, selHead, insAudit, updHead *sql.Stmt
+
+	w         *writer[*sql.Tx]
+	closeOnce sync.Once
+	closeErr  error
 }
 
 var _ Store = (*SQLite)(nil)
+
+// DefaultSQLiteBusyTimeout is how long a write waits for another process
+// that holds the database's write lock.
+const DefaultSQLiteBusyTimeout = 10 * time.Second
 
 // OpenSQLite opens (creating if needed) the SQLite database at path and
 // applies pending schema migrations.
@@ -39,47 +66,121 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	if f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600); err == nil {
 		f.Close()
 	}
-	dsn := "file:" + path + "?_busy_timeout=10000&_journal_mode=WAL&_synchronous=FULL&_foreign_keys=1&_txlock=immediate"
-	db, err := sql.Open("sqlite", dsn)
+	busy := fmt.Sprintf("_busy_timeout=%d", DefaultSQLiteBusyTimeout.Milliseconds())
+	db, err := sql.Open("sqlite", "file:"+path+"?"+busy+"&_journal_mode=WAL&_synchronous=FULL&_foreign_keys=1&_txlock=immediate")
 	if err != nil {
 		return nil, unavailable("opening SQLite store", err)
 	}
-	s := &SQLite{db: db}
+	// One write connection, kept open for the life of the store.
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
 	if err := migrate(ctx, db, migrations); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("opening SQLite store %s: %w", path, err)
 	}
+	// Readers see the journal mode the writer set (it is stored in the
+	// file) and cannot write.
+	rdb, err := sql.Open("sqlite", "file:"+path+"?"+busy+"&_query_only=1")
+	if err != nil {
+		db.Close()
+		return nil, unavailable("opening SQLite store", err)
+	}
+	readers := max(4, runtime.GOMAXPROCS(0))
+	rdb.SetMaxOpenConns(readers)
+	rdb.SetMaxIdleConns(readers)
+	s := &SQLite{db: db, rdb: rdb}
+	for _, p := range []struct {
+		stmt **sql.Stmt
+		q    string
+	}{
+		{&s.insNonce, sqliteInsertNonce},
+		{&s.selHead, sqliteSelectHead},
+		{&s.insAudit, sqliteInsertAudit},
+		{&s.updHead, sqliteUpdateHead},
+	} {
+		if *p.stmt, err = db.PrepareContext(ctx, p.q); err != nil {
+			rdb.Close()
+			db.Close()
+			return nil, unavailable("opening SQLite store: preparing statements", err)
+		}
+	}
+	s.w = startWriter(func(ctx context.Context) (batch[*sql.Tx], error) {
+		tx, err := db.BeginTx(ctx, nil)
+		return sqliteBatch{tx}, err
+	}, 0)
 	return s, nil
 }
 
-// Close closes the database.
-func (s *SQLite) Close() error { return s.db.Close() }
+// sqliteBatch is the transaction of a batch of writes.
+type sqliteBatch struct{ t *sql.Tx }
+
+func (b sqliteBatch) tx() *sql.Tx { return b.t }
+
+func (b sqliteBatch) savepoint(ctx context.Context) error {
+	_, err := b.t.ExecContext(ctx, "SAVEPOINT w")
+	return err
+}
+
+func (b sqliteBatch) release(ctx context.Context) error {
+	_, err := b.t.ExecContext(ctx, "RELEASE w")
+	return err
+}
+
+func (b sqliteBatch) rollbackTo(ctx context.Context) error {
+	_, err := b.t.ExecContext(ctx, "ROLLBACK TO w")
+	return err
+}
+
+func (b sqliteBatch) commit(context.Context) error   { return b.t.Commit() }
+func (b sqliteBatch) rollback(context.Context) error { return b.t.Rollback() }
+
+// Statements of the hot path.
+const (
+	sqliteInsertNonce = "INSERT INTO nonces (id, expires_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING"
+	sqliteSelectHead  = "SELECT last_id, last_hash FROM audit_head WHERE id = 1"
+	sqliteInsertAudit = "INSERT INTO audit (" + auditColumns + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	sqliteUpdateHead  = "UPDATE audit_head SET last_id = ?, last_hash = ? WHERE id = 1"
+)
+
+// Close stops the writer (after the writes it holds) and closes the
+// database. Writes and reads after Close fail with ErrUnavailable.
+func (s *SQLite) Close() error {
+	s.closeOnce.Do(func() {
+		s.w.close()
+		var errs []error
+		for _, st := range []*sql.Stmt{s.insNonce, s.selHead, s.insAudit, s.updHead} {
+			errs = append(errs, st.Close())
+		}
+		s.closeErr = errors.Join(append(errs, s.rdb.Close(), s.db.Close())...)
+	})
+	return s.closeErr
+}
 
 // Ping checks that the database answers a query.
 func (s *SQLite) Ping(ctx context.Context) error {
 	var one int
-	if err := s.db.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+	if err := s.rdb.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
 		return unavailable("pinging SQLite store", err)
 	}
 	return nil
 }
 
-// tx runs f in one transaction, committing when it returns nil and rolling
-// back otherwise. Errors from f are returned as they are; errors from the
-// database itself match ErrUnavailable.
-func (s *SQLite) tx(ctx context.Context, action string, f func(*sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+// write runs fn in the writer's transaction (see writer.write).
+func (s *SQLite) write(ctx context.Context, action string, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	return s.w.write(ctx, action, fn)
+}
+
+// readTx runs f in one read-only transaction on the read pool: its
+// queries see one snapshot.
+func (s *SQLite) readTx(ctx context.Context, action string, f func(*sql.Tx) error) error {
+	tx, err := s.rdb.BeginTx(ctx, nil)
 	if err != nil {
 		return unavailable(action, err)
 	}
-	if err := f(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return unavailable(action, err)
-	}
-	return nil
+	defer func() { _ = tx.Rollback() }()
+	return f(tx)
 }
 
 // RedeemNonce records id until expires; a second redemption is
@@ -88,9 +189,13 @@ func (s *SQLite) RedeemNonce(ctx context.Context, id []byte, expires time.Time) 
 	if len(id) == 0 {
 		return errors.New("redeeming nonce: empty id")
 	}
-	res, err := s.db.ExecContext(ctx,
-		"INSERT INTO nonces (id, expires_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
-		id, expires.UnixNano())
+	return s.write(ctx, "redeeming nonce", func(ctx context.Context, tx *sql.Tx) error {
+		return s.redeemNonce(ctx, tx, id, expires)
+	})
+}
+
+func (s *SQLite) redeemNonce(ctx context.Context, tx *sql.Tx, id []byte, expires time.Time) error {
+	res, err := tx.StmtContext(ctx, s.insNonce).ExecContext(ctx, id, expires.UnixNano())
 	if err != nil {
 		return unavailable("redeeming nonce", err)
 	}
@@ -104,23 +209,53 @@ func (s *SQLite) RedeemNonce(ctx context.Context, id []byte, expires time.Time) 
 	return nil
 }
 
+// RedeemNonceWithAudit redeems the nonce and appends r in one transaction.
+func (s *SQLite) RedeemNonceWithAudit(ctx context.Context, id []byte, expires time.Time, r AuditRecord) (int64, error) {
+	if len(id) == 0 {
+		return 0, errors.New("redeeming nonce: empty id")
+	}
+	r.normalize()
+	rj, err := json.Marshal(r.Reasons)
+	if err != nil {
+		return 0, fmt.Errorf("appending audit record: %w", err)
+	}
+	err = s.write(ctx, "redeeming nonce and appending audit record", func(ctx context.Context, tx *sql.Tx) error {
+		if err := s.redeemNonce(ctx, tx, id, expires); err != nil {
+			return err
+		}
+		return s.appendAudit(ctx, tx, &r, rj)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return r.ID, nil
+}
+
+// exec runs one writing statement and returns the rows it affected.
+func (s *SQLite) exec(ctx context.Context, action, query string, args ...any) (int64, error) {
+	var n int64
+	err := s.write(ctx, action, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, query, args...)
+		if err != nil {
+			return unavailable(action, err)
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return unavailable(action, err)
+		}
+		return nil
+	})
+	return n, err
+}
+
 // PruneNonces deletes nonces that expired before the given time.
 func (s *SQLite) PruneNonces(ctx context.Context, before time.Time) (int64, error) {
-	res, err := s.db.ExecContext(ctx, "DELETE FROM nonces WHERE expires_at < ?", before.UnixNano())
-	if err != nil {
-		return 0, unavailable("pruning nonces", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, unavailable("pruning nonces", err)
-	}
-	return n, nil
+	return s.exec(ctx, "pruning nonces", "DELETE FROM nonces WHERE expires_at < ?", before.UnixNano())
 }
 
 // Secret returns the named secret, creating it on first use.
 func (s *SQLite) Secret(ctx context.Context, name string, create func() ([]byte, error)) ([]byte, error) {
 	var value []byte
-	err := s.tx(ctx, "loading secret "+name, func(tx *sql.Tx) error {
+	err := s.write(ctx, "loading secret "+name, func(ctx context.Context, tx *sql.Tx) error {
 		err := tx.QueryRowContext(ctx, "SELECT value FROM secrets WHERE name = ?", name).Scan(&value)
 		if err == nil {
 			return nil
@@ -153,7 +288,7 @@ const signingKeyColumns = "kid, alg, public_jwk, sealed_private, created_at, ret
 
 // SigningKeys returns all stored signing keys, current first.
 func (s *SQLite) SigningKeys(ctx context.Context) ([]SigningKey, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT "+signingKeyColumns+
+	rows, err := s.rdb.QueryContext(ctx, "SELECT "+signingKeyColumns+
 		" FROM signing_keys ORDER BY retired_at IS NOT NULL, created_at DESC")
 	if err != nil {
 		return nil, unavailable("listing signing keys", err)
@@ -191,7 +326,7 @@ func (s *SQLite) RotateSigningKey(ctx context.Context, next SigningKey, rotateBe
 		return false, errors.New("rotating signing key: incomplete key")
 	}
 	rotated := false
-	err := s.tx(ctx, "rotating signing key", func(tx *sql.Tx) error {
+	err := s.write(ctx, "rotating signing key", func(ctx context.Context, tx *sql.Tx) error {
 		var (
 			kid     string
 			created int64
@@ -235,16 +370,8 @@ func (s *SQLite) RotateSigningKey(ctx context.Context, next SigningKey, rotateBe
 
 // PruneSigningKeys deletes retired keys that expired before the given time.
 func (s *SQLite) PruneSigningKeys(ctx context.Context, before time.Time) (int64, error) {
-	res, err := s.db.ExecContext(ctx,
+	return s.exec(ctx, "pruning signing keys",
 		"DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND expires_at < ?", before.UnixNano())
-	if err != nil {
-		return 0, unavailable("pruning signing keys", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, unavailable("pruning signing keys", err)
-	}
-	return n, nil
 }
 
 // RecordDocument stores a policy or reference values version.
@@ -252,18 +379,16 @@ func (s *SQLite) RecordDocument(ctx context.Context, d Document) error {
 	if d.Kind == "" || d.SHA256 == "" {
 		return errors.New("recording document: missing kind or digest")
 	}
-	if _, err := s.db.ExecContext(ctx,
+	_, err := s.exec(ctx, "recording document",
 		`INSERT INTO documents (kind, sha256, id, content, loaded_at) VALUES (?, ?, ?, ?, ?)
 		 ON CONFLICT (kind, sha256) DO UPDATE SET loaded_at = excluded.loaded_at, id = excluded.id`,
-		string(d.Kind), d.SHA256, d.ID, d.Content, d.LoadedAt.UnixNano()); err != nil {
-		return unavailable("recording document", err)
-	}
-	return nil
+		string(d.Kind), d.SHA256, d.ID, d.Content, d.LoadedAt.UnixNano())
+	return err
 }
 
 // Documents returns the recorded versions of one kind, newest first.
 func (s *SQLite) Documents(ctx context.Context, kind DocumentKind) ([]Document, error) {
-	rows, err := s.db.QueryContext(ctx,
+	rows, err := s.rdb.QueryContext(ctx,
 		"SELECT kind, sha256, id, content, loaded_at FROM documents WHERE kind = ? ORDER BY loaded_at DESC", string(kind))
 	if err != nil {
 		return nil, unavailable("listing documents", err)
@@ -296,27 +421,33 @@ func (s *SQLite) AppendAudit(ctx context.Context, r AuditRecord) (int64, error) 
 	if err != nil {
 		return 0, fmt.Errorf("appending audit record: %w", err)
 	}
-	err = s.tx(ctx, "appending audit record", func(tx *sql.Tx) error {
-		var last int64
-		var prev []byte
-		if err := tx.QueryRowContext(ctx, "SELECT last_id, last_hash FROM audit_head WHERE id = 1").Scan(&last, &prev); err != nil {
-			return unavailable("appending audit record", err)
-		}
-		r.ID, r.PrevHash = last+1, prev
-		if _, err := tx.ExecContext(ctx, "INSERT INTO audit ("+auditColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-			r.ID, r.Time.UnixNano(), r.Event, r.Outcome, r.TEE, r.Subject, r.TokenID, r.PolicyID, r.PolicySHA256,
-			r.Remote, string(rj), r.KeyName, r.KeyVersion, r.PrevHash); err != nil {
-			return unavailable("appending audit record", err)
-		}
-		if _, err := tx.ExecContext(ctx, "UPDATE audit_head SET last_id = ?, last_hash = ? WHERE id = 1", r.ID, r.Hash()); err != nil {
-			return unavailable("appending audit record", err)
-		}
-		return nil
+	err = s.write(ctx, "appending audit record", func(ctx context.Context, tx *sql.Tx) error {
+		return s.appendAudit(ctx, tx, &r, rj)
 	})
 	if err != nil {
 		return 0, err
 	}
 	return r.ID, nil
+}
+
+// appendAudit chains r (normalized; rj its reasons as JSON) to the head
+// and stores it, setting r.ID and r.PrevHash.
+func (s *SQLite) appendAudit(ctx context.Context, tx *sql.Tx, r *AuditRecord, rj []byte) error {
+	var last int64
+	var prev []byte
+	if err := tx.StmtContext(ctx, s.selHead).QueryRowContext(ctx).Scan(&last, &prev); err != nil {
+		return unavailable("appending audit record", err)
+	}
+	r.ID, r.PrevHash = last+1, prev
+	if _, err := tx.StmtContext(ctx, s.insAudit).ExecContext(ctx,
+		r.ID, r.Time.UnixNano(), r.Event, r.Outcome, r.TEE, r.Subject, r.TokenID, r.PolicyID, r.PolicySHA256,
+		r.Remote, string(rj), r.KeyName, r.KeyVersion, r.PrevHash); err != nil {
+		return unavailable("appending audit record", err)
+	}
+	if _, err := tx.StmtContext(ctx, s.updHead).ExecContext(ctx, r.ID, r.Hash()); err != nil {
+		return unavailable("appending audit record", err)
+	}
+	return nil
 }
 
 const auditColumns = "id, at, event, outcome, tee, subject, token_id, policy_id, policy_sha256, remote, reasons, key_name, key_version, prev_hash"
@@ -369,13 +500,13 @@ func (s *SQLite) AuditRecords(ctx context.Context, afterID int64, limit int) ([]
 	if limit <= 0 {
 		limit = 100
 	}
-	return scanAudit(s.db.QueryContext(ctx, "SELECT "+auditColumns+" FROM audit WHERE id > ? ORDER BY id LIMIT ?", afterID, limit))
+	return scanAudit(s.rdb.QueryContext(ctx, "SELECT "+auditColumns+" FROM audit WHERE id > ? ORDER BY id LIMIT ?", afterID, limit))
 }
 
 // AuditHead returns the last record's id and hash.
 func (s *SQLite) AuditHead(ctx context.Context) (AuditHead, error) {
 	var h AuditHead
-	if err := s.db.QueryRowContext(ctx, "SELECT last_id, last_hash FROM audit_head WHERE id = 1").Scan(&h.LastID, &h.Hash); err != nil {
+	if err := s.rdb.QueryRowContext(ctx, "SELECT last_id, last_hash FROM audit_head WHERE id = 1").Scan(&h.LastID, &h.Hash); err != nil {
 		return AuditHead{}, unavailable("reading audit head", err)
 	}
 	return h, nil
@@ -386,7 +517,7 @@ func (s *SQLite) ActivateDocument(ctx context.Context, slot string, d Document) 
 	if slot == "" || d.Kind == "" || d.SHA256 == "" {
 		return errors.New("activating document: missing slot, kind or digest")
 	}
-	return s.tx(ctx, "activating document", func(tx *sql.Tx) error {
+	return s.write(ctx, "activating document", func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx,
 			`INSERT INTO documents (kind, sha256, id, content, loaded_at) VALUES (?, ?, ?, ?, ?)
 			 ON CONFLICT (kind, sha256) DO UPDATE SET loaded_at = excluded.loaded_at, id = excluded.id`,
@@ -405,7 +536,7 @@ func (s *SQLite) ActivateDocument(ctx context.Context, slot string, d Document) 
 
 // ActiveDocuments returns the active document of every slot.
 func (s *SQLite) ActiveDocuments(ctx context.Context) (map[string]Document, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT a.slot, d.kind, d.sha256, d.id, d.content, a.activated_at
+	rows, err := s.rdb.QueryContext(ctx, `SELECT a.slot, d.kind, d.sha256, d.id, d.content, a.activated_at
 		FROM active_documents a JOIN documents d ON d.kind = a.kind AND d.sha256 = a.sha256`)
 	if err != nil {
 		return nil, unavailable("listing active documents", err)
@@ -435,7 +566,7 @@ func (s *SQLite) CreateReleaseKey(ctx context.Context, k ReleaseKey, first Relea
 	if err := checkNewKey(k, first); err != nil {
 		return err
 	}
-	return s.tx(ctx, "creating release key", func(tx *sql.Tx) error {
+	return s.write(ctx, "creating release key", func(ctx context.Context, tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM release_keys WHERE name = ?", k.Name).Scan(&n); err != nil {
 			return unavailable("creating release key", err)
@@ -459,7 +590,7 @@ func (s *SQLite) CreateReleaseKey(ctx context.Context, k ReleaseKey, first Relea
 // RotateReleaseKey adds a version to the named key.
 func (s *SQLite) RotateReleaseKey(ctx context.Context, name string, at time.Time, seal func(version int) (ReleaseKeyVersion, error)) (int, error) {
 	var version int
-	err := s.tx(ctx, "rotating release key", func(tx *sql.Tx) error {
+	err := s.write(ctx, "rotating release key", func(ctx context.Context, tx *sql.Tx) error {
 		err := tx.QueryRowContext(ctx, "SELECT next_version FROM release_keys WHERE name = ?", name).Scan(&version)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("rotating release key %s: %w", name, ErrNotFound)
@@ -492,7 +623,7 @@ func (s *SQLite) RotateReleaseKey(ctx context.Context, name string, at time.Time
 
 // DeleteReleaseKey deletes a version, or the whole key for version 0.
 func (s *SQLite) DeleteReleaseKey(ctx context.Context, name string, version int) error {
-	return s.tx(ctx, "deleting release key", func(tx *sql.Tx) error {
+	return s.write(ctx, "deleting release key", func(ctx context.Context, tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM release_key_versions WHERE name = ?", name).Scan(&n); err != nil {
 			return unavailable("deleting release key", err)
@@ -534,14 +665,12 @@ func (s *SQLite) SetReleasePolicy(ctx context.Context, name string, policy []byt
 	if len(policy) == 0 || sha == "" {
 		return errors.New("setting release policy: empty policy")
 	}
-	res, err := s.db.ExecContext(ctx, "UPDATE release_keys SET policy = ?, policy_sha256 = ?, updated_at = ? WHERE name = ?",
+	n, err := s.exec(ctx, "setting release policy", "UPDATE release_keys SET policy = ?, policy_sha256 = ?, updated_at = ? WHERE name = ?",
 		policy, sha, at.UnixNano(), name)
 	if err != nil {
-		return unavailable("setting release policy", err)
+		return err
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return unavailable("setting release policy", err)
-	} else if n == 0 {
+	if n == 0 {
 		return fmt.Errorf("setting release policy of %s: %w", name, ErrNotFound)
 	}
 	return nil
@@ -568,7 +697,7 @@ func (s *SQLite) ReleaseKey(ctx context.Context, name string, version int) (Rele
 		v  ReleaseKeyVersion
 		at int64
 	)
-	k, err := scanReleaseKey(s.db.QueryRowContext(ctx, "SELECT "+releaseKeyColumns+" FROM release_keys WHERE name = ?", name))
+	k, err := scanReleaseKey(s.rdb.QueryRowContext(ctx, "SELECT "+releaseKeyColumns+" FROM release_keys WHERE name = ?", name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return k, v, fmt.Errorf("loading release key %s: %w", name, ErrNotFound)
 	}
@@ -581,7 +710,7 @@ func (s *SQLite) ReleaseKey(ctx context.Context, name string, version int) (Rele
 		q = "SELECT version, sealed, kek_id, created_at FROM release_key_versions WHERE name = ? ORDER BY version DESC LIMIT 1"
 		args = args[:1]
 	}
-	err = s.db.QueryRowContext(ctx, q, args...).Scan(&v.Version, &v.Sealed, &v.KEKID, &at)
+	err = s.rdb.QueryRowContext(ctx, q, args...).Scan(&v.Version, &v.Sealed, &v.KEKID, &at)
 	if errors.Is(err, sql.ErrNoRows) {
 		return k, v, fmt.Errorf("loading release key %s version %d: %w", name, version, ErrNotFound)
 	}
@@ -611,7 +740,7 @@ func (s *SQLite) ReleaseKeys(ctx context.Context) ([]ReleaseKey, error) {
 
 func (s *SQLite) releaseKeys(ctx context.Context, name string) ([]ReleaseKey, error) {
 	var keys []ReleaseKey
-	err := s.tx(ctx, "listing release keys", func(tx *sql.Tx) error {
+	err := s.readTx(ctx, "listing release keys", func(tx *sql.Tx) error {
 		where, args := "", []any{}
 		if name != "" {
 			where, args = " WHERE name = ?", []any{name}

@@ -50,6 +50,11 @@ type Store interface {
 	// RedeemNonce records a nonce id until expires. It returns ErrNonceReused
 	// when the id was recorded before (by any process sharing the store).
 	RedeemNonce(ctx context.Context, id []byte, expires time.Time) error
+	// RedeemNonceWithAudit redeems the nonce id (as RedeemNonce) and appends
+	// r to the audit log (as AppendAudit) in one transaction, and returns
+	// the record's id: both are stored or neither. A nonce recorded before
+	// is ErrNonceReused, and then nothing is stored.
+	RedeemNonceWithAudit(ctx context.Context, id []byte, expires time.Time, r AuditRecord) (int64, error)
 	// PruneNonces forgets nonces that expired before the given time and
 	// returns how many.
 	PruneNonces(ctx context.Context, before time.Time) (int64, error)

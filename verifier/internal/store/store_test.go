@@ -223,6 +223,78 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 			t.Fatalf("VerifyAudit: %+v, %v", rep, err)
 		}
 	})
+	t.Run("nonce redeemed with its audit record", func(t *testing.T) {
+		s := open(t)
+		exp := t0.Add(time.Minute)
+		id, err := s.RedeemNonceWithAudit(ctx, []byte("n1"), exp, AuditRecord{Time: t0, Event: "attest", Outcome: "affirming", TokenID: "jti-1"})
+		if err != nil || id != 1 {
+			t.Fatalf("first redemption: id %d, %v", id, err)
+		}
+		if err := s.RedeemNonce(ctx, []byte("n1"), exp); !errors.Is(err, ErrNonceReused) {
+			t.Fatalf("RedeemNonce after RedeemNonceWithAudit: got %v, want ErrNonceReused", err)
+		}
+		// A reused nonce, whichever way it was redeemed, writes no record.
+		if err := s.RedeemNonce(ctx, []byte("n2"), exp); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []string{"n1", "n2"} {
+			if _, err := s.RedeemNonceWithAudit(ctx, []byte(n), exp, AuditRecord{Time: t0, Event: "attest", TokenID: "jti-x"}); !errors.Is(err, ErrNonceReused) {
+				t.Fatalf("%s again: got %v, want ErrNonceReused", n, err)
+			}
+		}
+		if _, err := s.RedeemNonceWithAudit(ctx, nil, exp, AuditRecord{Time: t0, Event: "attest"}); err == nil || errors.Is(err, ErrNonceReused) {
+			t.Fatalf("empty nonce: got %v", err)
+		}
+		recs, err := s.AuditRecords(ctx, 0, 10)
+		if err != nil || len(recs) != 1 || recs[0].TokenID != "jti-1" {
+			t.Fatalf("audit records %+v, %v; want only jti-1", recs, err)
+		}
+		if rep, err := VerifyAudit(ctx, s); err != nil || !rep.OK || rep.HeadID != 1 {
+			t.Fatalf("VerifyAudit: %+v, %v", rep, err)
+		}
+	})
+	t.Run("nonce with audit concurrent", func(t *testing.T) {
+		s := open(t)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		won, reused := 0, 0
+		for range 16 {
+			wg.Go(func() {
+				_, err := s.RedeemNonceWithAudit(ctx, []byte("race"), t0.Add(time.Minute), AuditRecord{Time: t0, Event: "attest"})
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					won++
+				case errors.Is(err, ErrNonceReused):
+					reused++
+				default:
+					t.Errorf("unexpected error %v", err)
+				}
+			})
+		}
+		// Distinct nonces and plain appends at the same time all succeed.
+		for i := range 48 {
+			wg.Go(func() {
+				var err error
+				if i%2 == 0 {
+					_, err = s.RedeemNonceWithAudit(ctx, fmt.Appendf(nil, "n%d", i), t0.Add(time.Minute), AuditRecord{Time: t0, Event: "attest"})
+				} else {
+					_, err = s.AppendAudit(ctx, AuditRecord{Time: t0, Event: "release"})
+				}
+				if err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if won != 1 || reused != 15 {
+			t.Fatalf("same nonce: %d won, %d reused; want 1 and 15", won, reused)
+		}
+		if rep, err := VerifyAudit(ctx, s); err != nil || !rep.OK || rep.Entries != 49 {
+			t.Fatalf("VerifyAudit: %+v, %v; want 49 entries", rep, err)
+		}
+	})
 	t.Run("release keys", func(t *testing.T) {
 		s := open(t)
 		k := ReleaseKey{Name: "disk", Origin: OriginPlatform, Policy: []byte("package p"), PolicySHA256: "aa", CreatedAt: t0}
@@ -607,6 +679,40 @@ func testAuditTamper(t *testing.T, open func(t *testing.T) (Store, func(stmt str
 				t.Fatalf("problems %+v lack %q at %d", rep.Problems, tt.wantMsg, tt.wantID)
 			}
 		})
+	}
+}
+
+// TestRedeemWithAuditAtomicSQLite makes the audit write fail and checks
+// that the nonce was not redeemed either.
+func TestRedeemWithAuditAtomicSQLite(t *testing.T) {
+	testRedeemWithAuditAtomic(t, func(t *testing.T) (Store, func(string)) {
+		s := openTestSQLite(t)
+		return s, func(stmt string) {
+			if _, err := s.db.Exec(stmt); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
+func testRedeemWithAuditAtomic(t *testing.T, open func(t *testing.T) (Store, func(stmt string))) {
+	ctx := context.Background()
+	s, exec := open(t)
+	if _, err := s.AppendAudit(ctx, AuditRecord{Time: t0, Event: "attest"}); err != nil {
+		t.Fatal(err)
+	}
+	exec("DROP TABLE audit")
+	_, err := s.RedeemNonceWithAudit(ctx, []byte("n"), t0.Add(time.Minute), AuditRecord{Time: t0, Event: "attest", TokenID: "jti"})
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("with the audit table gone: got %v, want ErrUnavailable", err)
+	}
+	// Nothing of the failed transaction stayed: the nonce is free, the head
+	// did not move.
+	if err := s.RedeemNonce(ctx, []byte("n"), t0.Add(time.Minute)); err != nil {
+		t.Fatalf("nonce redeemed without its audit record: %v", err)
+	}
+	if h, err := s.AuditHead(ctx); err != nil || h.LastID != 1 {
+		t.Fatalf("audit head %+v, %v; want id 1", h, err)
 	}
 }
 
