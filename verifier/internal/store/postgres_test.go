@@ -75,7 +75,7 @@ func TestPostgresReplicasAttest(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgtest.DSN(t)
 	a, b := openTestPostgres(t, dsn), openTestPostgres(t, dsn)
-	const nonces = 32
+	const nonces = 128
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
