@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jws"
-	"github.com/lestrrat-go/jwx/v3/jwt"
+	"github.com/lestrrat-go/jwx/v3/jws/jwsbb"
 )
 
 // DefaultTTL is the default token lifetime.
@@ -128,17 +128,19 @@ func (k *Keys) sign(payload []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("signing token: %w", err)
 	}
-	hdr := jws.NewHeaders()
-	for name, v := range map[string]any{jws.KeyIDKey: sk.kid, jws.TypeKey: "JWT"} {
-		if err := hdr.Set(name, v); err != nil {
-			return "", fmt.Errorf("signing token: %w", err)
-		}
-	}
-	out, err := jws.Sign(payload, jws.WithKey(sk.alg, sk.priv, jws.WithProtectedHeaders(hdr)))
+	// header.payload, signed, then .signature: the JWS compact
+	// serialization (RFC 7515 §7.1) with the key's fixed header.
+	enc := base64.RawURLEncoding
+	buf := make([]byte, 0, len(sk.header)+enc.EncodedLen(len(payload))+enc.EncodedLen(2*66)+2)
+	buf = append(buf, sk.header...)
+	buf = append(buf, '.')
+	buf = enc.AppendEncode(buf, payload)
+	sig, err := jwsbb.Sign(sk.priv, sk.alg.String(), buf, nil)
 	if err != nil {
 		return "", fmt.Errorf("signing token: %w", err)
 	}
-	return string(out), nil
+	buf = append(buf, '.')
+	return string(enc.AppendEncode(buf, sig)), nil
 }
 
 // Verify checks a token the way a relying party must: the algorithm is on
@@ -173,43 +175,86 @@ func (i *Issuer) VerifyClaims(ctx context.Context, token, audience string) (map[
 	return claims, nil
 }
 
-// verify checks the token and returns its payload.
-func (i *Issuer) verify(ctx context.Context, token, audience string) ([]byte, error) {
-	msg, err := jws.ParseString(token, jws.WithCompact())
+// verify checks the token and returns its payload. The header is read
+// only for alg and kid; the key the kid names must be one we publish and
+// use that algorithm; jws.VerifyCompactFast checks the header's alg again,
+// refuses crit and b64 headers and verifies the signature. The registered
+// claims are checked on the payload decoded once.
+func (i *Issuer) verify(_ context.Context, token, audience string) ([]byte, error) {
+	hdr, _, _, err := jwsbb.SplitCompactString(token)
 	if err != nil {
 		return nil, fmt.Errorf("parsing token: %w", errors.Join(ErrInvalid, err))
 	}
-	if len(msg.Signatures()) != 1 {
-		return nil, fmt.Errorf("parsing token: %d signatures: %w", len(msg.Signatures()), ErrInvalid)
+	h := jwsbb.HeaderParseCompact(hdr)
+	alg, err := jwsbb.HeaderGetString(h, jws.AlgorithmKey)
+	if err != nil || !slices.Contains(AllowedAlgorithms, alg) {
+		return nil, fmt.Errorf("checking token: algorithm %q: %w", alg, errors.Join(ErrInvalid, ErrAlgorithm))
 	}
-	hdr := msg.Signatures()[0].ProtectedHeaders()
-	alg, ok := hdr.Algorithm()
-	if !ok || !slices.Contains(AllowedAlgorithms, alg.String()) {
-		return nil, fmt.Errorf("checking token: algorithm %q: %w", alg.String(), errors.Join(ErrInvalid, ErrAlgorithm))
-	}
-	if kid, ok := hdr.KeyID(); !ok || kid == "" {
+	kid, err := jwsbb.HeaderGetString(h, jws.KeyIDKey)
+	if err != nil || kid == "" {
 		return nil, fmt.Errorf("checking token: no kid: %w", ErrInvalid)
 	}
-	set, err := i.keys.PublicSet()
+	vk, ok := i.keys.verifyingKey(kid)
+	if !ok {
+		return nil, fmt.Errorf("checking token: kid %q is not a published key: %w", kid, ErrInvalid)
+	}
+	if vk.alg.String() != alg {
+		return nil, fmt.Errorf("checking token: algorithm %s, key %q is %s: %w", alg, kid, vk.alg, errors.Join(ErrInvalid, ErrAlgorithm))
+	}
+	payload, err := jws.VerifyCompactFast(vk.pub, []byte(token), vk.alg)
 	if err != nil {
-		return nil, fmt.Errorf("checking token: %w", err)
-	}
-	opts := []jwt.ParseOption{
-		jwt.WithContext(ctx),
-		jwt.WithKeySet(set, jws.WithRequireKid(true)),
-		jwt.WithValidate(true),
-		jwt.WithIssuer(i.issuer),
-		jwt.WithRequiredClaim("exp"),
-		jwt.WithRequiredClaim("iat"),
-		jwt.WithRequiredClaim("nbf"),
-		jwt.WithClock(jwt.ClockFunc(i.now)),
-		jwt.WithAcceptableSkew(ClockSkew),
-	}
-	if audience != "" {
-		opts = append(opts, jwt.WithAudience(audience))
-	}
-	if _, err := jwt.ParseString(token, opts...); err != nil {
 		return nil, fmt.Errorf("checking token: %w", errors.Join(ErrInvalid, err))
 	}
-	return msg.Payload(), nil
+	if err := i.checkRegistered(payload, audience); err != nil {
+		return nil, fmt.Errorf("checking token: %w", errors.Join(ErrInvalid, err))
+	}
+	return payload, nil
+}
+
+// registered holds the registered claims verify checks.
+// Times must be JSON integers: a string, a fraction or a value beyond
+// int64 fails decoding.
+type registered struct {
+	Issuer    *string  `json:"iss"`
+	Audience  Audience `json:"aud"`
+	Expiry    *int64   `json:"exp"`
+	NotBefore *int64   `json:"nbf"`
+	IssuedAt  *int64   `json:"iat"`
+}
+
+// checkRegistered checks iss (ours), aud (holds audience, unless
+// audience is empty), and the times with ClockSkew: exp, nbf and iat are
+// required integers, now < exp, nbf <= now, iat <= now.
+func (i *Issuer) checkRegistered(payload []byte, audience string) error {
+	var c registered
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return fmt.Errorf("decoding claims: %w", err)
+	}
+	var errs []error
+	if c.Issuer == nil || *c.Issuer != i.issuer {
+		errs = append(errs, errors.New(`"iss" is not this verifier`))
+	}
+	if audience != "" && !slices.Contains(c.Audience, audience) {
+		errs = append(errs, fmt.Errorf(`"aud" does not hold %q`, audience))
+	}
+	now := i.now().Unix()
+	skew := int64(ClockSkew / time.Second)
+	for _, t := range []struct {
+		name  string
+		v     *int64
+		valid func(int64) bool
+	}{
+		{"exp", c.Expiry, func(exp int64) bool { return now < exp+skew }},
+		{"nbf", c.NotBefore, func(nbf int64) bool { return nbf <= now+skew }},
+		{"iat", c.IssuedAt, func(iat int64) bool { return iat <= now+skew }},
+	} {
+		if t.v == nil {
+			errs = append(errs, fmt.Errorf("%q missing", t.name))
+			continue
+		}
+		if !t.valid(*t.v) {
+			errs = append(errs, fmt.Errorf("%q does not hold now", t.name))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -86,12 +86,25 @@ type Keys struct {
 	mu      sync.RWMutex
 	current *signingKey
 	public  jwk.Set
+	// verifying holds the public key of every key in public, by kid, as
+	// Go keys: converting a JWK on every verification costs as much as
+	// the rest of the token checks.
+	verifying map[string]verifyingKey
 }
 
 type signingKey struct {
 	kid  string
 	alg  jwa.SignatureAlgorithm
 	priv *ecdsa.PrivateKey
+	// header is the token's protected header, base64url-encoded: the
+	// same for every token this key signs.
+	header string
+}
+
+// verifyingKey is a published key: its algorithm and public key.
+type verifyingKey struct {
+	alg jwa.SignatureAlgorithm
+	pub *ecdsa.PublicKey
 }
 
 // NewKeys loads the signing keys from the store, creating the first key,
@@ -189,11 +202,7 @@ func (k *Keys) rotate(ctx context.Context, force bool) (bool, error) {
 }
 
 func (k *Keys) newKey(now time.Time) (store.SigningKey, error) {
-	curve := elliptic.P256()
-	if k.alg == jwa.ES384() {
-		curve = elliptic.P384()
-	}
-	priv, err := ecdsa.GenerateKey(curve, rand.Reader)
+	priv, err := ecdsa.GenerateKey(curveOf(k.alg), rand.Reader)
 	if err != nil {
 		return store.SigningKey{}, fmt.Errorf("generating signing key: %w", err)
 	}
@@ -245,6 +254,7 @@ func (k *Keys) Reload(ctx context.Context) error {
 	}
 	now := k.cfg.Now()
 	set := jwk.NewSet()
+	verifying := make(map[string]verifyingKey, len(stored))
 	var current *signingKey
 	for _, sk := range stored {
 		if !sk.RetiredAt.IsZero() && !now.Before(sk.ExpiresAt) {
@@ -257,6 +267,11 @@ func (k *Keys) Reload(ctx context.Context) error {
 		if err := set.AddKey(pub); err != nil {
 			return fmt.Errorf("loading signing key %s: %w", sk.KID, err)
 		}
+		vk, err := newVerifyingKey(sk, pub)
+		if err != nil {
+			return err
+		}
+		verifying[sk.KID] = vk
 		if sk.RetiredAt.IsZero() {
 			if current, err = k.open(sk, pub); err != nil {
 				return err
@@ -267,9 +282,51 @@ func (k *Keys) Reload(ctx context.Context) error {
 		return fmt.Errorf("loading signing keys: %w", ErrNoKey)
 	}
 	k.mu.Lock()
-	k.current, k.public = current, set
+	k.current, k.public, k.verifying = current, set, verifying
 	k.mu.Unlock()
 	return nil
+}
+
+// newVerifyingKey converts a published key for verification. Its JWK must
+// carry the kid and algorithm the store names, and its curve must be the
+// algorithm's.
+func newVerifyingKey(sk store.SigningKey, pub jwk.Key) (verifyingKey, error) {
+	alg, err := parseAlg(sk.Alg)
+	if err != nil {
+		return verifyingKey{}, fmt.Errorf("loading signing key %s: %w", sk.KID, err)
+	}
+	kid, _ := pub.KeyID()
+	jwkAlg := ""
+	if a, ok := pub.Algorithm(); ok {
+		jwkAlg = a.String()
+	}
+	if kid != sk.KID || jwkAlg != alg.String() {
+		return verifyingKey{}, fmt.Errorf("loading signing key %s: its JWK names kid %q, alg %q", sk.KID, kid, jwkAlg)
+	}
+	var raw ecdsa.PublicKey
+	if err := jwk.Export(pub, &raw); err != nil {
+		return verifyingKey{}, fmt.Errorf("loading signing key %s: %w", sk.KID, err)
+	}
+	if want := curveOf(alg); raw.Curve != want {
+		return verifyingKey{}, fmt.Errorf("loading signing key %s: curve %s for %s", sk.KID, raw.Curve.Params().Name, alg)
+	}
+	return verifyingKey{alg: alg, pub: &raw}, nil
+}
+
+// curveOf returns the curve of an ECDSA signature algorithm.
+func curveOf(alg jwa.SignatureAlgorithm) elliptic.Curve {
+	if alg == jwa.ES384() {
+		return elliptic.P384()
+	}
+	return elliptic.P256()
+}
+
+// verifyingKey returns the published key named kid.
+func (k *Keys) verifyingKey(kid string) (verifyingKey, bool) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	vk, ok := k.verifying[kid]
+	return vk, ok
 }
 
 func (k *Keys) open(sk store.SigningKey, pub jwk.Key) (*signingKey, error) {
@@ -294,7 +351,15 @@ func (k *Keys) open(sk store.SigningKey, pub jwk.Key) (*signingKey, error) {
 	if err := jwk.Export(pub, &raw); err != nil || !raw.Equal(&priv.PublicKey) {
 		return nil, fmt.Errorf("signing key %s does not match its public key", sk.KID)
 	}
-	return &signingKey{kid: sk.KID, alg: alg, priv: priv}, nil
+	hdr, err := json.Marshal(struct {
+		Alg string `json:"alg"`
+		KID string `json:"kid"`
+		Typ string `json:"typ"`
+	}{alg.String(), sk.KID, "JWT"})
+	if err != nil {
+		return nil, fmt.Errorf("encoding token header for %s: %w", sk.KID, err)
+	}
+	return &signingKey{kid: sk.KID, alg: alg, priv: priv, header: base64.RawURLEncoding.EncodeToString(hdr)}, nil
 }
 
 // PublicSet returns a copy of the published key set: the current key and

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -311,4 +312,87 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("accepted a token we did not sign: %q (%v)", tok, claims)
 		}
 	})
+}
+
+// TestVerifyRegisteredClaims signs payloads and headers the issuer never
+// makes with the current key: each must still be refused for its claim or
+// header, not only for its signature.
+func TestVerifyRegisteredClaims(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, ES256)
+	now := f.clock.t.Unix()
+	kid := f.keys.CurrentKID()
+	sign := func(t *testing.T, hdrs map[string]any, alg jwa.SignatureAlgorithm, payload string) string {
+		t.Helper()
+		hdr := jws.NewHeaders()
+		for k, v := range hdrs {
+			if err := hdr.Set(k, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var key any = f.keys.current.priv
+		if alg == jwa.ES384() {
+			key, _ = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+		}
+		tok, err := jws.Sign([]byte(payload), jws.WithKey(alg, key, jws.WithProtectedHeaders(hdr)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(tok)
+	}
+	claims := func(mutate func(map[string]any)) string {
+		m := map[string]any{"iss": f.iss.Issuer(), "aud": "disk", "iat": now, "nbf": now, "exp": now + 300}
+		mutate(m)
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	std := map[string]any{jws.KeyIDKey: kid}
+	tests := map[string]struct {
+		hdrs    map[string]any
+		alg     jwa.SignatureAlgorithm
+		payload string
+		aud     string
+		wantErr error
+	}{
+		"baseline":             {payload: claims(func(map[string]any) {}), aud: "disk"},
+		"aud in an array":      {payload: claims(func(m map[string]any) { m["aud"] = []string{"x", "disk"} }), aud: "disk"},
+		"aud array without":    {payload: claims(func(m map[string]any) { m["aud"] = []string{"x", "y"} }), aud: "disk", wantErr: ErrInvalid},
+		"no aud":               {payload: claims(func(m map[string]any) { delete(m, "aud") }), aud: "disk", wantErr: ErrInvalid},
+		"no iss":               {payload: claims(func(m map[string]any) { delete(m, "iss") }), aud: "disk", wantErr: ErrInvalid},
+		"no exp":               {payload: claims(func(m map[string]any) { delete(m, "exp") }), aud: "disk", wantErr: ErrInvalid},
+		"no nbf":               {payload: claims(func(m map[string]any) { delete(m, "nbf") }), aud: "disk", wantErr: ErrInvalid},
+		"no iat":               {payload: claims(func(m map[string]any) { delete(m, "iat") }), aud: "disk", wantErr: ErrInvalid},
+		"exp as a string":      {payload: claims(func(m map[string]any) { m["exp"] = fmt.Sprint(now + 300) }), aud: "disk", wantErr: ErrInvalid},
+		"exp a fraction":       {payload: claims(func(m map[string]any) { m["exp"] = float64(now) + 300.5 }), aud: "disk", wantErr: ErrInvalid},
+		"exp just past skew":   {payload: claims(func(m map[string]any) { m["exp"] = now - 60 }), aud: "disk", wantErr: ErrInvalid},
+		"exp within skew":      {payload: claims(func(m map[string]any) { m["exp"] = now - 59 }), aud: "disk"},
+		"nbf beyond skew":      {payload: claims(func(m map[string]any) { m["nbf"] = now + 61 }), aud: "disk", wantErr: ErrInvalid},
+		"iat in the future":    {payload: claims(func(m map[string]any) { m["iat"] = now + 61 }), aud: "disk", wantErr: ErrInvalid},
+		"payload not JSON":     {payload: "not json", aud: "disk", wantErr: ErrInvalid},
+		"payload JSON array":   {payload: "[1]", aud: "disk", wantErr: ErrInvalid},
+		"crit header":          {hdrs: map[string]any{jws.KeyIDKey: kid, jws.CriticalKey: []string{"exp"}, "exp": 1}, payload: claims(func(map[string]any) {}), aud: "disk", wantErr: ErrInvalid},
+		"ES384 under our kid":  {hdrs: std, alg: jwa.ES384(), payload: claims(func(map[string]any) {}), aud: "disk", wantErr: ErrAlgorithm},
+		"unknown extra header": {hdrs: map[string]any{jws.KeyIDKey: kid, "x": 1}, payload: claims(func(map[string]any) {}), aud: "disk"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			hdrs, alg := tt.hdrs, tt.alg
+			if hdrs == nil {
+				hdrs = std
+			}
+			if alg == (jwa.SignatureAlgorithm{}) {
+				alg = jwa.ES256()
+			}
+			_, err := f.iss.Verify(ctx, sign(t, hdrs, alg, tt.payload), tt.aud)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("got %v, want %v", err, tt.wantErr)
+			}
+			if tt.wantErr != nil && !errors.Is(err, ErrInvalid) {
+				t.Fatalf("%v does not match ErrInvalid", err)
+			}
+		})
+	}
 }
