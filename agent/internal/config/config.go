@@ -50,7 +50,6 @@ import (
 	"net/netip"
 	"net/url"
 	"path"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -291,12 +290,57 @@ func Parse(data []byte, cmdline string, log *slog.Logger) (*Config, error) {
 	return cfg, nil
 }
 
-var (
-	keyNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
-	uuidRE    = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-	ifaceRE   = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,15}$`)
-	portRE    = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,64}$`)
-)
+// The name checks are written out rather than as regular expressions:
+// compiling those at start-up cost the agent, as PID 1 in an emulated guest,
+// tens of milliseconds before its first line.
+
+// validKeyName: 1-128 of [A-Za-z0-9._-], starting alphanumeric.
+func validKeyName(s string) bool {
+	return len(s) >= 1 && len(s) <= 128 && isAlnum(s[0]) && allOf(s, func(c byte) bool { return isAlnum(c) || c == '.' || c == '_' || c == '-' })
+}
+
+// validUUID: canonical 8-4-4-4-12 hexadecimal.
+func validUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch i {
+		case 8, 13, 18, 23:
+			if s[i] != '-' {
+				return false
+			}
+		default:
+			if !isHex(s[i]) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// validPortName: 1 to max of [A-Za-z0-9_.:-] (interface and virtio-serial
+// port names).
+func validPortName(s string, max int) bool {
+	return len(s) >= 1 && len(s) <= max && allOf(s, func(c byte) bool {
+		return isAlnum(c) || c == '_' || c == '.' || c == ':' || c == '-'
+	})
+}
+
+func allOf(s string, ok func(byte) bool) bool {
+	for i := 0; i < len(s); i++ {
+		if !ok(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
 
 // validate turns the decoded file into a Config.
 func validate(f *file) (*Config, []error) {
@@ -350,13 +394,13 @@ func validate(f *file) (*Config, []error) {
 	if len(cfg.TokenAudience) > 256 {
 		problem("verifier.token_audience longer than 256 bytes")
 	}
-	if !keyNameRE.MatchString(cfg.KeyName) {
+	if !validKeyName(cfg.KeyName) {
 		problem("key_name %q: want 1-128 of [A-Za-z0-9._-], starting alphanumeric", cfg.KeyName)
 	}
 	switch {
 	case cfg.OSDiskUUID == "":
 		problem("os_disk.luks_uuid is required (or confidant.os_disk_uuid= on the kernel command line)")
-	case !uuidRE.MatchString(cfg.OSDiskUUID):
+	case !validUUID(cfg.OSDiskUUID):
 		problem("os_disk.luks_uuid %q is not a UUID", cfg.OSDiskUUID)
 	}
 	if !isAbs(cfg.RootMount) || cfg.RootMount == "/" {
@@ -390,10 +434,10 @@ func validate(f *file) (*Config, []error) {
 	default:
 		problem("tee %q: want auto, configfs-tsm, sev-guest, tdx-guest or sim", f.TEE)
 	}
-	if !portRE.MatchString(cfg.SimPort) {
+	if !validPortName(cfg.SimPort, 64) {
 		problem("sim_port %q: want 1-64 of [A-Za-z0-9_.:-]", cfg.SimPort)
 	}
-	if cfg.Interface != "" && (!ifaceRE.MatchString(cfg.Interface) || cfg.Interface == "lo") {
+	if cfg.Interface != "" && (!validPortName(cfg.Interface, 15) || cfg.Interface == "lo") {
 		problem("network.interface %q: not a usable interface name", cfg.Interface)
 	}
 	if f.Network.Address != "" {
