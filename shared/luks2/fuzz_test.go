@@ -40,8 +40,8 @@ func FuzzReadHeader(f *testing.F) {
 }
 
 // FuzzOpenMetadata feeds arbitrary JSON areas, wrapped in header copies with
-// valid checksums, to Open over a real keyslot area, so the fuzzer reaches
-// the metadata checks, the KDF and the keyslot decryption.
+// valid checksums, to Open and OpenKeyslot over a real keyslot area, so the
+// fuzzer reaches the metadata checks, the KDF and the keyslot decryption.
 func FuzzOpenMetadata(f *testing.F) {
 	opts := minimalOptions("p")
 	base := make(memDisk, opts.DataOffset+4096)
@@ -73,6 +73,11 @@ func FuzzOpenMetadata(f *testing.F) {
 		}
 		disk := memDisk(bytes.Clone(base))
 		writeCopies(t, disk, c, js)
+		if key, hdr, err := openSlotWith(disk, passphrase, 0, fuzzLimits()); err == nil {
+			if !bytes.Equal(key, h.VolumeKey()) || hdr.Keyslot != 0 || hdr.DataSize < 0 {
+				t.Errorf("OpenKeyslot returned key %x from keyslot %d, data size %d; the volume key is %x", key, hdr.Keyslot, hdr.DataSize, h.VolumeKey())
+			}
+		}
 		key, hdr, err := openWith(disk, passphrase, fuzzLimits())
 		if err != nil {
 			return

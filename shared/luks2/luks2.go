@@ -22,7 +22,8 @@
 // FormatHeader writes that metadata (the agent formats a blank temp disk with
 // it), EncryptImage also encrypts a raw filesystem image into the data
 // segment (the image tool), Open recovers the volume key from a header written
-// here or by cryptsetup, and IsLUKS2 tells a formatted disk from a blank one.
+// here or by cryptsetup (OpenKeyslot from one given keyslot), and IsLUKS2
+// tells a formatted disk from a blank one.
 package luks2
 
 import (
@@ -165,6 +166,10 @@ type Header struct {
 	Label, Subsystem string
 	// DataOffset is the byte offset of the encrypted data segment.
 	DataOffset int64
+	// DataSize is the byte length of the data segment; 0 when its size is
+	// "dynamic" (up to the end of the device, what FormatHeader and
+	// EncryptImage write).
+	DataSize int64
 	// SectorSize is the data segment's encryption sector size in bytes.
 	SectorSize int
 	// Cipher is the data segment's cipher ("aes-xts-plain64").

@@ -31,6 +31,38 @@ func Open(r io.ReaderAt, passphrase []byte) (volumeKey []byte, hdr *Header, err 
 	return openWith(r, passphrase, defaultLimits())
 }
 
+// OpenKeyslot is Open restricted to keyslot id: no other keyslot is tried,
+// whatever the priorities, so a wrong passphrase costs one KDF (never, say,
+// the argon2 of a recovery keyslot). A header without that keyslot fails
+// with ErrUnsupported.
+func OpenKeyslot(r io.ReaderAt, passphrase []byte, id int) (volumeKey []byte, hdr *Header, err error) {
+	return openSlotWith(r, passphrase, id, defaultLimits())
+}
+
+func openSlotWith(r io.ReaderAt, passphrase []byte, id int, lim limits) ([]byte, *Header, error) {
+	c, err := readHeader(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	hdr, err := c.describe()
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, ok := c.meta.Keyslots[strconv.Itoa(id)]; !ok {
+		return nil, nil, fmt.Errorf("%w: no keyslot %d", ErrUnsupported, id)
+	}
+	key, err := c.meta.unlock(r, id, passphrase, lim)
+	if err != nil {
+		if errors.Is(err, ErrWrongPassphrase) {
+			return nil, nil, err
+		}
+		return nil, nil, fmt.Errorf("keyslot %d: %w", id, err)
+	}
+	hdr.Keyslot = id
+	hdr.volumeKey = key
+	return key, hdr, nil
+}
+
 // IsLUKS2 reports whether r holds a LUKS2 header (either copy verifying) and
 // its UUID. A device without any LUKS2 magic (blank, another format, LUKS1)
 // yields false and no error; one with a magic but no copy that verifies
@@ -104,11 +136,19 @@ func (c *headerCopy) describe() (*Header, error) {
 	if err != nil || off > 1<<62 {
 		return nil, fmt.Errorf("%w: segment offset %q", ErrCorruptHeader, seg.Offset)
 	}
+	var size uint64
+	if seg.Size != "dynamic" {
+		size, err = parseUint(seg.Size)
+		if err != nil || size == 0 || size > 1<<62 || size%uint64(seg.SectorSize) != 0 {
+			return nil, fmt.Errorf("%w: segment size %q is not a positive multiple of its %d-byte sector", ErrCorruptHeader, seg.Size, seg.SectorSize)
+		}
+	}
 	h := &Header{
 		UUID:       c.uuid,
 		Label:      c.label,
 		Subsystem:  c.subsystem,
 		DataOffset: int64(off),
+		DataSize:   int64(size),
 		SectorSize: seg.SectorSize,
 		Cipher:     seg.Encryption,
 		Keyslot:    -1,
