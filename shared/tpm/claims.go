@@ -126,8 +126,9 @@ var extractOpts = extract.Opts{
 }
 
 // replayLog parses raw and replays it against pcrs (a verified quote's PCR
-// values); with withClaims it also extracts the claims, or takes them from
-// cache (nil: none). Any panic in the parser becomes ErrEventLog.
+// values); with withClaims it also extracts the claims. A result in cache
+// (nil: none) for the same log, PCR values and options is returned without
+// replaying (see [LogCache]). Any panic in the parser becomes ErrEventLog.
 func replayLog(raw []byte, pcrs *tpmpb.PCRs, allowEmpty, withClaims bool, cache *LogCache) (res logResult, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -148,6 +149,13 @@ func replayLog(raw []byte, pcrs *tpmpb.PCRs, allowEmpty, withClaims bool, cache 
 		return res, nil
 	}
 
+	var key logKey
+	if cache != nil {
+		key = logCacheKey(raw, pcrs, allowEmpty, withClaims)
+		if r, ok := cache.get(key); ok {
+			return r, nil
+		}
+	}
 	bank := register.PCRBank{TCGHashAlgo: algo}
 	for idx, v := range pcrs.GetPcrs() {
 		bank.PCRs = append(bank.PCRs, register.PCR{Index: int(idx), Digest: v, DigestAlg: hash})
@@ -173,15 +181,8 @@ func replayLog(raw []byte, pcrs *tpmpb.PCRs, allowEmpty, withClaims bool, cache 
 		}
 	}
 	if !withClaims {
+		cache.add(key, res)
 		return res, nil
-	}
-	var key logKey
-	if cache != nil {
-		key = logCacheKey(raw, pcrs)
-		if c, ok := cache.get(key); ok {
-			c.apply(&res)
-			return res, nil
-		}
 	}
 
 	state, xerr := extract.FirmwareLogState(events, hash, extract.TPMRegisterConfig, extractOpts)
@@ -203,9 +204,7 @@ func replayLog(raw []byte, pcrs *tpmpb.PCRs, allowEmpty, withClaims bool, cache 
 	for _, app := range state.GetEfi().GetApps() {
 		res.events.EFIApps = append(res.events.EFIApps, hex.EncodeToString(app.GetDigest()))
 	}
-	if cache != nil {
-		cache.add(key, claimsOf(&res))
-	}
+	cache.add(key, res)
 	return res, nil
 }
 

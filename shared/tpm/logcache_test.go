@@ -1,9 +1,13 @@
 package tpm
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
+
+	tpmpb "github.com/google/go-tpm-tools/proto/tpm"
 )
 
 // TestLogCacheSameClaims: claims taken from the cache are the claims
@@ -76,4 +80,43 @@ func TestLogCacheStillReplays(t *testing.T) {
 	if nilCache.Len() != 0 {
 		t.Error("nil cache is not empty")
 	}
+}
+
+// TestLogCacheKey: the key covers every input of a replay — the log, the
+// bank, each quoted PCR's index and value, and the options — so a log sent
+// with any other PCR value is replayed again.
+func TestLogCacheKey(t *testing.T) {
+	base := func() *tpmpb.PCRs {
+		p := &tpmpb.PCRs{Hash: tpmpb.HashAlgo_SHA256, Pcrs: map[uint32][]byte{}}
+		for i := range uint32(24) {
+			p.Pcrs[i] = bytes.Repeat([]byte{byte(i)}, 32)
+		}
+		return p
+	}
+	raw := []byte("a log")
+	want := logCacheKey(raw, base(), false, true)
+	if logCacheKey(raw, base(), false, true) != want {
+		t.Fatal("key is not deterministic")
+	}
+	seen := map[logKey]string{want: "base"}
+	add := func(name string, k logKey) {
+		if prev, ok := seen[k]; ok {
+			t.Errorf("%s has the key of %s", name, prev)
+		}
+		seen[k] = name
+	}
+	for i := range uint32(24) {
+		p := base()
+		p.Pcrs[i][31] ^= 1
+		add(fmt.Sprintf("PCR %d changed", i), logCacheKey(raw, p, false, true))
+		p = base()
+		delete(p.Pcrs, i)
+		add(fmt.Sprintf("PCR %d not quoted", i), logCacheKey(raw, p, false, true))
+	}
+	p := base()
+	p.Hash = tpmpb.HashAlgo_SHA384
+	add("other bank", logCacheKey(raw, p, false, true))
+	add("other log", logCacheKey([]byte("a log."), base(), false, true))
+	add("allowEmpty", logCacheKey(raw, base(), true, true))
+	add("without claims", logCacheKey(raw, base(), false, false))
 }

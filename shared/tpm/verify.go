@@ -69,9 +69,9 @@ type Options struct {
 	// feeds [Claims].Events and [Claims].SecureBoot. nil or empty: sha256
 	// only.
 	Banks []string
-	// LogCache remembers the claims extracted from event logs that
-	// replayed (see [LogCache] for what every call still checks). nil: they
-	// are extracted on every call.
+	// LogCache remembers the replays of event logs against verified PCR
+	// values (see [LogCache] for why a hit is a replay). nil: every call
+	// parses and replays the log and extracts its claims.
 	LogCache *LogCache
 }
 

@@ -19,3 +19,21 @@ func BenchmarkVerifyUEFISecureBoot(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkVerifyUEFISecureBootCached is BenchmarkVerifyUEFISecureBoot with
+// a LogCache that already holds the log's replay against these PCR values:
+// what the verifier pays for the second guest booted from the same image.
+// The quote (signature, extraData, PCR digest) is still verified each time.
+func BenchmarkVerifyUEFISecureBootCached(b *testing.B) {
+	f := attestWithLog(b, rhel8Log)
+	opts := Options{LogCache: NewLogCache(0)}
+	for b.Loop() {
+		c, err := Verify(f.att, f.ak, f.nonce, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !c.SecureBoot.Known || !c.SecureBoot.Enabled {
+			b.Fatalf("secure boot %+v, want known and enabled", c.SecureBoot)
+		}
+	}
+}
