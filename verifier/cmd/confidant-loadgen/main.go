@@ -105,6 +105,13 @@ failed flows by error code and the verifier's RSS (sampled from /proc, for a
 verifier on this machine). Exit status 1 means some flow failed; 2 a usage
 or setup error.
 
+By default the load is a closed loop: every agent starts its next flow as
+soon as one ends, so N agents keep N flows in flight and latency grows with
+N (N ÷ throughput at saturation). With --rate R the load is open: flows are
+due R per second in all, each is taken by the next free agent, and a flow's
+latency counts from its due time (a wait for a free agent included) — the
+latency agents see when R below the verifier's capacity is offered.
+
 Start the verifier with --rate-limit 0 to measure its capacity: its default
 limit (50 POSTs per second) otherwise shows up as rate_limited errors.`,
 		Args: cobra.NoArgs,
@@ -147,6 +154,7 @@ limit (50 POSTs per second) otherwise shows up as rate_limited errors.`,
 	fs.IntVar(&o.Concurrency, "concurrency", 8, "number of simulated agents running at once")
 	fs.IntVar(&o.Requests, "requests", 0, "number of flows in all")
 	fs.DurationVar(&o.Duration, "duration", 0, "run for this long (instead of --requests)")
+	fs.Float64Var(&o.Rate, "rate", 0, "open loop: start this many flows per second in all, each taken by a free agent; latency counts from the flow's due time (default: closed loop, each agent starts its next flow at once)")
 	fs.DurationVar(&o.Timeout, "timeout", 30*time.Second, "limit of one request")
 	fs.StringVar(&o.Audience, "audience", "", "token audience to ask for (default: the verifier's, which key release requires)")
 	fs.StringVar(&o.TEE, "tee", "sim-sev-snp", "envelope TEE kind: sim-sev-snp, or sev-snp (same simulated reports; a verifier must deny them)")

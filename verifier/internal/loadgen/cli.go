@@ -46,6 +46,9 @@ type Options struct {
 	Concurrency int
 	Requests    int
 	Duration    time.Duration
+	// Rate is Config.Rate: flows per second of an open-loop run; zero:
+	// closed loop.
+	Rate float64
 	// Timeout bounds each request; zero: 30 s.
 	Timeout time.Duration
 	// TEE is the envelope kind; empty: sim-sev-snp.
@@ -102,7 +105,7 @@ func Execute(ctx context.Context, o Options, log *slog.Logger) (*Report, error) 
 
 	cfg := Config{
 		Client: client, Signer: signer, Kind: evidence.Kind(o.TEE),
-		Concurrency: o.Concurrency, Requests: o.Requests, Duration: o.Duration,
+		Concurrency: o.Concurrency, Requests: o.Requests, Duration: o.Duration, Rate: o.Rate,
 		ReleaseKey: o.ReleaseKey, RSSPID: o.VerifierPID, RSSEvery: o.RSSEvery, Proc: o.Proc, Log: log,
 	}
 	if err := cfg.validate(); err != nil {

@@ -26,8 +26,12 @@ func WriteText(w io.Writer, rep *Report) error {
 	if rep.Release {
 		release = " with key release"
 	}
-	ew.printf("%d flows%s, %s evidence, %d agents, %.2f s (agent setup %.2f s)\n",
-		rep.Flows, release, rep.TEE, rep.Concurrency, rep.ElapsedSeconds, rep.SetupSeconds)
+	load := "closed loop"
+	if rep.Rate > 0 {
+		load = fmt.Sprintf("open loop at %.1f flows/s", rep.Rate)
+	}
+	ew.printf("%d flows%s, %s evidence, %d agents, %s, %.2f s (agent setup %.2f s)\n",
+		rep.Flows, release, rep.TEE, rep.Concurrency, load, rep.ElapsedSeconds, rep.SetupSeconds)
 	ew.printf("succeeded %d, failed %d, throughput %.1f flows/s\n\n", rep.Successes, rep.Failures, rep.Throughput)
 
 	tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', tabwriter.AlignRight)

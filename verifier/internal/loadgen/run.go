@@ -53,6 +53,12 @@ type Config struct {
 	Requests int
 	// Duration is how long new flows are started when Requests is zero.
 	Duration time.Duration
+	// Rate, when positive, makes the load open: flows are due at evenly
+	// spaced times, Rate per second in all, and each is taken by the next
+	// free agent. A flow's latency runs from its due time, so a flow that
+	// waited for a free agent counts its wait (no coordinated omission).
+	// Zero: closed loop, each agent starts its next flow at once.
+	Rate float64
 	// ReleaseKey names the key each flow has released with its token and
 	// unwraps; empty: no release step.
 	ReleaseKey string
@@ -87,6 +93,9 @@ func (c *Config) validate() error {
 		errs = append(errs, errors.New("give a number of requests or a duration"))
 	case c.Requests > 0 && c.Duration > 0:
 		errs = append(errs, errors.New("give a number of requests or a duration, not both"))
+	}
+	if c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) {
+		errs = append(errs, fmt.Errorf("rate %v: want a positive number of flows per second, or 0 for a closed loop", c.Rate))
 	}
 	switch c.Kind {
 	case "":
@@ -130,6 +139,9 @@ type Report struct {
 	TEE string `json:"tee"`
 	// Concurrency is the number of agents.
 	Concurrency int `json:"concurrency"`
+	// Rate is the offered load of an open-loop run, flows per second;
+	// zero for a closed loop.
+	Rate float64 `json:"rate_per_second,omitempty"`
 	// Release tells whether flows included the key release.
 	Release bool `json:"release"`
 	// SetupSeconds is the time it took to make the agents' keys.
@@ -207,7 +219,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	rep := &Report{
-		TEE: string(cfg.Kind), Concurrency: cfg.Concurrency, Release: cfg.ReleaseKey != "",
+		TEE: string(cfg.Kind), Concurrency: cfg.Concurrency, Rate: cfg.Rate, Release: cfg.ReleaseKey != "",
 		SetupSeconds: time.Since(setup).Seconds(),
 	}
 	cfg.Log.Info("agents ready", "count", len(agents), "setup", time.Since(setup).Round(time.Millisecond))
@@ -254,13 +266,32 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		return time.Now().Before(deadline)
 	}
+	// next returns when the agent's next flow is due, false when no
+	// flow is left.
+	next := func() (time.Time, bool) {
+		if !more() {
+			return time.Time{}, false
+		}
+		return time.Now(), true
+	}
+	if cfg.Rate > 0 {
+		due := schedule(ctx, start, cfg.Rate, more)
+		next = func() (time.Time, bool) {
+			t, ok := <-due
+			return t, ok
+		}
+	}
 	stats := make([]*workerStats, len(agents))
 	var wg sync.WaitGroup
 	for i, a := range agents {
 		stats[i] = newWorkerStats()
 		wg.Go(func() {
-			for more() {
-				runFlow(ctx, cfg, a, stats[i], &released)
+			for {
+				t, ok := next()
+				if !ok {
+					return
+				}
+				runFlow(ctx, cfg, a, stats[i], &released, t)
 			}
 		})
 	}
@@ -283,6 +314,34 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.RSS = &r
 	}
 	return rep, nil
+}
+
+// schedule sends the due time of flow k, start + k/rate, when it is due,
+// while more allows another flow. A send waits for a free agent; the due
+// times stay on schedule meanwhile. The channel is closed at the end.
+func schedule(ctx context.Context, start time.Time, rate float64, more func() bool) <-chan time.Time {
+	due := make(chan time.Time)
+	go func() {
+		defer close(due)
+		for k := 0; more(); k++ {
+			t := start.Add(time.Duration(float64(k) / rate * float64(time.Second)))
+			if d := time.Until(t); d > 0 {
+				timer := time.NewTimer(d)
+				select {
+				case <-timer.C:
+				case <-ctx.Done():
+					timer.Stop()
+					return
+				}
+			}
+			select {
+			case due <- t:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return due
 }
 
 // makeAgents creates the agents in parallel (RSA key generation dominates).
@@ -326,10 +385,9 @@ func (r *releasedKey) check(key []byte) error {
 	return nil
 }
 
-// runFlow runs one flow and records it. A flow cut short by ctx is not
-// recorded.
-func runFlow(ctx context.Context, cfg Config, a *Agent, w *workerStats, released *releasedKey) {
-	flowStart := time.Now()
+// runFlow runs one flow, due at flowStart, and records it. A flow cut short
+// by ctx is not recorded.
+func runFlow(ctx context.Context, cfg Config, a *Agent, w *workerStats, released *releasedKey, flowStart time.Time) {
 	fail := func(step string, err error) {
 		if ctx.Err() != nil {
 			return

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -267,6 +268,55 @@ func TestRunDuration(t *testing.T) {
 	}
 }
 
+// TestRunOpenLoop: with a rate, flows are due rate per second and no
+// earlier; all of them run.
+func TestRunOpenLoop(t *testing.T) {
+	s := setup(t)
+	url := startVerifier(t, s, true, nil)
+	client, err := NewClient(ClientConfig{BaseURL: url, Connections: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	rep, err := Run(context.Background(), Config{Client: client, Signer: s.Signer, Concurrency: 4, Requests: 12, Rate: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Successes != 12 || rep.Failures != 0 || rep.Rate != 100 {
+		t.Errorf("successes %d, failures %d (%v), rate %v", rep.Successes, rep.Failures, rep.Errors, rep.Rate)
+	}
+	// The 12th flow is due 110 ms after the first.
+	if d := time.Since(start); d < 110*time.Millisecond {
+		t.Errorf("12 flows at 100/s took %v", d)
+	}
+}
+
+// TestSchedule: due times are start + k/rate, also for flows handed out
+// late because no agent was free, so their latency includes the wait.
+func TestSchedule(t *testing.T) {
+	start := time.Now()
+	n := 0
+	due := schedule(context.Background(), start, 1000, func() bool { n++; return n <= 5 })
+	for k := range 5 {
+		if k == 2 {
+			time.Sleep(20 * time.Millisecond) // every agent busy
+		}
+		got, ok := <-due
+		if want := start.Add(time.Duration(k) * time.Millisecond); !ok || !got.Equal(want) {
+			t.Fatalf("flow %d due %v (ok %v), want %v", k, got.Sub(start), ok, want.Sub(start))
+		}
+	}
+	if _, ok := <-due; ok {
+		t.Error("a sixth flow was scheduled")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	due = schedule(ctx, time.Now().Add(time.Hour), 1, func() bool { return true })
+	cancel()
+	if _, ok := <-due; ok {
+		t.Error("a cancelled schedule sent a flow")
+	}
+}
+
 func TestRunConfig(t *testing.T) {
 	s := setup(t)
 	client, err := NewClient(ClientConfig{BaseURL: "http://127.0.0.1:1"})
@@ -284,6 +334,8 @@ func TestRunConfig(t *testing.T) {
 		"both amounts":     {Config{Client: client, Signer: s.Signer, Concurrency: 1, Requests: 1, Duration: time.Second}, "not both"},
 		"negative":         {Config{Client: client, Signer: s.Signer, Concurrency: 1, Requests: -1}, "requests -1"},
 		"TDX not possible": {Config{Client: client, Signer: s.Signer, Concurrency: 1, Requests: 1, Kind: evidence.KindTDX}, "TEE kind"},
+		"negative rate":    {Config{Client: client, Signer: s.Signer, Concurrency: 1, Requests: 1, Rate: -1}, "rate -1"},
+		"NaN rate":         {Config{Client: client, Signer: s.Signer, Concurrency: 1, Requests: 1, Rate: math.NaN()}, "rate NaN"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
