@@ -118,6 +118,9 @@ func serveFlags(fs *pflag.FlagSet) (apply func(*server.Config), configFile *stri
 	fs.Float64Var(&f.RateLimit, "rate-limit", d.RateLimit, "POST requests per second (0: unlimited)")
 	fs.IntVar(&f.Burst, "burst", d.Burst, "rate limit burst")
 	fs.Int64Var(&f.MaxBodyBytes, "max-body-bytes", api.DefaultMaxBodyBytes, "request body limit")
+	fs.IntVar(&f.MaxInFlight, "max-in-flight", 0, "attestations and key releases processed at once (default: 2 × GOMAXPROCS)")
+	fs.IntVar(&f.MaxQueue, "max-queue", 0, fmt.Sprintf("attestations and key releases admitted at once, waiting or processed; more are answered 503 overloaded (default: %d)", api.DefaultMaxQueue))
+	fs.DurationVar(&f.QueueTimeout, "queue-timeout", 0, fmt.Sprintf("longest wait for a processing slot before 503 overloaded (default: %v)", api.DefaultQueueTimeout))
 	fs.BoolVar(&f.SNPFetchVCEK, "snp-fetch-vcek", false, "fetch missing VCEKs from AMD's KDS (network)")
 	fs.BoolVar(&f.TDXFetchCollateral, "tdx-fetch-collateral", false, "fetch TDX TCB collateral from Intel's PCS (network)")
 	fs.DurationVar(&f.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "graceful shutdown limit")
@@ -172,6 +175,12 @@ func serveFlags(fs *pflag.FlagSet) (apply func(*server.Config), configFile *stri
 				c.Burst = f.Burst
 			case "max-body-bytes":
 				c.MaxBodyBytes = f.MaxBodyBytes
+			case "max-in-flight":
+				c.MaxInFlight = f.MaxInFlight
+			case "max-queue":
+				c.MaxQueue = f.MaxQueue
+			case "queue-timeout":
+				c.QueueTimeout = f.QueueTimeout
 			case "snp-fetch-vcek":
 				c.SNPFetchVCEK = f.SNPFetchVCEK
 			case "tdx-fetch-collateral":

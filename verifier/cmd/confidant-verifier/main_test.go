@@ -9,8 +9,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/confidant-cvm/confidant/shared/evidence"
+	"github.com/confidant-cvm/confidant/verifier/internal/server"
 )
 
 const (
@@ -199,5 +203,21 @@ func TestParseKEK(t *testing.T) {
 		if _, err := parseKEK(bad); err == nil {
 			t.Errorf("parseKEK(%q) accepted", bad)
 		}
+	}
+}
+
+// TestServeFlagsApply: the admission flags reach the server's Config, and
+// flags not given leave the config file's values alone.
+func TestServeFlagsApply(t *testing.T) {
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	apply, _ := serveFlags(fs)
+	if err := fs.Parse([]string{"--max-in-flight", "8", "--queue-timeout", "5s"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := server.DefaultConfig()
+	cfg.MaxQueue = 123 // as from a config file
+	apply(&cfg)
+	if cfg.MaxInFlight != 8 || cfg.QueueTimeout != 5*time.Second || cfg.MaxQueue != 123 {
+		t.Errorf("max_in_flight %d, queue_timeout %v, max_queue %d; want 8, 5s, 123", cfg.MaxInFlight, cfg.QueueTimeout, cfg.MaxQueue)
 	}
 }
