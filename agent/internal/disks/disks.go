@@ -3,13 +3,15 @@
 //
 //   - The OS disk is a LUKS2 volume made by the image tool: keyslot 0's
 //     passphrase is the released key itself. It is found by its LUKS UUID,
-//     unlocked with github.com/anatol/luks.go into a dm-crypt mapping, and
-//     its ext4 filesystem is mounted read-write as the new root.
+//     its keyslot 0 is unlocked with shared/luks2, the volume is mapped with
+//     dm-crypt (github.com/anatol/devmapper.go), and its ext4 filesystem is
+//     mounted read-write as the new root.
 //   - The temp disk is a LUKS2 volume made here, in the guest: its keyslot 0
 //     passphrase is HKDF-SHA256(released key, salt = its LUKS UUID, info =
 //     "confidant temp disk v1"). A blank disk (first boot, or a fresh one
 //     after the host redeployed the guest) is formatted with a new UUID and
-//     a new filesystem; a disk whose header the derived key opens is reused;
+//     a new filesystem (the first MiB holds its header); a disk whose
+//     keyslot 0 the derived key opens is reused;
 //     a header the key does not open is refused unless resetting is allowed.
 //     Swap may live in a file on it.
 //   - SwitchRoot moves /dev, /proc, /sys and /run into the new root, makes
@@ -21,9 +23,10 @@
 // mapping is made here from /sys/block/dm-*/dm/name and its dev number.
 // Paths under /sys and /dev are parameters so tests can use a prepared tree.
 //
-// Key material held here (derived keys, buffers) is zeroed after use.
-// luks.go keeps its copy of a volume key unexported; it lives until the
-// agent executes the OS's init, which replaces the whole address space.
+// Key material held here (derived keys, volume keys, buffers) is zeroed
+// after use. The hex copy of a volume key that devmapper.go builds for the
+// table load is a Go string it does not zero; it lives until the agent
+// executes the OS's init, which replaces the whole address space.
 package disks
 
 import (

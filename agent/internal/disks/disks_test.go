@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -186,7 +187,8 @@ func TestPrepareTemp(t *testing.T) {
 		"corrupt":                    {setup: corrupt, wantErr: ErrCorrupt},
 		"foreign, reset allowed":     {setup: foreign, allowReset: true, wantFound: TempForeign, wantFormat: true},
 		"corrupt, reset allowed":     {setup: corrupt, allowReset: true, wantFound: TempCorrupt, wantFormat: true},
-		"too small":                  {setup: func(*testing.T, string) {}, size: 32<<20 - 4096, wantErr: ErrTooSmall},
+		"too small":                  {setup: func(*testing.T, string) {}, size: 17<<20 - 4096, wantErr: ErrTooSmall},
+		"smallest":                   {setup: func(*testing.T, string) {}, size: 17 << 20, wantFound: TempBlank, wantFormat: true},
 		"odd size":                   {setup: func(*testing.T, string) {}, size: 40<<20 + 512, wantErr: ErrUnexpected},
 	}
 	for name, tt := range tests {
@@ -212,8 +214,19 @@ func TestPrepareTemp(t *testing.T) {
 			if v.Found != tt.wantFound || v.Formatted != tt.wantFormat {
 				t.Errorf("found %v, formatted %v; want %v, %v", v.Found, v.Formatted, tt.wantFound, tt.wantFormat)
 			}
-			if want, _ := TempKey(releasedKey, v.UUID); !bytes.Equal(v.Key, want) {
-				t.Error("volume key is not TempKey(released, UUID)")
+			// Keyslot 0 of the disk opens with TempKey(released, UUID), to the
+			// volume key the TempVolume holds.
+			want, _ := TempKey(releasedKey, v.UUID)
+			f, _ := os.Open(p)
+			vk, hdr, err := luks2.OpenKeyslot(f, want, 0)
+			f.Close()
+			if err != nil || !bytes.Equal(vk, v.hdr.VolumeKey()) || len(vk) != 64 {
+				t.Errorf("keyslot 0 with TempKey(released, UUID): %v; or its volume key is not the TempVolume's", err)
+			} else {
+				hdr.Wipe()
+			}
+			if vol := v.Volume(p); vol.DataSize != size-vol.DataOffset || vol.SectorSize != 4096 || checkVolume(vol, v.UUID, size) != nil {
+				t.Errorf("volume %+v of the %d-byte disk: %v", vol, size, checkVolume(vol, v.UUID, size))
 			}
 			if !tt.wantFormat && v.UUID != before {
 				t.Errorf("UUID changed from %s to %s on a disk of ours", before, v.UUID)
@@ -229,9 +242,9 @@ func TestPrepareTemp(t *testing.T) {
 	}
 }
 
-// TestTempOpensWithLuksGo formats a temp disk image and opens it with the
-// code that maps it in the guest (luks.go, without device-mapper) and with
-// cryptsetup.
+// TestTempOpensWithLuksGo formats a temp disk image and opens it with
+// another implementation (luks.go, without device-mapper) and with
+// cryptsetup, using the derived key.
 func TestTempOpensWithLuksGo(t *testing.T) {
 	const size = 48 << 20
 	p := image(t, size)
@@ -240,32 +253,39 @@ func TestTempOpensWithLuksGo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer v.Wipe()
-	vol, err := unseal(p, 0, v.Key)
+	key, err := TempKey(releasedKey, v.UUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := luks.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	vol, err := dev.UnsealVolume(0, key)
 	if err != nil {
 		t.Fatalf("luks.go UnsealVolume: %v", err)
 	}
-	if err := checkVolume(vol, v.UUID); err != nil {
-		t.Error(err)
+	ours := v.Volume(p)
+	if vol.StorageOffset != 1<<20 || vol.StorageSize != size-1<<20 || vol.StorageSectorSize != 4096 ||
+		vol.StorageEncryption != "aes-xts-plain64" || vol.LuksType != "LUKS2" || vol.UUID != v.UUID {
+		t.Errorf("luks.go volume %+v: want aes-xts-plain64, 4096-byte sectors, data at 1 MiB to the end", vol)
 	}
-	if vol.StorageOffset != 16<<20 || vol.StorageSize != size-16<<20 || vol.StorageSectorSize != 4096 ||
-		vol.StorageEncryption != "aes-xts-plain64" || vol.LuksType != "LUKS2" {
-		t.Errorf("volume %+v: want aes-xts-plain64, 4096-byte sectors, data at 16 MiB to the end", vol)
+	if uint64(ours.DataOffset) != vol.StorageOffset || uint64(ours.DataSize) != vol.StorageSize || uint64(ours.SectorSize) != vol.StorageSectorSize {
+		t.Errorf("our volume %+v differs from luks.go's %+v", ours, vol)
 	}
-	if _, err := unseal(p, 0, releasedKey); !errors.Is(err, ErrWrongKey) {
-		t.Errorf("unseal with the released key itself = %v, want ErrWrongKey", err)
-	}
-	if _, err := unseal(p, 1, v.Key); !errors.Is(err, ErrUnexpected) {
-		t.Errorf("unseal of keyslot 1 = %v, want ErrUnexpected", err)
+	if _, err := dev.UnsealVolume(0, releasedKey); !errors.Is(err, luks.ErrPassphraseDoesNotMatch) {
+		t.Errorf("luks.go unseal with the released key itself = %v, want a mismatch", err)
 	}
 
 	needTool(t, "cryptsetup")
 	kf := filepath.Join(t.TempDir(), "key")
-	os.WriteFile(kf, v.Key, 0o600)
+	os.WriteFile(kf, key, 0o600)
 	if out, err := exec.Command("cryptsetup", "open", "--test-passphrase", "--key-slot", "0", "--key-file", kf, p).CombinedOutput(); err != nil {
 		t.Errorf("cryptsetup open --test-passphrase: %v\n%s", err, out)
 	}
 	out, err := exec.Command("cryptsetup", "luksDump", p).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "UUID:          \t"+v.UUID) && !strings.Contains(string(out), v.UUID) {
+	if err != nil || !strings.Contains(string(out), v.UUID) || !strings.Contains(string(out), "offset: 1048576 [bytes]") {
 		t.Errorf("cryptsetup luksDump: %v\n%s", err, out)
 	}
 	os.WriteFile(kf, releasedKey, 0o600)
@@ -281,9 +301,20 @@ func TestUnsealOS(t *testing.T) {
 	if err != nil {
 		t.Fatalf("UnsealOS: %v", err)
 	}
-	if v.UUID != osUUID || v.BackingDevice != p {
+	if v.UUID != osUUID || v.Device != p || v.DataOffset != 16<<20 || v.DataSize != imageSize-16<<20 ||
+		v.SectorSize != 4096 || v.Cipher != "aes-xts-plain64" || len(v.key) != 64 {
 		t.Errorf("volume %+v", v)
 	}
+	v.Wipe()
+	if v.key != nil {
+		t.Error("Wipe left the key")
+	}
+	if err := v.SetupMapper("x"); err == nil {
+		t.Error("SetupMapper of a wiped volume succeeded")
+	}
+	// The released key in keyslot 1 only: keyslot 0 is the one that counts.
+	second := image(t, imageSize)
+	formatLUKS2(t, second, osUUID, randomKey(t), releasedKey)
 	blank := image(t, imageSize)
 	// The devices stage finds a disk by the UUID in its binary header; a
 	// header whose JSON copies do not verify is refused here.
@@ -298,6 +329,7 @@ func TestUnsealOS(t *testing.T) {
 	}{
 		"corrupt header": {path: corrupt, uuid: osUUID, key: releasedKey, wantErr: luks2.ErrCorruptHeader},
 		"wrong key":      {path: p, uuid: osUUID, key: randomKey(t), wantErr: ErrWrongKey},
+		"keyslot 1 only": {path: second, uuid: osUUID, key: releasedKey, wantErr: ErrWrongKey},
 		"other UUID":     {path: p, uuid: "3f1c2b4a-5d6e-4f70-8192-a3b4c5d6e7f9", key: releasedKey, wantErr: ErrUnexpected},
 		"blank":          {path: blank, uuid: osUUID, key: releasedKey, wantErr: ErrUnexpected},
 		"missing":        {path: filepath.Join(t.TempDir(), "none"), uuid: osUUID, key: releasedKey, wantErr: os.ErrNotExist},
@@ -312,29 +344,46 @@ func TestUnsealOS(t *testing.T) {
 }
 
 func TestCheckVolume(t *testing.T) {
-	good := luks.Volume{UUID: osUUID, StorageEncryption: "aes-xts-plain64", StorageSectorSize: 4096, StorageSize: 1 << 20}
+	const devSize = 2 << 20
+	good := Volume{UUID: osUUID, Cipher: "aes-xts-plain64", SectorSize: 4096, DataOffset: 1 << 20, DataSize: 1 << 20}
 	tests := map[string]struct {
-		edit    func(v *luks.Volume)
+		edit    func(v *Volume)
 		wantErr bool
 	}{
-		"good":             {edit: func(*luks.Volume) {}},
-		"512-byte sectors": {edit: func(v *luks.Volume) { v.StorageSectorSize = 512 }},
-		"cipher_null":      {edit: func(v *luks.Volume) { v.StorageEncryption = "cipher_null-ecb" }, wantErr: true},
-		"aes-cbc":          {edit: func(v *luks.Volume) { v.StorageEncryption = "aes-cbc-essiv:sha256" }, wantErr: true},
-		"odd sector":       {edit: func(v *luks.Volume) { v.StorageSectorSize = 3000 }, wantErr: true},
-		"other UUID":       {edit: func(v *luks.Volume) { v.UUID = "x" }, wantErr: true},
-		"empty":            {edit: func(v *luks.Volume) { v.StorageSize = 0 }, wantErr: true},
-		"partial sector":   {edit: func(v *luks.Volume) { v.StorageSize = 1<<20 + 512 }, wantErr: true},
+		"good":               {edit: func(*Volume) {}},
+		"512-byte sectors":   {edit: func(v *Volume) { v.SectorSize = 512 }},
+		"upper-case UUID":    {edit: func(v *Volume) { v.UUID = strings.ToUpper(osUUID) }},
+		"smaller segment":    {edit: func(v *Volume) { v.DataSize = 4096 }},
+		"cipher_null":        {edit: func(v *Volume) { v.Cipher = "cipher_null-ecb" }, wantErr: true},
+		"aes-cbc":            {edit: func(v *Volume) { v.Cipher = "aes-cbc-essiv:sha256" }, wantErr: true},
+		"odd sector":         {edit: func(v *Volume) { v.SectorSize = 3000 }, wantErr: true},
+		"other UUID":         {edit: func(v *Volume) { v.UUID = "x" }, wantErr: true},
+		"empty":              {edit: func(v *Volume) { v.DataSize = 0 }, wantErr: true},
+		"negative":           {edit: func(v *Volume) { v.DataSize = -4096 }, wantErr: true},
+		"partial sector":     {edit: func(v *Volume) { v.DataSize = 1<<20 - 512 }, wantErr: true},
+		"data at 0":          {edit: func(v *Volume) { v.DataOffset = 0 }, wantErr: true},
+		"offset off-sector":  {edit: func(v *Volume) { v.DataOffset = 1<<20 + 512 }, wantErr: true},
+		"past the end":       {edit: func(v *Volume) { v.DataSize = 1<<20 + 4096 }, wantErr: true},
+		"offset past end":    {edit: func(v *Volume) { v.DataOffset = 4 << 20 }, wantErr: true},
+		"overflowing extent": {edit: func(v *Volume) { v.DataSize = 1<<62 - 4096 }, wantErr: true},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			v := good
 			tt.edit(&v)
-			err := checkVolume(&v, osUUID)
+			err := checkVolume(&v, osUUID, devSize)
 			if (err != nil) != tt.wantErr || (err != nil && !errors.Is(err, ErrUnexpected)) {
 				t.Fatalf("checkVolume = %v, want error %v", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestDMUUID: the mapping's UUID is cryptsetup's, which tools (and the
+// guest check) read the LUKS UUID from.
+func TestDMUUID(t *testing.T) {
+	if got, want := dmUUID(osUUID, "confidant-root"), "CRYPT-LUKS2-3f1c2b4a5d6e4f708192a3b4c5d6e7f8-confidant-root"; got != want {
+		t.Errorf("dmUUID = %q, want %q", got, want)
 	}
 }
 
@@ -440,6 +489,10 @@ func TestMkfsAndHasExtFS(t *testing.T) {
 		out, _ := exec.Command("dumpe2fs", "-h", p).CombinedOutput()
 		if !strings.Contains(string(out), "Block size:               4096") || !strings.Contains(string(out), "Inode size:	          256") {
 			t.Errorf("filesystem is not 4096-byte blocks and 256-byte inodes:\n%s", out)
+		}
+		// One inode per 16 KiB: 1024 on 16 MiB.
+		if !regexp.MustCompile(`(?m)^Inode count:\s+1024$`).Match(out) {
+			t.Errorf("filesystem does not have one inode per 16 KiB:\n%s", out)
 		}
 	}
 	short := image(t, 100)
@@ -589,10 +642,11 @@ func FuzzParseDev(f *testing.F) {
 	})
 }
 
-// FuzzUnseal gives luks.go (through unseal) LUKS2 headers with fuzzed JSON
-// metadata and a valid checksum, so the parsing past the checksum runs:
-// unseal must return an error, never panic.
-func FuzzUnseal(f *testing.F) {
+// FuzzUnsealOS gives UnsealOS LUKS2 headers with fuzzed JSON metadata and
+// a valid checksum, so the parsing past the checksum and the volume checks
+// run: it must return an error of its documented kinds, never panic, and
+// what it accepts must pass checkVolume.
+func FuzzUnsealOS(f *testing.F) {
 	dir := f.TempDir()
 	seed := filepath.Join(dir, "seed.img")
 	if err := os.WriteFile(seed, nil, 0o600); err != nil {
@@ -631,24 +685,30 @@ func FuzzUnseal(f *testing.F) {
 		if err := os.WriteFile(p, img, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		v, err := unseal(p, 0, releasedKey)
-		if err == nil && v == nil {
-			t.Fatal("unseal returned neither volume nor error")
+		if err := os.Truncate(p, imageSize); err != nil {
+			t.Fatal(err)
 		}
-		if err != nil && !errors.Is(err, ErrUnexpected) && !errors.Is(err, ErrWrongKey) {
-			t.Fatalf("unseal error %v matches neither ErrUnexpected nor ErrWrongKey", err)
+		v, err := UnsealOS(p, osUUID, releasedKey)
+		if err == nil {
+			if v == nil || checkVolume(v, osUUID, imageSize) != nil {
+				t.Fatalf("UnsealOS accepted volume %+v", v)
+			}
+			v.Wipe()
+			return
+		}
+		if !errors.Is(err, ErrUnexpected) && !errors.Is(err, ErrWrongKey) && !errors.Is(err, luks2.ErrCorruptHeader) {
+			t.Fatalf("UnsealOS error %v matches none of ErrUnexpected, ErrWrongKey, luks2.ErrCorruptHeader", err)
 		}
 	})
 }
 
-// expensiveKDF reports whether fuzzed metadata could make luks.go slow or
-// hungry (argon2, many pbkdf2 iterations, big key sizes or stripe counts):
-// such inputs are skipped. In the guest luks.go only sees headers that
-// shared/luks2 accepted first.
+// expensiveKDF reports whether fuzzed metadata could make the unlock slow or
+// hungry (argon2, many pbkdf2 iterations, big key sizes): such inputs are
+// skipped; shared/luks2's own fuzz target bounds them with limits.
 func expensiveKDF(js []byte) bool {
 	var v any
 	if json.Unmarshal(js, &v) != nil {
-		return false // luks.go fails to parse it too
+		return false // shared/luks2 fails to parse it too
 	}
 	var walk func(v any) bool
 	walk = func(v any) bool {

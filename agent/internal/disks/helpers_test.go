@@ -12,8 +12,8 @@ import (
 )
 
 const (
-	// imageSize is a temp disk image: the 16 MiB header area and 16 MiB of
-	// data, sparse.
+	// imageSize is a disk image: room for a 16 MiB header area (the OS
+	// disk's) and 16 MiB of data, sparse.
 	imageSize = 32 << 20
 	osUUID    = "3f1c2b4a-5d6e-4f70-8192-a3b4c5d6e7f8"
 )
@@ -36,8 +36,9 @@ func image(t *testing.T, size int64) string {
 	return p
 }
 
-// formatLUKS2 writes a LUKS2 header with passphrase in keyslot 0 to path.
-func formatLUKS2(t *testing.T, path, uuid string, passphrase []byte) {
+// formatLUKS2 writes a LUKS2 header to path with a keyslot for each
+// passphrase, the first in keyslot 0, data at 16 MiB.
+func formatLUKS2(t *testing.T, path, uuid string, passphrases ...[]byte) {
 	t.Helper()
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
@@ -45,10 +46,11 @@ func formatLUKS2(t *testing.T, path, uuid string, passphrase []byte) {
 	}
 	defer f.Close()
 	st, _ := f.Stat()
-	hdr, err := luks2.FormatHeader(f, st.Size()-16<<20, luks2.Options{
-		UUID:     uuid,
-		Keyslots: []luks2.KeyslotSpec{{Passphrase: passphrase, KDF: luks2.PBKDF2Fast()}},
-	})
+	var slots []luks2.KeyslotSpec
+	for _, p := range passphrases {
+		slots = append(slots, luks2.KeyslotSpec{Passphrase: p, KDF: luks2.PBKDF2Fast()})
+	}
+	hdr, err := luks2.FormatHeader(f, st.Size()-16<<20, luks2.Options{UUID: uuid, Keyslots: slots})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,10 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
-	"strings"
 
-	"github.com/anatol/luks.go"
 	"golang.org/x/sys/unix"
 
 	"github.com/confidant-cvm/confidant/shared/luks2"
@@ -56,92 +55,57 @@ func OpenOS(ctx context.Context, d OSDisk, key []byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	defer v.Wipe()
 	if err := v.SetupMapper(name); err != nil {
 		return "", fmt.Errorf("mapping OS disk %s as %s: %w", d.Device, name, err)
 	}
 	node, err := MapperNode(ctx, sysDir, devDir, name)
 	if err != nil {
-		_ = luks.Lock(name)
+		unmap(name)
 		return "", fmt.Errorf("OS disk mapping: %w", err)
 	}
 	if err := mountFS(node, d.Mount, []string{"ext4"}, 0); err != nil {
-		_ = luks.Lock(name)
+		unmap(name)
 		return "", fmt.Errorf("OS disk: %w", err)
 	}
 	return node, nil
 }
 
-// UnsealOS checks that device holds the LUKS2 volume uuid (with our own
-// header parser first: checksums, JSON, UUID) and recovers its volume from
-// keyslot 0 with key, without touching device-mapper. A key that does not
-// open keyslot 0 fails with ErrWrongKey; a volume other than Confidant's
-// layout (cipher, sector size) with ErrUnexpected.
-func UnsealOS(device, uuid string, key []byte) (*luks.Volume, error) {
+// UnsealOS recovers the volume of the LUKS2 OS disk on device from keyslot
+// 0 with key (shared/luks2: checksums, metadata, KDF, anti-forensic merge,
+// volume key digest; no other keyslot is tried) and checks it is the volume
+// uuid in Confidant's layout, without touching device-mapper. A key that
+// does not open keyslot 0 fails with ErrWrongKey; a header whose copies do
+// not verify with luks2.ErrCorruptHeader; any other volume (no LUKS2 header,
+// another UUID, cipher or sector size, no keyslot 0) with ErrUnexpected.
+// The caller wipes the returned volume.
+func UnsealOS(device, uuid string, key []byte) (*Volume, error) {
 	f, err := os.Open(device)
 	if err != nil {
 		return nil, fmt.Errorf("opening OS disk: %w", err)
 	}
-	ok, got, err := luks2.IsLUKS2(f)
-	f.Close()
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("reading OS disk %s: %w", device, err)
-	case !ok:
-		return nil, fmt.Errorf("OS disk %s: %w: no LUKS2 header", device, ErrUnexpected)
-	case !strings.EqualFold(got, uuid):
-		return nil, fmt.Errorf("OS disk %s: %w: LUKS2 UUID %s, want %s", device, ErrUnexpected, got, uuid)
-	}
-	v, err := unseal(device, 0, key)
+	defer f.Close()
+	size, err := f.Seek(0, io.SeekEnd)
 	if err != nil {
+		return nil, fmt.Errorf("sizing OS disk %s: %w", device, err)
+	}
+	_, hdr, err := luks2.OpenKeyslot(f, key, 0)
+	switch {
+	case errors.Is(err, luks2.ErrNotLUKS2):
+		return nil, fmt.Errorf("OS disk %s: %w: no LUKS2 header", device, ErrUnexpected)
+	case errors.Is(err, luks2.ErrWrongPassphrase):
+		return nil, fmt.Errorf("unlocking OS disk %s: keyslot 0: %w", device, ErrWrongKey)
+	case errors.Is(err, luks2.ErrUnsupported):
+		return nil, fmt.Errorf("unlocking OS disk %s: %w: %w", device, ErrUnexpected, err)
+	case err != nil:
 		return nil, fmt.Errorf("unlocking OS disk %s: %w", device, err)
 	}
-	if err := checkVolume(v, uuid); err != nil {
+	v := newVolume(device, size, hdr)
+	if err := checkVolume(v, uuid, size); err != nil {
+		v.Wipe()
 		return nil, fmt.Errorf("OS disk %s: %w", device, err)
 	}
 	return v, nil
-}
-
-// unseal runs luks.go's Open and UnsealVolume on path. luks.go parses the
-// header again; a panic on hostile bytes becomes an error.
-func unseal(path string, slot int, key []byte) (v *luks.Volume, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			v, err = nil, fmt.Errorf("%w: parsing LUKS header: panic: %v", ErrUnexpected, p)
-		}
-	}()
-	dev, err := luks.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnexpected, err)
-	}
-	defer dev.Close()
-	if dev.Version() != 2 {
-		return nil, fmt.Errorf("%w: LUKS version %d", ErrUnexpected, dev.Version())
-	}
-	v, err = dev.UnsealVolume(slot, key)
-	switch {
-	case errors.Is(err, luks.ErrPassphraseDoesNotMatch):
-		return nil, fmt.Errorf("keyslot %d: %w", slot, ErrWrongKey)
-	case err != nil:
-		return nil, fmt.Errorf("keyslot %d: %w: %v", slot, ErrUnexpected, err)
-	}
-	return v, nil
-}
-
-// checkVolume refuses volumes Confidant does not write: another cipher
-// (cipher_null would leave the disk in clear), odd sector sizes, another
-// UUID.
-func checkVolume(v *luks.Volume, uuid string) error {
-	switch {
-	case v.StorageEncryption != luks2.Cipher:
-		return fmt.Errorf("%w: cipher %q, want %s", ErrUnexpected, v.StorageEncryption, luks2.Cipher)
-	case v.StorageSectorSize != 512 && v.StorageSectorSize != 1024 && v.StorageSectorSize != 2048 && v.StorageSectorSize != 4096:
-		return fmt.Errorf("%w: sector size %d", ErrUnexpected, v.StorageSectorSize)
-	case !strings.EqualFold(v.UUID, uuid):
-		return fmt.Errorf("%w: LUKS2 UUID %s, want %s", ErrUnexpected, v.UUID, uuid)
-	case v.StorageSize == 0 || v.StorageSize%v.StorageSectorSize != 0:
-		return fmt.Errorf("%w: data segment of %d bytes is not a positive multiple of the %d-byte sector", ErrUnexpected, v.StorageSize, v.StorageSectorSize)
-	}
-	return nil
 }
 
 // mountFS mounts the filesystem on node at target (created if missing),

@@ -17,7 +17,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/anatol/luks.go"
 	"golang.org/x/sys/unix"
 
 	"github.com/confidant-cvm/confidant/shared/luks2"
@@ -80,41 +79,54 @@ func (s TempState) String() string {
 // and TempForeign it also returns the volume's UUID. Only I/O errors are
 // returned as errors.
 func Inspect(r io.ReaderAt, released []byte) (TempState, string, error) {
+	state, uuid, hdr, err := inspectTemp(r, released)
+	if hdr != nil {
+		hdr.Wipe()
+	}
+	return state, uuid, err
+}
+
+// inspectTemp is Inspect that also returns, for TempOurs, the header opened
+// from keyslot 0 with the volume key in it (the caller wipes it).
+func inspectTemp(r io.ReaderAt, released []byte) (TempState, string, *luks2.Header, error) {
 	ok, uuid, err := luks2.IsLUKS2(r)
 	switch {
 	case errors.Is(err, luks2.ErrCorruptHeader):
-		return TempCorrupt, "", nil
+		return TempCorrupt, "", nil, nil
 	case err != nil:
-		return 0, "", fmt.Errorf("reading temp disk header: %w", err)
+		return 0, "", nil, fmt.Errorf("reading temp disk header: %w", err)
 	case !ok:
-		return TempBlank, "", nil
+		return TempBlank, "", nil, nil
 	}
 	uuid = strings.ToLower(uuid)
 	key, err := TempKey(released, uuid)
 	if err != nil {
-		return 0, "", err
+		return 0, "", nil, err
 	}
 	defer clear(key)
-	_, hdr, err := luks2.Open(r, key)
+	// Only keyslot 0 is ours: no other is tried.
+	_, hdr, err := luks2.OpenKeyslot(r, key, 0)
 	switch {
 	case err == nil:
-		hdr.Wipe()
-		if hdr.Keyslot != 0 {
-			// Only keyslot 0 is ours; luks.go is asked for keyslot 0 later.
-			return TempForeign, uuid, nil
-		}
-		return TempOurs, uuid, nil
+		return TempOurs, uuid, hdr, nil
 	case errors.Is(err, luks2.ErrWrongPassphrase), errors.Is(err, luks2.ErrUnsupported):
-		return TempForeign, uuid, nil
+		return TempForeign, uuid, nil, nil
 	case errors.Is(err, luks2.ErrCorruptHeader), errors.Is(err, luks2.ErrNotLUKS2):
-		return TempCorrupt, uuid, nil
+		return TempCorrupt, uuid, nil, nil
 	}
-	return 0, "", fmt.Errorf("opening temp disk header: %w", err)
+	return 0, "", nil, fmt.Errorf("opening temp disk header: %w", err)
 }
 
 // Temp disk layout.
 const (
-	tempDataOffset = 16 << 20 // luks2's default data offset
+	// tempDataOffset is where the data segment starts: room for the two
+	// 16 KiB header copies and keyslot 0 (258048 bytes for a 512-bit key),
+	// rounded up to 1 MiB, instead of luks2's (and cryptsetup's) default of
+	// 16 MiB, whose keyslots area the format would have to fill with 16 MiB
+	// of random bytes for slots a temp disk never uses. cryptsetup opens
+	// either layout; so does every boot, since the offset is read from the
+	// header.
+	tempDataOffset = 1 << 20
 	tempSector     = 4096
 	// minTempData is the smallest data segment worth a filesystem.
 	minTempData = 16 << 20
@@ -131,24 +143,32 @@ type Disk interface {
 	Sync() error
 }
 
-// TempVolume is a temp disk ready to be opened: its UUID and keyslot 0
-// passphrase.
+// TempVolume is a temp disk ready to be mapped: its UUID, what it was found
+// as, and the unlocked volume (with the volume key: Wipe zeroes it).
 type TempVolume struct {
 	// UUID is the LUKS2 UUID.
 	UUID string
-	// Key is keyslot 0's passphrase, TempKey(released, UUID). Wipe zeroes it.
-	Key []byte
 	// Found is the state the disk was in.
 	Found TempState
 	// Formatted is true when a new LUKS2 header was written: the filesystem
 	// must be made.
 	Formatted bool
+
+	hdr  *luks2.Header // keyslot 0 unlocked, or as just formatted
+	size int64         // the disk's size in bytes
 }
 
-// Wipe zeroes the key.
+// Volume returns the volume to map from device (the disk PrepareTemp was
+// given). It shares the volume key with v.
+func (v *TempVolume) Volume(device string) *Volume {
+	return newVolume(device, v.size, v.hdr)
+}
+
+// Wipe zeroes the volume key.
 func (v *TempVolume) Wipe() {
-	clear(v.Key)
-	v.Key = nil
+	if v.hdr != nil {
+		v.hdr.Wipe()
+	}
 }
 
 // PrepareOptions tune PrepareTemp. Zero values are documented per field.
@@ -161,24 +181,29 @@ type PrepareOptions struct {
 	Rand io.Reader
 }
 
-// PrepareTemp inspects the temp disk and formats it when it is blank (or
-// foreign or corrupt and opts.AllowReset): a new UUID, the key derived from
-// it, a LUKS2 header (keyslot 0, pbkdf2 at cryptsetup's minimum since the
-// passphrase is a random 256-bit key) for a data segment of the disk's size
-// less 16 MiB rounded down to 4096 bytes, synced to the disk. It touches
-// nothing on a disk that is ours. The caller wipes the returned volume.
+// PrepareTemp inspects the temp disk and unlocks it when it is ours, or
+// formats it when it is blank (or foreign or corrupt and opts.AllowReset):
+// a new UUID, keyslot 0's passphrase derived from it (TempKey), a LUKS2
+// header (pbkdf2 at cryptsetup's minimum since the passphrase is a random
+// 256-bit key) whose data segment starts at 1 MiB and runs to the end of the
+// disk, synced to the disk and read back. It writes nothing to a disk that
+// is ours. The caller wipes the returned volume.
+//
+// Formatting overwrites the first MiB (header copies, keyslot 0 and filler):
+// every keyslot a Confidant temp disk ever held, in this layout or in the
+// earlier one at 16 MiB, lies there.
 func PrepareTemp(disk Disk, released []byte, opts PrepareOptions) (*TempVolume, error) {
-	state, uuid, err := Inspect(disk, released)
+	size, err := disk.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil, fmt.Errorf("sizing temp disk: %w", err)
+	}
+	state, uuid, hdr, err := inspectTemp(disk, released)
 	if err != nil {
 		return nil, err
 	}
 	switch state {
 	case TempOurs:
-		key, err := TempKey(released, uuid)
-		if err != nil {
-			return nil, err
-		}
-		return &TempVolume{UUID: uuid, Key: key, Found: state}, nil
+		return &TempVolume{UUID: uuid, Found: state, hdr: hdr, size: size}, nil
 	case TempForeign, TempCorrupt:
 		if !opts.AllowReset {
 			sentinel := ErrForeign
@@ -191,17 +216,13 @@ func PrepareTemp(disk Disk, released []byte, opts PrepareOptions) (*TempVolume, 
 			return nil, fmt.Errorf("temp disk: %w (reset not allowed)", sentinel)
 		}
 	}
-	size, err := disk.Seek(0, io.SeekEnd)
-	if err != nil {
-		return nil, fmt.Errorf("sizing temp disk: %w", err)
-	}
 	dataSize := (size - tempDataOffset) &^ (tempSector - 1)
 	if dataSize < minTempData {
 		return nil, fmt.Errorf("temp disk of %d bytes: %w (want at least %d)", size, ErrTooSmall, tempDataOffset+minTempData)
 	}
 	if size%tempSector != 0 {
-		// dm-crypt maps the whole device past the header ("dynamic"); luks.go
-		// refuses a segment that is not a whole number of sectors.
+		// dm-crypt maps the whole device past the header ("dynamic"), which
+		// must be a whole number of sectors.
 		return nil, fmt.Errorf("temp disk of %d bytes: %w: size is not a multiple of %d bytes", size, ErrUnexpected, tempSector)
 	}
 	uuid, err = luks2.NewUUID(opts.Rand)
@@ -212,22 +233,28 @@ func PrepareTemp(disk Disk, released []byte, opts PrepareOptions) (*TempVolume, 
 	if err != nil {
 		return nil, err
 	}
-	hdr, err := luks2.FormatHeader(disk, dataSize, luks2.Options{
-		UUID:     uuid,
-		Label:    TempLabel,
-		Keyslots: []luks2.KeyslotSpec{{Passphrase: key, KDF: luks2.PBKDF2Fast()}},
-		Rand:     opts.Rand,
+	defer clear(key)
+	hdr, err = luks2.FormatHeader(disk, dataSize, luks2.Options{
+		UUID:       uuid,
+		Label:      TempLabel,
+		Keyslots:   []luks2.KeyslotSpec{{Passphrase: key, KDF: luks2.PBKDF2Fast()}},
+		DataOffset: tempDataOffset,
+		Rand:       opts.Rand,
 	})
 	if err != nil {
-		clear(key)
 		return nil, fmt.Errorf("formatting temp disk: %w", err)
 	}
-	hdr.Wipe()
 	if err := disk.Sync(); err != nil {
-		clear(key)
+		hdr.Wipe()
 		return nil, fmt.Errorf("syncing temp disk header: %w", err)
 	}
-	return &TempVolume{UUID: uuid, Key: key, Found: state, Formatted: true}, nil
+	// Read the header back (checksums, metadata, UUID): a write the disk
+	// lost would otherwise show only at the next boot, as a corrupt header.
+	if ok, got, err := luks2.IsLUKS2(disk); err != nil || !ok || !strings.EqualFold(got, uuid) {
+		hdr.Wipe()
+		return nil, fmt.Errorf("temp disk: %w: the header just written does not read back (LUKS2 %v, UUID %q): %v", ErrUnexpected, ok, got, err)
+	}
+	return &TempVolume{UUID: uuid, Found: state, Formatted: true, hdr: hdr, size: size}, nil
 }
 
 // TempDisk says where the temp disk is and what goes on it. Zero values are
@@ -264,9 +291,13 @@ type TempDisk struct {
 
 // DefaultMkfs is busybox's mke2fs (an ext2 revision 1 filesystem, which
 // the kernel's ext4 driver mounts), with the 4096-byte blocks the 4096-byte
-// encryption sectors need and 256-byte inodes (no year-2038 limit).
+// encryption sectors need, 256-byte inodes (no year-2038 limit) and one
+// inode per 16 KiB, e2fsprogs' ratio for ext4. busybox would take one per
+// 4 KiB on disks under 512 MiB, and it writes every inode table in full,
+// through dm-crypt: four times the inode tables made mke2fs the slowest
+// step of a TCG guest's boot.
 func DefaultMkfs() []string {
-	return []string{"/bin/busybox", "mke2fs", "-F", "-b", "4096", "-I", "256", "-L", TempLabel}
+	return []string{"/bin/busybox", "mke2fs", "-F", "-b", "4096", "-I", "256", "-i", "16384", "-L", TempLabel}
 }
 
 // DefaultMkswap is busybox's mkswap.
@@ -289,8 +320,8 @@ type TempResult struct {
 	Swap string
 }
 
-// SetupTemp prepares the temp disk (PrepareTemp), opens keyslot 0 with
-// luks.go, maps it, makes the filesystem when the volume is new or holds
+// SetupTemp prepares the temp disk (PrepareTemp), maps the volume it
+// unlocked or formatted, makes the filesystem when the volume is new or holds
 // none yet, mounts it at d.Mount (nosuid, nodev) and, when asked, makes and
 // activates a swap file on it. The caller keeps and zeroes released.
 func SetupTemp(ctx context.Context, d TempDisk, released []byte) (*TempResult, error) {
@@ -322,11 +353,8 @@ func SetupTemp(ctx context.Context, d TempDisk, released []byte) (*TempResult, e
 	}
 	res := &TempResult{UUID: vol.UUID, Found: vol.Found, Formatted: vol.Formatted}
 
-	v, err := unseal(d.Device, 0, vol.Key)
-	if err != nil {
-		return nil, fmt.Errorf("unlocking temp disk %s: %w", d.Device, err)
-	}
-	if err := checkVolume(v, vol.UUID); err != nil {
+	v := vol.Volume(d.Device)
+	if err := checkVolume(v, vol.UUID, vol.size); err != nil {
 		return nil, fmt.Errorf("temp disk %s: %w", d.Device, err)
 	}
 	if err := v.SetupMapper(name); err != nil {
@@ -334,7 +362,7 @@ func SetupTemp(ctx context.Context, d TempDisk, released []byte) (*TempResult, e
 	}
 	node, err := MapperNode(ctx, sysDir, devDir, name)
 	if err != nil {
-		_ = luks.Lock(name)
+		unmap(name)
 		return nil, fmt.Errorf("temp disk mapping: %w", err)
 	}
 	res.Mapper = node
