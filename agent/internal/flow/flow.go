@@ -9,8 +9,7 @@
 //	config      /etc/confidant/agent.yaml narrowed by /proc/cmdline
 //	modules     finit_module for each listed module, checked in /proc/modules
 //	configfs    configfs on /sys/kernel/config (for configfs-tsm)
-//	network     lo, the static address and default route; a quick look at
-//	            the verifier's port (not fatal: attest owns the retries)
+//	network     lo, the static address and default route
 //	devices     TEE interface, OS disk by LUKS UUID, temp disk
 //	attest      vTPM (AK, fresh runtime key), TEE interface, verifier client;
 //	            challenge, evidence and token, retried under retry_budget
@@ -18,9 +17,10 @@
 //	            unwrapped inside the vTPM (rest of the same budget)
 //	unlock      the OS disk's LUKS2 keyslot 0 opened with the key, mounted
 //	tempdisk    the temp disk opened or formatted with a key derived from it
-//	switchroot  token, configuration, CA and agent left in /run/confidant
-//	            (tmpfs, moved into the OS), TPM and TEE closed, key zeroed,
-//	            stage times printed, the OS's init executed
+//	switchroot  token, configuration, CA and agent (bind-mounted) left in
+//	            /run/confidant (tmpfs, moved into the OS), TPM and TEE
+//	            closed, key zeroed, stage times printed, the OS's init
+//	            executed
 //
 // The last stage never returns when it succeeds. When the stages run out
 // without that handover, the flow fails at "handover": an unattested root
@@ -111,6 +111,9 @@ type Hardware struct {
 	// InMemory checks that a directory is on a filesystem in memory
 	// (tmpfs or ramfs), where the token may be written.
 	InMemory func(dir string) error
+	// PlaceAgent makes the agent's binary (Options.Self) appear at a path in
+	// the run directory (BindFile).
+	PlaceAgent func(self, dst string) error
 	// SwitchRoot executes the OS's init in the new root (disks.SwitchRoot);
 	// it returns only on failure.
 	SwitchRoot func(newRoot, init string, argv, env []string) error
@@ -138,6 +141,9 @@ func (h Hardware) withDefaults() Hardware {
 	}
 	if h.InMemory == nil {
 		h.InMemory = InMemory
+	}
+	if h.PlaceAgent == nil {
+		h.PlaceAgent = BindFile
 	}
 	if h.SwitchRoot == nil {
 		h.SwitchRoot = disks.SwitchRoot

@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
-	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -107,49 +105,6 @@ func TestStagesOrder(t *testing.T) {
 	want := []string{"mount", "config", "modules", "configfs", "network", "devices", "attest", "release", "unlock", "tempdisk", "switchroot"}
 	if !slices.Equal(names, want) {
 		t.Errorf("stages %q, want %q", names, want)
-	}
-}
-
-func TestVerifierAddr(t *testing.T) {
-	for raw, want := range map[string]string{
-		"https://10.0.2.2":         "10.0.2.2:443",
-		"http://10.0.2.2":          "10.0.2.2:80",
-		"https://verifier:8443/v1": "verifier:8443",
-		"https://[fd00::2]:8443":   "[fd00::2]:8443",
-	} {
-		u, _ := url.Parse(raw)
-		if got := verifierAddr(&config.Config{VerifierURL: u}); got != want {
-			t.Errorf("verifierAddr(%s) = %s, want %s", raw, got, want)
-		}
-	}
-}
-
-func TestProbe(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	if tries, err := probe(context.Background(), ln.Addr().String(), time.Second); err != nil || tries != 1 {
-		t.Errorf("listening: %d tries, %v", tries, err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	start := time.Now()
-	tries, err := probe(context.Background(), addr, 600*time.Millisecond)
-	if err == nil || tries < 2 {
-		t.Errorf("closed port: %d tries, %v; want retries then an error", tries, err)
-	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("probe overran its budget: %v", d)
 	}
 }
 

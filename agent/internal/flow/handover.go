@@ -198,7 +198,33 @@ func (a *Agent) handOff() error {
 			return err
 		}
 	}
-	return copyFile(a.opts.Self, filepath.Join(dir, config.RunAgentFile), 0o755)
+	return a.hw.PlaceAgent(a.opts.Self, filepath.Join(dir, config.RunAgentFile))
+}
+
+// BindFile makes the file src (the agent's own binary) appear at dst
+// without copying it: a read-only, nosuid, nodev bind mount over a new
+// empty file. The initramfs keeps src in memory after switch_root, and the
+// mount moves into the OS with /run. Copying the 17 MB binary cost the boot
+// 0.3-0.4 s in a TCG guest. When the bind mount fails, the file is copied
+// (mode 0755).
+func BindFile(src, dst string) error {
+	if p, err := filepath.EvalSymlinks(src); err == nil {
+		src = p // /proc/self/exe: the binary itself
+	}
+	if err := writeFile(dst, strings.NewReader(""), 0o755); err != nil {
+		return err
+	}
+	err := unix.Mount(src, dst, "", unix.MS_BIND, "")
+	if err == nil {
+		err = unix.Mount("", dst, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, "")
+		if err != nil {
+			_ = unix.Unmount(dst, unix.MNT_DETACH)
+		}
+	}
+	if err != nil {
+		return copyFile(src, dst, 0o755)
+	}
+	return nil
 }
 
 // ErrNotInMemory: the run directory is on a filesystem that may be a disk.

@@ -157,6 +157,8 @@ func newRig(t *testing.T) *rig {
 				Mapper: "/dev/mapper/" + disks.DefaultTempName, Swap: filepath.Join(d.Mount, disks.DefaultSwapFile)}, nil
 		},
 		InMemory: func(string) error { return nil },
+		// Not BindFile: the tests must not leave mounts on the host.
+		PlaceAgent: func(src, dst string) error { return copyFile(src, dst, 0o755) },
 		SwitchRoot: func(newRoot, init string, argv, env []string) error {
 			r.results.switched = []string{newRoot, init}
 			r.results.atSwitch.keyZero = r.results.osKey != nil && !slices.ContainsFunc(r.results.osKey, func(b byte) bool { return b != 0 })

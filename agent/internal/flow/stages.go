@@ -3,10 +3,8 @@ package flow
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/confidant-cvm/confidant/agent/internal/boot"
 	"github.com/confidant-cvm/confidant/agent/internal/config"
@@ -129,8 +127,10 @@ func (a *Agent) mountConfigfs(_ context.Context, p pipeline.Progress) error {
 	return nil
 }
 
-// network brings up lo and the configured interface, then checks that the
-// verifier's address answers a TCP connection.
+// network brings up lo and the configured interface. It does not look at
+// the verifier: the attest stage's first request does, within its retries
+// and budget (a look here cost the boot a TCP handshake, 60-120 ms in a TCG
+// guest).
 func (a *Agent) network(ctx context.Context, p pipeline.Progress) error {
 	cfg := a.st.Config
 	if err := a.net.Loopback(); err != nil {
@@ -154,56 +154,7 @@ func (a *Agent) network(ctx context.Context, p pipeline.Progress) error {
 		}
 	}
 	p.Stepf("network up: %s", desc)
-
-	// A quick look only: the attest stage owns the retries and the budget,
-	// so a verifier that is down fails there, with what it answered.
-	addr := verifierAddr(cfg)
-	tries, err := probe(ctx, addr, min(cfg.RetryBudget, probeBudget))
-	if err != nil {
-		p.Stepf("verifier %s not reachable yet (%v); attest retries for up to %v", addr, err, cfg.RetryBudget)
-		return nil
-	}
-	p.Stepf("verifier %s reachable (%d tries)", addr, tries)
 	return nil
-}
-
-// probeBudget bounds the network stage's look at the verifier.
-const probeBudget = 2 * time.Second
-
-// verifierAddr returns host:port of the verifier URL.
-func verifierAddr(cfg *config.Config) string {
-	u := cfg.VerifierURL
-	port := u.Port()
-	if port == "" {
-		port = "443"
-		if u.Scheme == "http" {
-			port = "80"
-		}
-	}
-	return net.JoinHostPort(u.Hostname(), port)
-}
-
-// probe dials addr until a TCP connection succeeds or budget is spent.
-func probe(ctx context.Context, addr string, budget time.Duration) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, budget)
-	defer cancel()
-	var d net.Dialer
-	tries := 0
-	for {
-		tries++
-		dctx, dcancel := context.WithTimeout(ctx, 3*time.Second)
-		c, err := d.DialContext(dctx, "tcp", addr)
-		dcancel()
-		if err == nil {
-			c.Close()
-			return tries, nil
-		}
-		select {
-		case <-ctx.Done():
-			return tries, err
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
 }
 
 // devices finds the TEE interface, the OS disk and the temp disk.
