@@ -96,8 +96,9 @@ func TestBootInQEMU(t *testing.T) {
 		if strings.Contains(out, "OS disk: /dev/") {
 			t.Error("an OS disk was reported found")
 		}
-		if !connected {
-			t.Error("the guest never connected to the verifier address on the host")
+		// The verifier is first reached by the attest stage.
+		if connected {
+			t.Error("the guest connected to the verifier before attesting")
 		}
 		s := summary(t, out)
 		if s.Stage != "devices" || !slices.Equal(s.Completed, []string{"mount", "config", "modules", "configfs", "network"}) {
