@@ -8,13 +8,12 @@ import (
 	"io"
 	"testing"
 
-	"github.com/google/go-eventlog/register"
-	"github.com/google/go-eventlog/tcg"
 	pb "github.com/google/go-tpm-tools/proto/attest"
 	"github.com/google/go-tpm-tools/simulator"
 	"github.com/google/go-tpm/legacy/tpm2"
-	"github.com/google/go-tpm/tpmutil"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/confidant-cvm/confidant/shared/tpm/tpmtest"
 )
 
 // Tests in this package never call t.Parallel: the go-tpm-tools simulator is
@@ -28,10 +27,10 @@ var (
 	ubuntu2404Log []byte
 	//go:embed testdata/cos-101-amd-sev.bin
 	cos101Log []byte
-	//go:embed testdata/rhel8-uefi.bin
-	rhel8Log []byte
 	//go:embed testdata/debian-10.bin
 	debian10Log []byte
+
+	rhel8Log = tpmtest.RHEL8UEFI()
 )
 
 // Evidence recorded by testdata/record as the /init of a QEMU guest (cloud
@@ -84,29 +83,12 @@ func newSimulator(t testing.TB) io.ReadWriter {
 	return sim
 }
 
-// extendLog extends the digests of every event of log into the TPM, bank by
-// bank, so its PCRs end where the machine that wrote the log ended. This is
-// how go-tpm-tools' own tests give the simulator a boot history.
+// extendLog extends log into the TPM (tpmtest.ExtendLog), as go-tpm-tools'
+// own tests give the simulator a boot history.
 func extendLog(t testing.TB, rw io.ReadWriter, log []byte) {
 	t.Helper()
-	el, err := tcg.ParseEventLog(log, tcg.ParseOpts{})
-	if err != nil {
-		t.Fatalf("parsing test event log: %v", err)
-	}
-	algs := map[register.HashAlg]tpm2.Algorithm{
-		register.HashSHA1:   tpm2.AlgSHA1,
-		register.HashSHA256: tpm2.AlgSHA256,
-		register.HashSHA384: tpm2.AlgSHA384,
-	}
-	for _, alg := range el.Algs {
-		for _, e := range el.Events(alg) {
-			if e.Type == tcg.NoAction || len(e.Digest) == 0 {
-				continue
-			}
-			if err := tpm2.PCRExtend(rw, tpmutil.Handle(e.Index), algs[alg], e.Digest, ""); err != nil {
-				t.Fatalf("extending PCR %d: %v", e.Index, err)
-			}
-		}
+	if err := tpmtest.ExtendLog(rw, log); err != nil {
+		t.Fatal(err)
 	}
 }
 

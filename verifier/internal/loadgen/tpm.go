@@ -6,7 +6,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	_ "embed"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -19,15 +18,14 @@ import (
 	tpmpb "github.com/google/go-tpm-tools/proto/tpm"
 	"github.com/google/go-tpm/tpm2"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/confidant-cvm/confidant/shared/tpm/tpmtest"
 )
 
 // EventLog is the TCG event log every simulated agent sends: a RHEL 8 UEFI
-// boot with Secure Boot on, recorded on GCE by the go-tpm-tools authors
-// (go-tpm-tools v0.4.10 internal/test/eventlogs, Apache License 2.0), the
-// same log verifier/internal/testguest extends into the TPM simulator.
-//
-//go:embed rhel8-uefi.bin
-var EventLog []byte
+// boot with Secure Boot on (tpmtest.RHEL8UEFI), the same log
+// verifier/internal/testguest extends into the TPM simulator.
+var EventLog = tpmtest.RHEL8UEFI()
 
 // numPCRs is the number of PCRs of a PC Client TPM; every quote covers all
 // of them, as go-tpm-tools' client.Key.Attest does.

@@ -16,30 +16,25 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/sha512"
-	_ "embed"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 
-	"github.com/google/go-eventlog/register"
-	"github.com/google/go-eventlog/tcg"
 	pb "github.com/google/go-tpm-tools/proto/attest"
 	"github.com/google/go-tpm-tools/simulator"
-	"github.com/google/go-tpm/legacy/tpm2"
-	"github.com/google/go-tpm/tpmutil"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/confidant-cvm/confidant/shared/evidence"
 	"github.com/confidant-cvm/confidant/shared/tee/snp/sim"
 	"github.com/confidant-cvm/confidant/shared/tpm"
+	"github.com/confidant-cvm/confidant/shared/tpm/tpmtest"
 )
 
-// EventLog is a recorded RHEL 8 UEFI boot with Secure Boot on.
-//
-//go:embed testdata/rhel8-uefi.bin
-var EventLog []byte
+// EventLog is a recorded RHEL 8 UEFI boot with Secure Boot on
+// (tpmtest.RHEL8UEFI).
+var EventLog = tpmtest.RHEL8UEFI()
 
 // Measurement is the launch measurement the guest reports by default:
 // SHA-384 of "confidant test image".
@@ -69,7 +64,7 @@ func New(signerDir string) (*Guest, error) {
 		return nil, fmt.Errorf("starting TPM simulator: %w", err)
 	}
 	g := &Guest{Signer: signer, sim: s}
-	if err := extendLog(s, EventLog); err != nil {
+	if err := tpmtest.ExtendLog(s, EventLog); err != nil {
 		g.Close()
 		return nil, err
 	}
@@ -103,31 +98,6 @@ func (g *Guest) RuntimeKey() crypto.PublicKey { return g.rk.Public() }
 
 // DecryptKey returns the runtime key's TPM handle (for unwrapping).
 func (g *Guest) DecryptKey() *tpm.DecryptKey { return g.rk }
-
-// extendLog extends every event of log into the TPM so its PCRs end where
-// the machine that wrote the log ended.
-func extendLog(rw io.ReadWriter, log []byte) error {
-	el, err := tcg.ParseEventLog(log, tcg.ParseOpts{})
-	if err != nil {
-		return fmt.Errorf("parsing event log: %w", err)
-	}
-	algs := map[register.HashAlg]tpm2.Algorithm{
-		register.HashSHA1:   tpm2.AlgSHA1,
-		register.HashSHA256: tpm2.AlgSHA256,
-		register.HashSHA384: tpm2.AlgSHA384,
-	}
-	for _, alg := range el.Algs {
-		for _, e := range el.Events(alg) {
-			if e.Type == tcg.NoAction || len(e.Digest) == 0 {
-				continue
-			}
-			if err := tpm2.PCRExtend(rw, tpmutil.Handle(e.Index), algs[alg], e.Digest, ""); err != nil {
-				return fmt.Errorf("extending PCR %d: %w", e.Index, err)
-			}
-		}
-	}
-	return nil
-}
 
 // Options change the evidence; the zero value is good evidence for the
 // sim-sev-snp kind with Measurement().
