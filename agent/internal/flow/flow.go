@@ -6,12 +6,13 @@
 // State an earlier one filled in):
 //
 //	mount       proc, sysfs, devtmpfs, securityfs, /run
-//	config      /etc/confidant/agent.yaml narrowed by /proc/cmdline
+//	config      /etc/confidant/agent.yaml narrowed by /proc/cmdline; starts
+//	            opening the vTPM (AK, fresh runtime key) in the background
 //	modules     finit_module for each listed module, checked in /proc/modules
 //	configfs    configfs on /sys/kernel/config (for configfs-tsm)
 //	network     lo, the static address and default route
 //	devices     TEE interface, OS disk by LUKS UUID, temp disk
-//	attest      vTPM (AK, fresh runtime key), TEE interface, verifier client;
+//	attest      the vTPM opened, TEE interface, verifier client;
 //	            challenge, evidence and token, retried under retry_budget
 //	release     the key released to the token as a JWE to the runtime key,
 //	            unwrapped inside the vTPM (rest of the same budget)
@@ -183,6 +184,7 @@ type Agent struct {
 	// What the attest and release stages hold for the later ones; closed,
 	// dropped and zeroed by release() before the OS starts or the flow
 	// fails.
+	opening *tpmOpening // the vTPM opened ahead of attest (startTPM)
 	tpm     *vtpm.Device
 	quoter  quote.Source
 	session *vclient.Session
@@ -299,6 +301,21 @@ func (a *Agent) releaseSecrets() {
 	a.key = nil
 	a.token = ""
 	a.session = nil
+	if o := a.opening; o != nil {
+		// Opened ahead and never taken (a stage before attest failed). One
+		// still opening is not waited for: the guest halts next, and a TPM
+		// that never answers must not keep it from halting.
+		select {
+		case <-o.done:
+			if o.dev != nil {
+				if err := o.dev.Close(); err != nil {
+					a.log.Warn("closing TPM", "err", err)
+				}
+			}
+		default:
+		}
+		a.opening = nil
+	}
 	if a.quoter != nil {
 		if err := a.quoter.Close(); err != nil {
 			a.log.Warn("closing TEE interface", "err", err)

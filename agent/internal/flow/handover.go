@@ -18,15 +18,55 @@ import (
 	"github.com/confidant-cvm/confidant/agent/internal/disks"
 	"github.com/confidant-cvm/confidant/agent/internal/pipeline"
 	"github.com/confidant-cvm/confidant/agent/internal/vclient"
+	"github.com/confidant-cvm/confidant/agent/internal/vtpm"
 )
 
-// attest opens the vTPM (AK and a fresh runtime key) and the TEE interface,
-// then exchanges fresh evidence for a token. Evidence that cannot be
-// collected, a denial, and a verifier that does not answer within the retry
-// budget all fail here.
+// tpmOpening is the vTPM being opened (AK and runtime key made) by a
+// goroutine of its own.
+type tpmOpening struct {
+	done chan struct{} // closed when dev and err are set
+	dev  *vtpm.Device
+	err  error
+}
+
+// startTPM starts opening the vTPM in the background, once. The config
+// stage starts it: the TPM driver is built into the kernel, and making the
+// two keys is the TPM's work (swtpm's, on the host), so it runs while the
+// modules load and the network comes up instead of at the start of attest.
+func (a *Agent) startTPM(ctx context.Context) {
+	if a.opening != nil || a.tpm != nil {
+		return
+	}
+	o := &tpmOpening{done: make(chan struct{})}
+	open, wait := a.hw.OpenTPM, a.st.Config.DeviceTimeout
+	go func() {
+		defer close(o.done)
+		o.dev, o.err = open(ctx, wait)
+	}()
+	a.opening = o
+}
+
+// takeTPM waits for the vTPM (starting to open it if no stage did) and
+// hands it over.
+func (a *Agent) takeTPM(ctx context.Context) (*vtpm.Device, error) {
+	a.startTPM(ctx)
+	o := a.opening
+	select {
+	case <-o.done:
+	case <-ctx.Done():
+		return nil, ctx.Err() // releaseSecrets closes it if it arrives in time
+	}
+	a.opening = nil
+	return o.dev, o.err
+}
+
+// attest takes the vTPM (AK and a fresh runtime key), opens the TEE
+// interface, then exchanges fresh evidence for a token. Evidence that
+// cannot be collected, a denial, and a verifier that does not answer within
+// the retry budget all fail here.
 func (a *Agent) attest(ctx context.Context, p pipeline.Progress) error {
 	cfg := a.st.Config
-	dev, err := a.hw.OpenTPM(ctx, cfg.DeviceTimeout)
+	dev, err := a.takeTPM(ctx)
 	if err != nil {
 		return err
 	}

@@ -93,17 +93,19 @@ const testUUID = "3f1c2b6a-1111-4222-8333-444455556666"
 // TPM simulator, the simulated TEE and recording stand-ins for the disks
 // and switch_root.
 type rig struct {
-	t       *testing.T
-	v       *vclienttest.Verifier
-	srv     *httptest.Server
-	secret  []byte
-	cfg     *config.Config
-	hw      Hardware
-	runDir  string
-	out     syncBuffer
-	logs    syncBuffer
-	halted  bool
-	agent   *Agent
+	t      *testing.T
+	v      *vclienttest.Verifier
+	srv    *httptest.Server
+	secret []byte
+	cfg    *config.Config
+	hw     Hardware
+	runDir string
+	out    syncBuffer
+	logs   syncBuffer
+	halted bool
+	agent  *Agent
+	// before, if set, runs on the agent before its stages (from attest on).
+	before  func(a *Agent)
 	results struct {
 		tpmClosed, teeClosed bool
 		osDisk               disks.OSDisk
@@ -192,6 +194,9 @@ func (r *rig) run() *pipeline.Failure {
 	a.st.TEE = boot.TEE{Kind: config.TEESim, Path: "/dev/vport0p1"}
 	a.st.OSDisk = boot.BlockDevice{Name: "vda", Path: "/dev/vda", LUKSUUID: testUUID}
 	a.st.TempDisk = r.cfg.TempDevice
+	if r.before != nil {
+		r.before(a)
+	}
 	all := a.Stages()
 	i := slices.IndexFunc(all, func(s pipeline.Stage) bool { return s.Name() == "attest" })
 	err := a.run(context.Background(), all[i:])

@@ -34,8 +34,9 @@ func (a *Agent) mount(_ context.Context, p pipeline.Progress) error {
 	return nil
 }
 
-// loadConfig reads and validates the configuration.
-func (a *Agent) loadConfig(_ context.Context, p pipeline.Progress) error {
+// loadConfig reads and validates the configuration, then starts opening
+// the vTPM (startTPM).
+func (a *Agent) loadConfig(ctx context.Context, p pipeline.Progress) error {
 	data, err := os.ReadFile(a.opts.ConfigPath)
 	if err != nil {
 		return fmt.Errorf("reading configuration: %w", err)
@@ -54,6 +55,7 @@ func (a *Agent) loadConfig(_ context.Context, p pipeline.Progress) error {
 		}
 	}
 	a.st.Config = cfg
+	a.startTPM(ctx)
 	from := "none"
 	if len(cfg.FromCmdline) > 0 {
 		from = strings.Join(cfg.FromCmdline, " ")
