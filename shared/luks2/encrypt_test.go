@@ -3,10 +3,12 @@ package luks2
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 )
@@ -210,5 +212,99 @@ func TestAFSplitMerge(t *testing.T) {
 		if got := afMerge(split, len(key), stripes, h); bytes.Equal(got, key) {
 			t.Errorf("%s: a damaged stripe still merged to the key", name)
 		}
+	}
+}
+
+// TestEncryptImageRewritesEverything: the output does not depend on what
+// the file held before (EncryptImage sizes it without truncating it to
+// zero), and its header region is exactly what FormatHeader writes from the
+// same randomness (the parallel filler is the sequential one).
+func TestEncryptImageRewritesEverything(t *testing.T) {
+	in := pattern(3*encryptChunk + 5000)
+	opts := func() Options {
+		return Options{
+			Keyslots: []KeyslotSpec{{Passphrase: []byte("a"), KDF: PBKDF2Fast()}, {Passphrase: []byte("b"), KDF: testArgon2id()}},
+			Rand:     testRand(5),
+		}
+	}
+	encrypt := func(stale []byte) []byte {
+		t.Helper()
+		path := filepath.Join(t.TempDir(), "out.img")
+		if err := os.WriteFile(path, stale, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Close()
+		h, err := EncryptImage(context.Background(), bytes.NewReader(in), int64(len(in)), out, opts(), nil)
+		if err != nil {
+			t.Fatalf("EncryptImage: %v", err)
+		}
+		h.Wipe()
+		got, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	fresh := encrypt(nil)
+	for name, stale := range map[string][]byte{
+		"longer file of 0xff":  bytes.Repeat([]byte{0xff}, 40<<20),
+		"same size of 0xff":    bytes.Repeat([]byte{0xff}, len(fresh)),
+		"shorter file of 0x5a": bytes.Repeat([]byte{0x5a}, 17<<20),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := encrypt(stale); !bytes.Equal(got, fresh) {
+				t.Errorf("output over a %d-byte stale file differs from the output to an empty one", len(stale))
+			}
+		})
+	}
+	t.Run("header region is FormatHeader's", func(t *testing.T) {
+		disk := make(memDisk, defaultDataOffset)
+		h, err := FormatHeader(disk, int64(len(fresh))-defaultDataOffset, opts())
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Wipe()
+		if !bytes.Equal(fresh[:defaultDataOffset], disk) {
+			t.Error("EncryptImage's header region differs from FormatHeader's")
+		}
+	})
+}
+
+// TestEncryptImageFailureErasesOldHeader: a run that fails over a file that
+// held a volume leaves no header there either, wherever a copy could be.
+func TestEncryptImageFailureErasesOldHeader(t *testing.T) {
+	ks := []KeyslotSpec{{Passphrase: []byte("k"), KDF: PBKDF2Fast()}}
+	for _, secondaryAt := range secondaryOffsets() {
+		t.Run(strconv.FormatInt(secondaryAt, 10), func(t *testing.T) {
+			path, h := formatFile(t, 4<<20, Options{Keyslots: ks})
+			h.Wipe()
+			f, err := os.OpenFile(path, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			// Also the magic of a secondary copy of another header size, as
+			// cryptsetup would look for it when the primary is gone.
+			var magic [8]byte
+			copy(magic[:], magicSecondary)
+			binary.BigEndian.PutUint16(magic[offVersion:], 2)
+			if _, err := f.WriteAt(magic[:], secondaryAt); err != nil {
+				t.Fatal(err)
+			}
+			if ok, _, err := IsLUKS2(f); !ok || err != nil {
+				t.Fatalf("before: IsLUKS2 = %v, %v; want a volume", ok, err)
+			}
+			_, err = EncryptImage(context.Background(), bytes.NewReader(make([]byte, 1000)), 3<<20, f, Options{Keyslots: ks}, nil)
+			if !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("EncryptImage = %v, want io.ErrUnexpectedEOF", err)
+			}
+			if ok, _, err := IsLUKS2(f); ok || err != nil {
+				t.Errorf("after a failed run: IsLUKS2 = %v, %v; want no header at all", ok, err)
+			}
+		})
 	}
 }

@@ -1,15 +1,17 @@
 package luks2
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	mrand "math/rand/v2"
 	"strconv"
 	"strings"
 )
@@ -49,6 +51,7 @@ type plan struct {
 	headerSalts [2][]byte
 	areas       []keyslotArea
 	rnd         io.Reader
+	filler      cipher.Block // keyslots area filler, see newFiller
 }
 
 type keyslotArea struct {
@@ -296,34 +299,65 @@ func (p *plan) random(n int) ([]byte, error) {
 }
 
 // write puts the header region on w: random filler over the whole keyslots
-// area, the keyslot material, the secondary copy, and the primary copy last,
-// so that an interrupted write leaves no primary header behind.
-//
-// The filler (16 MiB by default) only has to be indistinguishable from the
-// encrypted keyslot material, not secret: it comes from a ChaCha8 stream
-// (math/rand/v2, a cryptographically strong generator) keyed from p.rnd,
-// which is several times faster than reading it all from the system.
+// area with the keyslot material in place, the secondary copy, and the
+// primary copy last, so that an interrupted write leaves no primary header
+// behind.
 func (p *plan) write(w io.WriterAt) error {
-	var seed [32]byte
-	if _, err := io.ReadFull(p.rnd, seed[:]); err != nil {
-		return fmt.Errorf("reading keyslots area filler seed: %w", err)
+	if err := p.newFiller(); err != nil {
+		return err
 	}
-	filler := mrand.NewChaCha8(seed)
-	clear(seed[:])
-	const chunk = 1 << 20
-	buf := make([]byte, chunk)
-	for off := 2 * p.hdrSize; off < p.dataOffset; off += chunk {
-		b := buf[:min(chunk, p.dataOffset-off)]
-		_, _ = filler.Read(b) // always fills b, never fails
+	buf := make([]byte, encryptChunk)
+	for off := 2 * p.hdrSize; off < p.dataOffset; off += encryptChunk {
+		b := buf[:min(encryptChunk, p.dataOffset-off)]
+		p.keyslotsArea(b, off)
 		if _, err := w.WriteAt(b, off); err != nil {
 			return fmt.Errorf("writing keyslots area: %w", err)
 		}
 	}
-	for i, a := range p.areas {
-		if _, err := w.WriteAt(a.material, a.offset); err != nil {
-			return fmt.Errorf("writing keyslot %d: %w", i, err)
+	return p.writeHeaders(w)
+}
+
+// newFiller keys the keyslots area filler with 32 bytes from p.rnd.
+//
+// The filler (16 MiB by default) only has to be indistinguishable from the
+// encrypted keyslot material, not secret: it is the AES-256-CTR keystream
+// under that key, a cryptographically strong generator several times faster
+// than reading it all from the system (and than ChaCha8), and seekable, so
+// EncryptImage's workers write it in parallel with the data.
+func (p *plan) newFiller() error {
+	var seed [32]byte
+	if _, err := io.ReadFull(p.rnd, seed[:]); err != nil {
+		return fmt.Errorf("reading keyslots area filler seed: %w", err)
+	}
+	defer clear(seed[:])
+	b, err := aes.NewCipher(seed[:])
+	if err != nil {
+		return fmt.Errorf("keying keyslots area filler: %w", err)
+	}
+	p.filler = b
+	return nil
+}
+
+// keyslotsArea fills b with the bytes of the keyslots area at device offset
+// off (2*hdrSize <= off, off+len(b) <= dataOffset, off-2*hdrSize a multiple of
+// the AES block): the filler keystream at that position, overwritten by the
+// keyslot material that falls in it. newFiller must have run.
+func (p *plan) keyslotsArea(b []byte, off int64) {
+	pos := uint64(off-2*p.hdrSize) / aes.BlockSize
+	var iv [aes.BlockSize]byte
+	binary.BigEndian.PutUint64(iv[8:], pos)
+	clear(b)
+	cipher.NewCTR(p.filler, iv[:]).XORKeyStream(b, b)
+	end := off + int64(len(b))
+	for _, a := range p.areas {
+		if lo, hi := max(off, a.offset), min(end, a.offset+int64(len(a.material))); lo < hi {
+			copy(b[lo-off:hi-off], a.material[lo-a.offset:hi-a.offset])
 		}
 	}
+}
+
+// writeHeaders writes the secondary header copy, then the primary.
+func (p *plan) writeHeaders(w io.WriterAt) error {
 	for _, c := range []struct {
 		magic  string
 		offset int64
