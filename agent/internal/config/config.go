@@ -25,7 +25,7 @@
 //	  mount: /mnt/resource              # inside the OS root
 //	  allow_reset: false                # true: reformat a temp disk the released key does not open
 //	  swap_size: 0                      # swap file on the temp disk: bytes or 512MiB, 2G...; 0: none
-//	  mkfs: []                          # argv making its filesystem, device appended; []: busybox mke2fs
+//	  mkfs: []                          # argv making its filesystem, device appended; []: the agent's ext4 formatter
 //	  mkswap: []                        # argv making the swap file, path appended; []: busybox mkswap
 //	tee: auto                           # auto | configfs-tsm | sev-guest | tdx-guest | sim
 //	sim_port: confidant.sp              # virtio-serial port name of the simulated TEE
@@ -158,7 +158,7 @@ type Config struct {
 	// no swap.
 	TempSwapSize int64
 	// TempMkfs is the command making the temp disk's filesystem (the device
-	// node appended); nil: the disks package's default (busybox mke2fs).
+	// node appended); nil: the disks package's built-in ext4 formatter.
 	TempMkfs []string
 	// TempMkswap is the command making the swap file (its path appended);
 	// nil: the disks package's default (busybox mkswap).

@@ -20,6 +20,7 @@ import (
 	"github.com/anatol/luks.go"
 	"golang.org/x/sys/unix"
 
+	"github.com/confidant-cvm/confidant/agent/internal/ext4"
 	"github.com/confidant-cvm/confidant/shared/luks2"
 )
 
@@ -475,31 +476,46 @@ func TestMapperNode(t *testing.T) {
 
 func TestMkfsAndHasExtFS(t *testing.T) {
 	needTool(t, "/bin/busybox")
-	p := image(t, 16<<20)
-	if ok, err := HasExtFS(p); err != nil || ok {
-		t.Fatalf("HasExtFS of zeros = %v, %v", ok, err)
-	}
-	if err := run(context.Background(), DefaultMkfs(), p); err != nil {
-		t.Fatalf("mkfs: %v", err)
-	}
-	if ok, err := HasExtFS(p); err != nil || !ok {
-		t.Fatalf("HasExtFS after mkfs = %v, %v", ok, err)
-	}
-	if _, err := exec.LookPath("dumpe2fs"); err == nil {
-		out, _ := exec.Command("dumpe2fs", "-h", p).CombinedOutput()
-		if !strings.Contains(string(out), "Block size:               4096") || !strings.Contains(string(out), "Inode size:	          256") {
-			t.Errorf("filesystem is not 4096-byte blocks and 256-byte inodes:\n%s", out)
-		}
-		// One inode per 16 KiB: 1024 on 16 MiB.
-		if !regexp.MustCompile(`(?m)^Inode count:\s+1024$`).Match(out) {
-			t.Errorf("filesystem does not have one inode per 16 KiB:\n%s", out)
-		}
+	needTool(t, "e2fsck")
+	for name, mkfs := range map[string][]string{
+		"built in":       nil,
+		"busybox mke2fs": {"/bin/busybox", "mke2fs", "-F", "-b", "4096", "-I", "256", "-L", TempLabel},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := image(t, 16<<20)
+			if ok, err := HasExtFS(p); err != nil || ok {
+				t.Fatalf("HasExtFS of zeros = %v, %v", ok, err)
+			}
+			if err := makeFS(context.Background(), p, mkfs); err != nil {
+				t.Fatalf("makeFS: %v", err)
+			}
+			if ok, err := HasExtFS(p); err != nil || !ok {
+				t.Fatalf("HasExtFS after makeFS = %v, %v", ok, err)
+			}
+			if out, err := exec.Command("e2fsck", "-fn", p).CombinedOutput(); err != nil {
+				t.Errorf("e2fsck -fn: %v\n%s", err, out)
+			}
+			out, _ := exec.Command("dumpe2fs", "-h", p).CombinedOutput()
+			if !strings.Contains(string(out), "Block size:               4096") || !strings.Contains(string(out), "Inode size:	          256") ||
+				!strings.Contains(string(out), "Filesystem volume name:   "+TempLabel) {
+				t.Errorf("filesystem is not 4096-byte blocks, 256-byte inodes, labelled %s:\n%s", TempLabel, out)
+			}
+			// The built-in formatter: one inode per 16 KiB (1024 on 16 MiB),
+			// ext4 features.
+			if mkfs == nil && (!regexp.MustCompile(`(?m)^Inode count:\s+1024$`).Match(out) || !strings.Contains(string(out), "extent") ||
+				!strings.Contains(string(out), "uninit_bg")) {
+				t.Errorf("built-in filesystem is not ext4 with one inode per 16 KiB:\n%s", out)
+			}
+		})
 	}
 	short := image(t, 100)
 	if ok, err := HasExtFS(short); err != nil || ok {
 		t.Errorf("HasExtFS of a short file = %v, %v", ok, err)
 	}
-	err := run(context.Background(), []string{"/bin/busybox", "false"}, p)
+	if err := makeFS(context.Background(), short, nil); !errors.Is(err, ext4.ErrTooSmall) {
+		t.Errorf("makeFS of 100 bytes = %v, want ext4.ErrTooSmall", err)
+	}
+	err := run(context.Background(), []string{"/bin/busybox", "false"}, short)
 	if err == nil || !strings.Contains(err.Error(), "busybox false") {
 		t.Errorf("run of a failing command = %v", err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/confidant-cvm/confidant/agent/internal/ext4"
 	"github.com/confidant-cvm/confidant/shared/luks2"
 )
 
@@ -270,7 +271,7 @@ type TempDisk struct {
 	// AllowReset: see PrepareOptions.
 	AllowReset bool
 	// Mkfs is the command that makes the filesystem, the device node
-	// appended; nil: DefaultMkfs().
+	// appended; nil: the built-in ext4 formatter (makeFS).
 	Mkfs []string
 	// Mkswap is the command that makes the swap file, its path appended;
 	// nil: DefaultMkswap().
@@ -289,15 +290,32 @@ type TempDisk struct {
 	Log *slog.Logger
 }
 
-// DefaultMkfs is busybox's mke2fs (an ext2 revision 1 filesystem, which
-// the kernel's ext4 driver mounts), with the 4096-byte blocks the 4096-byte
-// encryption sectors need, 256-byte inodes (no year-2038 limit) and one
-// inode per 16 KiB, e2fsprogs' ratio for ext4. busybox would take one per
-// 4 KiB on disks under 512 MiB, and it writes every inode table in full,
-// through dm-crypt: four times the inode tables made mke2fs the slowest
-// step of a TCG guest's boot.
-func DefaultMkfs() []string {
-	return []string{"/bin/busybox", "mke2fs", "-F", "-b", "4096", "-I", "256", "-i", "16384", "-L", TempLabel}
+// makeFS makes the temp disk's filesystem on node: with the mkfs command
+// (node appended) when there is one, else with the built-in formatter
+// (agent/internal/ext4: ext4 without a journal, the inode tables left to
+// the kernel to zero after mounting, as mkfs.ext4 does by default; one
+// inode per 16 KiB, 5 % reserved for root). busybox's mke2fs, the earlier
+// default, writes every inode table in full through dm-crypt, which made it
+// the slowest step of a TCG guest's boot, and grows with the disk.
+func makeFS(ctx context.Context, node string, mkfs []string) error {
+	if len(mkfs) > 0 {
+		return run(ctx, mkfs, node)
+	}
+	f, err := os.OpenFile(node, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	size, err := f.Seek(0, io.SeekEnd)
+	if err == nil {
+		err = ext4.Format(f, size, ext4.Options{Label: TempLabel, ReservedPercent: 5})
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // DefaultMkswap is busybox's mkswap.
@@ -374,7 +392,7 @@ func SetupTemp(ctx context.Context, d TempDisk, released []byte) (*TempResult, e
 	if vol.Formatted || !hasFS {
 		// A volume of ours without a filesystem was formatted by a boot that
 		// stopped before mkfs: nothing to lose.
-		if err := run(ctx, orDefaultArgs(d.Mkfs, DefaultMkfs()), node); err != nil {
+		if err := makeFS(ctx, node, d.Mkfs); err != nil {
 			return nil, fmt.Errorf("making temp disk filesystem: %w", err)
 		}
 		res.Formatted = true
