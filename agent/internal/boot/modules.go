@@ -93,6 +93,46 @@ func ModuleName(file string) string {
 	return strings.ReplaceAll(strings.TrimSuffix(n, ".ko"), "-", "_")
 }
 
+// deferrableDirs are the kernel source directories whose modules only the
+// disks need: device-mapper and the kernel's ciphers (which dm-crypt looks
+// up by name; anything asking for one earlier gets the built-in generic
+// code).
+var deferrableDirs = []string{"/kernel/drivers/md/", "/kernel/crypto/", "/kernel/arch/"}
+
+// deferrable reports whether the module file at p is device-mapper's or a
+// cipher's (arch/<arch>/crypto).
+func deferrable(p string) bool {
+	for _, d := range deferrableDirs {
+		i := strings.Index(p, d)
+		if i < 0 {
+			continue
+		}
+		if d != "/kernel/arch/" {
+			return true
+		}
+		// arch/<arch>/crypto/ only.
+		rest := p[i+len(d):]
+		if j := strings.IndexByte(rest, '/'); j > 0 && strings.HasPrefix(rest[j:], "/crypto/") {
+			return true
+		}
+	}
+	return false
+}
+
+// SplitDeferred splits a module list (in load order) into the modules to
+// load now and those that may load later, in the background, as long as
+// they are loaded before the disks are opened: the longest tail of the
+// list made only of device-mapper and cipher modules. Only a tail is
+// deferred, so no module loaded now can depend on one loaded later (the
+// list puts every module after its dependencies).
+func SplitDeferred(paths []string) (now, later []string) {
+	i := len(paths)
+	for i > 0 && deferrable(paths[i-1]) {
+		i--
+	}
+	return paths[:i], paths[i:]
+}
+
 // FinitFunc is the finit_module system call.
 type FinitFunc func(fd int, params string, flags int) error
 

@@ -127,3 +127,37 @@ func TestCheckMounted(t *testing.T) {
 		t.Errorf("error = %v, want ErrNotMounted for securityfs and /run", err)
 	}
 }
+
+func TestSplitDeferred(t *testing.T) {
+	const k = "/lib/modules/6.1.0-56-cloud-amd64/kernel/"
+	all := []string{
+		k + "drivers/virtio/virtio_ring.ko", k + "drivers/block/virtio_blk.ko", k + "drivers/net/virtio_net.ko",
+		k + "fs/configfs/configfs.ko",
+		k + "drivers/md/dm-mod.ko", k + "drivers/md/dm-crypt.ko", k + "crypto/xts.ko", k + "crypto/ecb.ko",
+		k + "crypto/cryptd.ko", k + "arch/x86/crypto/aesni-intel.ko.xz",
+	}
+	tests := map[string]struct {
+		paths     []string
+		wantLater int
+	}{
+		"the image's list":  {paths: all, wantLater: 6},
+		"nothing deferable": {paths: all[:4]},
+		"all deferrable":    {paths: all[4:], wantLater: 6},
+		"empty":             {},
+		// A cipher that an early module comes after stays early.
+		"cipher before a TEE driver": {
+			paths:     []string{k + "crypto/gcm.ko", k + "drivers/virt/coco/sev-guest/sev-guest.ko", k + "drivers/md/dm-mod.ko"},
+			wantLater: 1,
+		},
+		"arch code outside crypto": {paths: []string{k + "drivers/md/dm-mod.ko", k + "arch/x86/kvm/kvm.ko"}},
+		"md outside kernel/":       {paths: []string{"/opt/drivers/md/x.ko"}},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			now, later := SplitDeferred(tt.paths)
+			if len(later) != tt.wantLater || !slices.Equal(append(slices.Clone(now), later...), tt.paths) {
+				t.Errorf("SplitDeferred = %q, %q; want the last %d deferred", now, later, tt.wantLater)
+			}
+		})
+	}
+}

@@ -8,7 +8,9 @@
 //	mount       proc, sysfs, devtmpfs, securityfs, /run
 //	config      /etc/confidant/agent.yaml narrowed by /proc/cmdline; starts
 //	            opening the vTPM (AK, fresh runtime key) in the background
-//	modules     finit_module for each listed module, checked in /proc/modules
+//	modules     finit_module for each listed module, checked in /proc/modules;
+//	            the device-mapper and cipher modules at the end of the list
+//	            load in the background until unlock
 //	configfs    configfs on /sys/kernel/config (for configfs-tsm)
 //	network     lo, the static address and default route
 //	devices     TEE interface, OS disk by LUKS UUID, temp disk
@@ -16,7 +18,8 @@
 //	            challenge, evidence and token, retried under retry_budget
 //	release     the key released to the token as a JWE to the runtime key,
 //	            unwrapped inside the vTPM (rest of the same budget)
-//	unlock      the OS disk's LUKS2 keyslot 0 opened with the key, mounted
+//	unlock      the modules loading in the background checked; the OS
+//	            disk's LUKS2 keyslot 0 opened with the key, mounted
 //	tempdisk    the temp disk opened or formatted with a key derived from it
 //	switchroot  token, configuration, CA and agent (bind-mounted) left in
 //	            /run/confidant (tmpfs, moved into the OS), TPM and TEE
@@ -184,12 +187,13 @@ type Agent struct {
 	// What the attest and release stages hold for the later ones; closed,
 	// dropped and zeroed by release() before the OS starts or the flow
 	// fails.
-	opening *tpmOpening // the vTPM opened ahead of attest (startTPM)
-	tpm     *vtpm.Device
-	quoter  quote.Source
-	session *vclient.Session
-	token   string
-	key     []byte
+	opening     *tpmOpening    // the vTPM opened ahead of attest (startTPM)
+	lateModules *moduleLoading // modules loading for the disks (startLateModules)
+	tpm         *vtpm.Device
+	quoter      quote.Source
+	session     *vclient.Session
+	token       string
+	key         []byte
 }
 
 // stageTime is how long a stage ran.

@@ -156,9 +156,14 @@ func (a *Agent) release(ctx context.Context, p pipeline.Progress) error {
 	return nil
 }
 
-// unlock opens the OS disk with the released key and mounts it.
+// unlock waits for the modules loading in the background (device-mapper
+// and ciphers), then opens the OS disk with the released key and mounts
+// it.
 func (a *Agent) unlock(ctx context.Context, p pipeline.Progress) error {
 	cfg := a.st.Config
+	if err := a.awaitLateModules(ctx, p); err != nil {
+		return err
+	}
 	node, err := a.hw.OpenOS(ctx, disks.OSDisk{Device: a.st.OSDisk.Path, UUID: cfg.OSDiskUUID, Mount: cfg.RootMount}, a.key)
 	if err != nil {
 		return err

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/confidant-cvm/confidant/agent/internal/boot"
 	"github.com/confidant-cvm/confidant/agent/internal/config"
@@ -65,7 +68,11 @@ func (a *Agent) loadConfig(ctx context.Context, p pipeline.Progress) error {
 	return nil
 }
 
-// loadModules loads the listed modules and checks they are live.
+// loadModules loads the listed modules and checks they are live. The
+// device-mapper and cipher modules at the end of the list only the disks
+// need: they load in the background (startLateModules) while the network,
+// the devices and the verifier are seen to, and the unlock stage waits for
+// them (awaitLateModules).
 func (a *Agent) loadModules(_ context.Context, p pipeline.Progress) error {
 	cfg := a.st.Config
 	var paths []string
@@ -81,13 +88,34 @@ func (a *Agent) loadModules(_ context.Context, p pipeline.Progress) error {
 		}
 	}
 	paths = append(paths, cfg.Modules...)
-	res, err := a.modules.Load(paths)
+	now, later := boot.SplitDeferred(paths)
+	res, err := a.modules.Load(now)
 	a.st.Modules = res
 	if err != nil {
 		return err
 	}
-	var live, absent []string
-	already := 0
+	live, already, err := a.checkLoaded(res, p)
+	if err != nil {
+		return err
+	}
+	line := fmt.Sprintf("loaded %d modules (%d already loaded), live in /proc/modules: %s", len(live), already, strings.Join(live, " "))
+	if len(later) > 0 {
+		names := make([]string, len(later))
+		for i, l := range later {
+			names[i] = boot.ModuleName(l)
+		}
+		line += "; loading in the background for the disks: " + strings.Join(names, " ")
+		a.startLateModules(later)
+	}
+	p.Stepf("%s", line)
+	return nil
+}
+
+// checkLoaded checks that the loaded modules of res are live, and reports
+// those without their hardware. It returns the live ones' names and how
+// many were loaded before.
+func (a *Agent) checkLoaded(res []boot.ModuleResult, p pipeline.Progress) (live []string, already int, err error) {
+	var absent []string
 	for _, r := range res {
 		switch r.Status {
 		case boot.NoDevice:
@@ -98,18 +126,65 @@ func (a *Agent) loadModules(_ context.Context, p pipeline.Progress) error {
 		}
 		live = append(live, r.Name)
 	}
-	f, err := os.Open(a.opts.ProcModules)
-	if err != nil {
-		return fmt.Errorf("reading /proc/modules: %w", err)
-	}
-	defer f.Close()
-	if err := boot.CheckLive(f, live); err != nil {
-		return err
-	}
-	p.Stepf("loaded %d modules (%d already loaded), live in /proc/modules: %s", len(live), already, strings.Join(live, " "))
 	if len(absent) > 0 {
 		p.Stepf("modules without their hardware (ENODEV, skipped): %s", strings.Join(absent, " "))
 	}
+	f, err := os.Open(a.opts.ProcModules)
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading /proc/modules: %w", err)
+	}
+	defer f.Close()
+	return live, already, boot.CheckLive(f, live)
+}
+
+// moduleLoading is a module list being loaded by a goroutine of its own.
+type moduleLoading struct {
+	done chan struct{} // closed when res and err are set
+	res  []boot.ModuleResult
+	err  error
+}
+
+// startLateModules starts loading paths in the background. finit_module
+// is mostly the kernel's work (copying, checking the signature, the
+// module's init); it runs while the flow waits for the host and the
+// verifier.
+func (a *Agent) startLateModules(paths []string) {
+	l := &moduleLoading{done: make(chan struct{})}
+	loader := a.modules
+	go func() {
+		defer close(l.done)
+		// On a thread of its own that only runs when nothing else would
+		// (SCHED_IDLE): the loading fills the time the flow waits, and
+		// takes none from it. The thread ends with the goroutine.
+		runtime.LockOSThread()
+		_ = unix.SchedSetAttr(0, &unix.SchedAttr{Policy: unix.SCHED_IDLE}, 0)
+		l.res, l.err = loader.Load(paths)
+	}()
+	a.lateModules = l
+}
+
+// awaitLateModules waits for the modules loading in the background, if
+// any, and checks them as the modules stage checks its own.
+func (a *Agent) awaitLateModules(ctx context.Context, p pipeline.Progress) error {
+	l := a.lateModules
+	if l == nil {
+		return nil
+	}
+	select {
+	case <-l.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	a.lateModules = nil
+	a.st.Modules = append(a.st.Modules, l.res...)
+	if l.err != nil {
+		return l.err
+	}
+	live, _, err := a.checkLoaded(l.res, p)
+	if err != nil {
+		return err
+	}
+	p.Stepf("unlock: modules loaded in the background, live in /proc/modules: %s", strings.Join(live, " "))
 	return nil
 }
 
