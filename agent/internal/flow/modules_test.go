@@ -27,6 +27,8 @@ type moduleRig struct {
 	proc  string
 	mu    sync.Mutex
 	calls []string
+	// policy is the scheduling policy of the thread each module loaded on.
+	policy map[string]uint32
 	// hold, if set, blocks the loading of modules whose name it holds until
 	// the channel is closed.
 	hold map[string]chan struct{}
@@ -47,13 +49,17 @@ func newModuleRig(t *testing.T, names ...string) *moduleRig {
 	}
 	modulesFile := filepath.Join(dir, "modules")
 	writeTestFile(t, modulesFile, strings.Join(list, "\n")+"\n")
-	r := &moduleRig{out: &syncBuffer{}, proc: filepath.Join(dir, "proc-modules"), hold: map[string]chan struct{}{}, fail: map[string]error{}}
+	r := &moduleRig{out: &syncBuffer{}, proc: filepath.Join(dir, "proc-modules"), hold: map[string]chan struct{}{}, fail: map[string]error{}, policy: map[string]uint32{}}
 	r.a = New(Options{Console: console.New(r.out, console.Uptime), Log: slog.New(slog.DiscardHandler), ProcModules: r.proc})
 	r.a.st.Config = &config.Config{ModulesFile: modulesFile}
 	r.a.modules = boot.NewModuleLoaderWith(func(fd int, _ string, _ int) error {
 		name := boot.ModuleName(filepath.Base(fdPath(fd)))
+		attr, err := unix.SchedGetAttr(0, 0)
 		r.mu.Lock()
 		r.calls = append(r.calls, name)
+		if err == nil {
+			r.policy[name] = attr.Policy
+		}
 		hold, fail := r.hold[name], r.fail[name]
 		r.mu.Unlock()
 		if hold != nil {
@@ -123,6 +129,13 @@ func TestModulesInBackground(t *testing.T) {
 	}
 	if got := strings.Join(r.calls, " "); got != "virtio_ring virtio_net configfs dm_mod dm_crypt xts aesni_intel" {
 		t.Errorf("loaded %s, want the list in order", got)
+	}
+	// The disks' modules loaded on an idle-priority thread, the others on
+	// the flow's.
+	for name, want := range map[string]uint32{"virtio_ring": unix.SCHED_NORMAL, "configfs": unix.SCHED_NORMAL, "dm_mod": unix.SCHED_IDLE, "aesni_intel": unix.SCHED_IDLE} {
+		if got, ok := r.policy[name]; !ok || got != want {
+			t.Errorf("%s loaded with scheduling policy %d (known %v), want %d", name, got, ok, want)
+		}
 	}
 	if len(r.a.st.Modules) != 7 {
 		t.Errorf("state holds %d modules, want 7", len(r.a.st.Modules))
