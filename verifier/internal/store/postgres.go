@@ -391,29 +391,7 @@ func (s *Postgres) SigningKeys(ctx context.Context) ([]SigningKey, error) {
 		return nil, unavailable("listing signing keys", err)
 	}
 	defer rows.Close()
-	var keys []SigningKey
-	for rows.Next() {
-		var (
-			k                  SigningKey
-			created            int64
-			retired, expiresAt *int64
-		)
-		if err := rows.Scan(&k.KID, &k.Alg, &k.PublicJWK, &k.SealedPrivate, &created, &retired, &expiresAt); err != nil {
-			return nil, unavailable("listing signing keys", err)
-		}
-		k.CreatedAt = fromNanos(created)
-		if retired != nil {
-			k.RetiredAt = fromNanos(*retired)
-		}
-		if expiresAt != nil {
-			k.ExpiresAt = fromNanos(*expiresAt)
-		}
-		keys = append(keys, k)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("listing signing keys", err)
-	}
-	return keys, nil
+	return scanAll("listing signing keys", rows, scanSigningKey)
 }
 
 // RotateSigningKey makes next current if there is no current key or the
@@ -475,7 +453,7 @@ func (s *Postgres) PruneSigningKeys(ctx context.Context, before time.Time) (int6
 	return tag.RowsAffected(), nil
 }
 
-const pgUpsertDocument = `INSERT INTO documents (kind, sha256, id, content, loaded_at) VALUES ($1, $2, $3, $4, $5)
+const pgUpsertDocument = `INSERT INTO documents (` + documentColumns + `) VALUES ($1, $2, $3, $4, $5)
 	ON CONFLICT (kind, sha256) DO UPDATE SET loaded_at = excluded.loaded_at, id = excluded.id`
 
 // RecordDocument stores a policy or reference values version.
@@ -492,29 +470,12 @@ func (s *Postgres) RecordDocument(ctx context.Context, d Document) error {
 // Documents returns the recorded versions of one kind, newest first.
 func (s *Postgres) Documents(ctx context.Context, kind DocumentKind) ([]Document, error) {
 	rows, err := s.pool.Query(ctx,
-		"SELECT kind, sha256, id, content, loaded_at FROM documents WHERE kind = $1 ORDER BY loaded_at DESC", string(kind))
+		"SELECT "+documentColumns+" FROM documents WHERE kind = $1 ORDER BY loaded_at DESC", string(kind))
 	if err != nil {
 		return nil, unavailable("listing documents", err)
 	}
 	defer rows.Close()
-	var docs []Document
-	for rows.Next() {
-		var (
-			d      Document
-			k      string
-			loaded int64
-		)
-		if err := rows.Scan(&k, &d.SHA256, &d.ID, &d.Content, &loaded); err != nil {
-			return nil, unavailable("listing documents", err)
-		}
-		d.Kind = DocumentKind(k)
-		d.LoadedAt = fromNanos(loaded)
-		docs = append(docs, d)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("listing documents", err)
-	}
-	return docs, nil
+	return scanAll("listing documents", rows, scanDocument)
 }
 
 // ActivateDocument records d and makes it the active document of slot.
@@ -537,29 +498,12 @@ func (s *Postgres) ActivateDocument(ctx context.Context, slot string, d Document
 
 // ActiveDocuments returns the active document of every slot.
 func (s *Postgres) ActiveDocuments(ctx context.Context) (map[string]Document, error) {
-	rows, err := s.pool.Query(ctx, `SELECT a.slot, d.kind, d.sha256, d.id, d.content, a.activated_at
-		FROM active_documents a JOIN documents d ON d.kind = a.kind AND d.sha256 = a.sha256`)
+	rows, err := s.pool.Query(ctx, activeDocumentsQuery)
 	if err != nil {
 		return nil, unavailable("listing active documents", err)
 	}
 	defer rows.Close()
-	out := map[string]Document{}
-	for rows.Next() {
-		var (
-			slot, kind string
-			d          Document
-			at         int64
-		)
-		if err := rows.Scan(&slot, &kind, &d.SHA256, &d.ID, &d.Content, &at); err != nil {
-			return nil, unavailable("listing active documents", err)
-		}
-		d.Kind, d.LoadedAt = DocumentKind(kind), fromNanos(at)
-		out[slot] = d
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("listing active documents", err)
-	}
-	return out, nil
+	return activeDocuments(rows)
 }
 
 // AppendAudit appends an audit record, chained to the one before it. The
@@ -611,18 +555,7 @@ func (s *Postgres) AuditRecords(ctx context.Context, afterID int64, limit int) (
 		return nil, unavailable("listing audit records", err)
 	}
 	defer rows.Close()
-	var out []AuditRecord
-	for rows.Next() {
-		r, err := scanAuditRow(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("listing audit records", err)
-	}
-	return out, nil
+	return scanAll("listing audit records", rows, scanAuditRow)
 }
 
 // AuditHead returns the last record's id and hash.

@@ -284,8 +284,6 @@ func (s *SQLite) Secret(ctx context.Context, name string, create func() ([]byte,
 	return value, nil
 }
 
-const signingKeyColumns = "kid, alg, public_jwk, sealed_private, created_at, retired_at, expires_at"
-
 // SigningKeys returns all stored signing keys, current first.
 func (s *SQLite) SigningKeys(ctx context.Context) ([]SigningKey, error) {
 	rows, err := s.rdb.QueryContext(ctx, "SELECT "+signingKeyColumns+
@@ -294,29 +292,7 @@ func (s *SQLite) SigningKeys(ctx context.Context) ([]SigningKey, error) {
 		return nil, unavailable("listing signing keys", err)
 	}
 	defer rows.Close()
-	var keys []SigningKey
-	for rows.Next() {
-		var (
-			k                  SigningKey
-			created            int64
-			retired, expiresAt sql.NullInt64
-		)
-		if err := rows.Scan(&k.KID, &k.Alg, &k.PublicJWK, &k.SealedPrivate, &created, &retired, &expiresAt); err != nil {
-			return nil, unavailable("listing signing keys", err)
-		}
-		k.CreatedAt = fromNanos(created)
-		if retired.Valid {
-			k.RetiredAt = fromNanos(retired.Int64)
-		}
-		if expiresAt.Valid {
-			k.ExpiresAt = fromNanos(expiresAt.Int64)
-		}
-		keys = append(keys, k)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("listing signing keys", err)
-	}
-	return keys, nil
+	return scanAll("listing signing keys", rows, scanSigningKey)
 }
 
 // RotateSigningKey makes next current if there is no current key or the
@@ -380,7 +356,7 @@ func (s *SQLite) RecordDocument(ctx context.Context, d Document) error {
 		return errors.New("recording document: missing kind or digest")
 	}
 	_, err := s.exec(ctx, "recording document",
-		`INSERT INTO documents (kind, sha256, id, content, loaded_at) VALUES (?, ?, ?, ?, ?)
+		`INSERT INTO documents (`+documentColumns+`) VALUES (?, ?, ?, ?, ?)
 		 ON CONFLICT (kind, sha256) DO UPDATE SET loaded_at = excluded.loaded_at, id = excluded.id`,
 		string(d.Kind), d.SHA256, d.ID, d.Content, d.LoadedAt.UnixNano())
 	return err
@@ -389,29 +365,12 @@ func (s *SQLite) RecordDocument(ctx context.Context, d Document) error {
 // Documents returns the recorded versions of one kind, newest first.
 func (s *SQLite) Documents(ctx context.Context, kind DocumentKind) ([]Document, error) {
 	rows, err := s.rdb.QueryContext(ctx,
-		"SELECT kind, sha256, id, content, loaded_at FROM documents WHERE kind = ? ORDER BY loaded_at DESC", string(kind))
+		"SELECT "+documentColumns+" FROM documents WHERE kind = ? ORDER BY loaded_at DESC", string(kind))
 	if err != nil {
 		return nil, unavailable("listing documents", err)
 	}
 	defer rows.Close()
-	var docs []Document
-	for rows.Next() {
-		var (
-			d      Document
-			k      string
-			loaded int64
-		)
-		if err := rows.Scan(&k, &d.SHA256, &d.ID, &d.Content, &loaded); err != nil {
-			return nil, unavailable("listing documents", err)
-		}
-		d.Kind = DocumentKind(k)
-		d.LoadedAt = fromNanos(loaded)
-		docs = append(docs, d)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("listing documents", err)
-	}
-	return docs, nil
+	return scanAll("listing documents", rows, scanDocument)
 }
 
 // AppendAudit appends an audit record, chained to the one before it.
@@ -450,49 +409,13 @@ func (s *SQLite) appendAudit(ctx context.Context, tx *sql.Tx, r *AuditRecord, rj
 	return nil
 }
 
-const auditColumns = "id, at, event, outcome, tee, subject, token_id, policy_id, policy_sha256, remote, reasons, key_name, key_version, prev_hash"
-
-// rowScanner is *sql.Rows (and pgx.Rows): what scanAuditRow needs.
-type rowScanner interface {
-	Scan(dest ...any) error
-}
-
-func scanAuditRow(rows rowScanner) (AuditRecord, error) {
-	var (
-		r       AuditRecord
-		at      int64
-		reasons string
-	)
-	if err := rows.Scan(&r.ID, &at, &r.Event, &r.Outcome, &r.TEE, &r.Subject, &r.TokenID, &r.PolicyID,
-		&r.PolicySHA256, &r.Remote, &reasons, &r.KeyName, &r.KeyVersion, &r.PrevHash); err != nil {
-		return r, unavailable("reading audit record", err)
-	}
-	r.Time = fromNanos(at)
-	if err := json.Unmarshal([]byte(reasons), &r.Reasons); err != nil {
-		// A record whose reasons do not decode was tampered with: keep the
-		// raw text so the chain check reports it instead of failing.
-		r.Reasons = []string{reasons}
-	}
-	return r, nil
-}
-
+// scanAudit reads the audit records a query returned.
 func scanAudit(rows *sql.Rows, err error) ([]AuditRecord, error) {
 	if err != nil {
 		return nil, unavailable("listing audit records", err)
 	}
 	defer rows.Close()
-	var out []AuditRecord
-	for rows.Next() {
-		r, err := scanAuditRow(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("listing audit records", err)
-	}
-	return out, nil
+	return scanAll("listing audit records", rows, scanAuditRow)
 }
 
 // AuditRecords returns up to limit records after afterID, oldest first.
@@ -519,7 +442,7 @@ func (s *SQLite) ActivateDocument(ctx context.Context, slot string, d Document) 
 	}
 	return s.write(ctx, "activating document", func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx,
-			`INSERT INTO documents (kind, sha256, id, content, loaded_at) VALUES (?, ?, ?, ?, ?)
+			`INSERT INTO documents (`+documentColumns+`) VALUES (?, ?, ?, ?, ?)
 			 ON CONFLICT (kind, sha256) DO UPDATE SET loaded_at = excluded.loaded_at, id = excluded.id`,
 			string(d.Kind), d.SHA256, d.ID, d.Content, d.LoadedAt.UnixNano()); err != nil {
 			return unavailable("activating document", err)
@@ -536,29 +459,12 @@ func (s *SQLite) ActivateDocument(ctx context.Context, slot string, d Document) 
 
 // ActiveDocuments returns the active document of every slot.
 func (s *SQLite) ActiveDocuments(ctx context.Context) (map[string]Document, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT a.slot, d.kind, d.sha256, d.id, d.content, a.activated_at
-		FROM active_documents a JOIN documents d ON d.kind = a.kind AND d.sha256 = a.sha256`)
+	rows, err := s.rdb.QueryContext(ctx, activeDocumentsQuery)
 	if err != nil {
 		return nil, unavailable("listing active documents", err)
 	}
 	defer rows.Close()
-	out := map[string]Document{}
-	for rows.Next() {
-		var (
-			slot, kind string
-			d          Document
-			at         int64
-		)
-		if err := rows.Scan(&slot, &kind, &d.SHA256, &d.ID, &d.Content, &at); err != nil {
-			return nil, unavailable("listing active documents", err)
-		}
-		d.Kind, d.LoadedAt = DocumentKind(kind), fromNanos(at)
-		out[slot] = d
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("listing active documents", err)
-	}
-	return out, nil
+	return activeDocuments(rows)
 }
 
 // CreateReleaseKey stores a new key with its first version.
