@@ -274,16 +274,26 @@ func newSigner(ark, ask, vcek *x509.Certificate, vcekKey *ecdsa.PrivateKey) (*Si
 	return s, nil
 }
 
-func readCert(path string) (*x509.Certificate, error) {
+// readPEM reads a file holding exactly one PEM block of type typ and
+// returns its bytes.
+func readPEM(path, typ string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
 	block, rest := pem.Decode(b)
-	if block == nil || block.Type != "CERTIFICATE" || len(bytes.TrimSpace(rest)) != 0 {
-		return nil, fmt.Errorf("%s: want exactly one PEM CERTIFICATE", path)
+	if block == nil || block.Type != typ || len(bytes.TrimSpace(rest)) != 0 {
+		return nil, fmt.Errorf("%s: want exactly one PEM %s", path, typ)
 	}
-	c, err := x509.ParseCertificate(block.Bytes)
+	return block.Bytes, nil
+}
+
+func readCert(path string) (*x509.Certificate, error) {
+	der, err := readPEM(path, "CERTIFICATE")
+	if err != nil {
+		return nil, err
+	}
+	c, err := x509.ParseCertificate(der)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -305,15 +315,11 @@ func readKey(path string) (any, error) {
 	if err := checkKeyPerm(path); err != nil {
 		return nil, err
 	}
-	b, err := os.ReadFile(path)
+	der, err := readPEM(path, "PRIVATE KEY")
 	if err != nil {
 		return nil, err
 	}
-	block, rest := pem.Decode(b)
-	if block == nil || block.Type != "PRIVATE KEY" || len(bytes.TrimSpace(rest)) != 0 {
-		return nil, fmt.Errorf("%s: want exactly one PEM PRIVATE KEY", path)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	k, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
