@@ -358,18 +358,9 @@ func (p *Policy) decision(rs rego.ResultSet) *Decision {
 		problems = append(problems, fmt.Sprintf("policy %s: unknown verdict %q", p.ID, fmt.Sprint(obj["verdict"])))
 	}
 	if raw, ok := obj["reasons"]; ok {
-		list, ok := raw.([]any)
-		if !ok {
-			problems = append(problems, fmt.Sprintf("policy %s: reasons is not an array", p.ID))
-		}
-		for _, r := range list {
-			s, ok := r.(string)
-			if !ok {
-				problems = append(problems, fmt.Sprintf("policy %s: reason %v is not a string", p.ID, r))
-				continue
-			}
-			d.Reasons = append(d.Reasons, s)
-		}
+		var bad []string
+		d.Reasons, bad = Reasons("policy "+p.ID, raw)
+		problems = append(problems, bad...)
 	}
 	if raw, ok := obj["claims"]; ok {
 		claims, ok := raw.(map[string]any)
@@ -396,4 +387,24 @@ func (p *Policy) decision(rs rego.ResultSet) *Decision {
 		d.Reasons = []string{fmt.Sprintf("policy %s denied without a reason", p.ID)}
 	}
 	return d
+}
+
+// Reasons decodes a policy result's "reasons" value, which must be an array
+// of strings. It returns the strings, and what is wrong with raw (an entry
+// that is not a string, or raw not an array), each prefixed with who, e.g.
+// "policy <id>".
+func Reasons(who string, raw any) (reasons, problems []string) {
+	list, ok := raw.([]any)
+	if !ok {
+		problems = append(problems, who+": reasons is not an array")
+	}
+	for _, r := range list {
+		s, ok := r.(string)
+		if !ok {
+			problems = append(problems, fmt.Sprintf("%s: reason %v is not a string", who, r))
+			continue
+		}
+		reasons = append(reasons, s)
+	}
+	return reasons, problems
 }

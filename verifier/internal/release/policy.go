@@ -14,6 +14,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
+
+	"github.com/confidant-cvm/confidant/verifier/internal/policy"
 )
 
 // MaxPolicySize bounds a release policy's source.
@@ -143,18 +145,9 @@ func (p *Policy) decision(rs rego.ResultSet) *Decision {
 		problems = append(problems, fmt.Sprintf("release policy %s: allow is %v, not a boolean", p.ID, obj["allow"]))
 	}
 	if raw, present := obj["reasons"]; present {
-		list, ok := raw.([]any)
-		if !ok {
-			problems = append(problems, fmt.Sprintf("release policy %s: reasons is not an array", p.ID))
-		}
-		for _, r := range list {
-			s, ok := r.(string)
-			if !ok {
-				problems = append(problems, fmt.Sprintf("release policy %s: reason %v is not a string", p.ID, r))
-				continue
-			}
-			d.Reasons = append(d.Reasons, s)
-		}
+		var bad []string
+		d.Reasons, bad = policy.Reasons("release policy "+p.ID, raw)
+		problems = append(problems, bad...)
 	}
 	for k := range obj {
 		if k != "allow" && k != "reasons" {
