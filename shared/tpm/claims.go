@@ -235,10 +235,7 @@ func isResetValue(idx int, v []byte) bool {
 	if len(v) == 0 {
 		return false
 	}
-	fill := byte(0)
-	if idx >= 17 && idx <= 22 {
-		fill = 0xff
-	}
+	fill := resetFill(idx)
 	for _, b := range v[:len(v)-1] {
 		if b != fill {
 			return false
@@ -330,4 +327,31 @@ func unjoin(err error) []error {
 		return j.Unwrap()
 	}
 	return []error{err}
+}
+
+// resetFill is the byte every byte of PCR idx holds at TPM reset (TCG PC
+// Client Platform TPM Profile): 0xff for the DRTM PCRs 17 to 22, zero for
+// the others.
+func resetFill(idx int) byte {
+	if idx >= 17 && idx <= 22 {
+		return 0xff
+	}
+	return 0
+}
+
+// NeverExtended reports whether hexValue, a PCR value as in Claims.PCRs,
+// is exactly PCR idx's value at TPM reset: all zeros, all ones for PCRs 17
+// to 22. (PCR 0 started at locality 1-4 holds the locality in its last
+// byte; that is not this value.)
+func NeverExtended(idx int, hexValue string) bool {
+	want := byte('0')
+	if resetFill(idx) == 0xff {
+		want = 'f'
+	}
+	for i := range len(hexValue) {
+		if hexValue[i] != want {
+			return false
+		}
+	}
+	return hexValue != ""
 }

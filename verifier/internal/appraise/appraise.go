@@ -386,24 +386,6 @@ func jsonObject(v any) (map[string]any, error) {
 	return m, nil
 }
 
-// resetPCR reports whether v, a PCR value in hex, is PCR i's value at TPM
-// reset (TCG PC Client Platform TPM Profile): all ones for the DRTM PCRs
-// 17 to 22, all zeros for the others. The token leaves such PCRs out — a
-// PCR absent from tpm.pcrs was never extended — which keeps tokens, and
-// every relying party's work, a fifth smaller.
-func resetPCR(i int, v string) bool {
-	want := byte('0')
-	if i >= 17 && i <= 22 {
-		want = 'f'
-	}
-	for j := range len(v) {
-		if v[j] != want {
-			return false
-		}
-	}
-	return v != ""
-}
-
 func buildClaims(env *evidence.Envelope, rd *evidence.RuntimeData, tee *TEE, tc *tpm.Claims,
 	d *policy.Decision, p *policy.Policy, ref *policy.ReferenceValues, audience []string) (*token.Claims, error) {
 	rk, err := rd.RuntimeKeyJWK()
@@ -439,7 +421,10 @@ func buildClaims(env *evidence.Envelope, rd *evidence.RuntimeData, tee *TEE, tc 
 		for bank, pcrs := range tc.PCRs {
 			m := map[string]string{}
 			for i, v := range pcrs {
-				if !resetPCR(i, v) {
+				// A PCR never extended is left out: "absent means
+				// never extended" (verifier/README.md), a fifth of a
+				// token smaller.
+				if !tpm.NeverExtended(i, v) {
 					m[strconv.Itoa(i)] = v
 				}
 			}

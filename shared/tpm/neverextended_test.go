@@ -1,11 +1,11 @@
-package appraise
+package tpm
 
 import (
 	"strings"
 	"testing"
 )
 
-func TestResetPCR(t *testing.T) {
+func TestNeverExtended(t *testing.T) {
 	zeros, ones := strings.Repeat("0", 64), strings.Repeat("f", 64)
 	for _, tt := range []struct {
 		i    int
@@ -23,8 +23,8 @@ func TestResetPCR(t *testing.T) {
 		{0, strings.Repeat("0", 63) + "3", false}, // locality 3 start-up
 		{10, "", false},
 	} {
-		if got := resetPCR(tt.i, tt.v); got != tt.want {
-			t.Errorf("resetPCR(%d, %.8s…) = %v, want %v", tt.i, tt.v, got, tt.want)
+		if got := NeverExtended(tt.i, tt.v); got != tt.want {
+			t.Errorf("NeverExtended(%d, %.8s…) = %v, want %v", tt.i, tt.v, got, tt.want)
 		}
 	}
 }
