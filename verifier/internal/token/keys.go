@@ -273,7 +273,7 @@ func (k *Keys) Reload(ctx context.Context) error {
 		}
 		verifying[sk.KID] = vk
 		if sk.RetiredAt.IsZero() {
-			if current, err = k.open(sk, pub); err != nil {
+			if current, err = k.open(sk, vk); err != nil {
 				return err
 			}
 		}
@@ -329,11 +329,9 @@ func (k *Keys) verifyingKey(kid string) (verifyingKey, bool) {
 	return vk, ok
 }
 
-func (k *Keys) open(sk store.SigningKey, pub jwk.Key) (*signingKey, error) {
-	alg, err := parseAlg(sk.Alg)
-	if err != nil {
-		return nil, fmt.Errorf("loading signing key %s: %w", sk.KID, err)
-	}
+// open unseals the private key of sk, whose published key (kid, algorithm
+// and public key checked) is vk.
+func (k *Keys) open(sk store.SigningKey, vk verifyingKey) (*signingKey, error) {
 	der, err := k.cfg.Sealer.Open(sk.SealedPrivate, []byte(sk.KID))
 	if err != nil {
 		return nil, fmt.Errorf("unsealing signing key %s: %w", sk.KID, err)
@@ -347,19 +345,18 @@ func (k *Keys) open(sk store.SigningKey, pub jwk.Key) (*signingKey, error) {
 		return nil, fmt.Errorf("signing key %s is %T, want ECDSA", sk.KID, parsed)
 	}
 	// The private key must match the published public key.
-	var raw ecdsa.PublicKey
-	if err := jwk.Export(pub, &raw); err != nil || !raw.Equal(&priv.PublicKey) {
+	if !vk.pub.Equal(&priv.PublicKey) {
 		return nil, fmt.Errorf("signing key %s does not match its public key", sk.KID)
 	}
 	hdr, err := json.Marshal(struct {
 		Alg string `json:"alg"`
 		KID string `json:"kid"`
 		Typ string `json:"typ"`
-	}{alg.String(), sk.KID, "JWT"})
+	}{vk.alg.String(), sk.KID, "JWT"})
 	if err != nil {
 		return nil, fmt.Errorf("encoding token header for %s: %w", sk.KID, err)
 	}
-	return &signingKey{kid: sk.KID, alg: alg, priv: priv, header: base64.RawURLEncoding.EncodeToString(hdr)}, nil
+	return &signingKey{kid: sk.KID, alg: vk.alg, priv: priv, header: base64.RawURLEncoding.EncodeToString(hdr)}, nil
 }
 
 // PublicSet returns a copy of the published key set: the current key and
