@@ -15,9 +15,13 @@ var (
 	// not chain to a trusted root, belongs to another chip or product line.
 	ErrChain = errors.New("SNP certificate chain invalid")
 	// ErrTCBMismatch means the reported TCB is not the TCB the endorsement key
-	// certificate was issued for, or the report's TCB and firmware values are
-	// inconsistent (committed vs current).
+	// certificate was issued for, or is above the current TCB.
 	ErrTCBMismatch = errors.New("SNP TCB does not match the endorsement key")
+	// ErrCommittedTCB means the committed TCB is above the current TCB in
+	// some component, or the committed firmware version is above the
+	// current one: no genuine platform reports that. (A current TCB above
+	// the committed one is normal and accepted.)
+	ErrCommittedTCB = errors.New("SNP committed TCB above current TCB")
 	// ErrDebug means the guest policy allows debugging and Options.AllowDebug
 	// is false.
 	ErrDebug = errors.New("SNP guest policy allows debugging")

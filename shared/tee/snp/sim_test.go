@@ -148,22 +148,29 @@ func TestVerifySimulatedRejected(t *testing.T) {
 		"VMPL 2":                 {report: vmpl2, table: table, opts: simOptions(s), wantErr: snp.ErrVMPL},
 		"SMT by default":         {report: good, table: table, opts: snp.Options{SimRoot: s.RootCert()}, wantErr: snp.ErrSMT},
 		"no SMT passes":          {report: noSMT, table: table, opts: snp.Options{SimRoot: s.RootCert()}},
+		// The guest policy forbids SMT, the platform runs with it: only
+		// PLATFORM_INFO shows it.
+		"SMT enabled on the platform": {report: resignFrom(t, s, noSMT, func(r []byte) { r[offPlatform] |= 1 }),
+			table: table, opts: snp.Options{SimRoot: s.RootCert()}, wantErr: snp.ErrSMT},
+		"SMT enabled on the platform, allowed": {report: resignFrom(t, s, noSMT, func(r []byte) { r[offPlatform] |= 1 }),
+			table: table, opts: simOptions(s)},
 		"reported TCB above cert": {report: resign(func(r []byte) {
 			binary.LittleEndian.PutUint64(r[offReportedTCB:], uint64(higherTCB))
 		}), table: table, opts: simOptions(s), wantErr: snp.ErrTCBMismatch},
 		"reported TCB below cert": {report: resign(func(r []byte) {
 			binary.LittleEndian.PutUint64(r[offReportedTCB:], uint64(lowerTCB))
 		}), table: table, opts: simOptions(s), wantErr: snp.ErrTCBMismatch},
-		"committed TCB differs": {report: resign(func(r []byte) {
+		"committed TCB below current passes": {report: resign(func(r []byte) {
 			binary.LittleEndian.PutUint64(r[offCommitted:], uint64(lowerTCB))
-		}), table: table, opts: simOptions(s), wantErr: snp.ErrTCBMismatch},
+		}), table: table, opts: simOptions(s)},
 		"current TCB below reported": {report: resign(func(r []byte) {
 			binary.LittleEndian.PutUint64(r[offCurrentTCB:], uint64(lowerTCB))
 			binary.LittleEndian.PutUint64(r[offCommitted:], uint64(lowerTCB))
 		}), table: table, opts: simOptions(s), wantErr: snp.ErrTCBMismatch},
-		"committed firmware differs": {report: resign(func(r []byte) { r[0x1EC]-- }), table: table, opts: simOptions(s), wantErr: snp.ErrTCBMismatch},
-		"other chip ID":              {report: resign(func(r []byte) { r[offChipID] ^= 1 }), table: table, opts: simOptions(s), wantErr: snp.ErrChain},
-		"masked chip ID":             {report: resign(func(r []byte) { clear(r[offChipID : offChipID+64]) }), table: table, opts: simOptions(s)},
+		"committed firmware below current passes": {report: resign(func(r []byte) { r[offCommittedFW]-- }), table: table, opts: simOptions(s)},
+		"committed firmware above current":        {report: resign(func(r []byte) { r[offCommittedFW]++ }), table: table, opts: simOptions(s), wantErr: snp.ErrCommittedTCB},
+		"other chip ID":                           {report: resign(func(r []byte) { r[offChipID] ^= 1 }), table: table, opts: simOptions(s), wantErr: snp.ErrChain},
+		"masked chip ID":                          {report: resign(func(r []byte) { clear(r[offChipID : offChipID+64]) }), table: table, opts: simOptions(s)},
 		"version 2": {report: resign(func(r []byte) {
 			binary.LittleEndian.PutUint32(r[offVersion:], 2)
 			clear(r[0x188:0x18B])

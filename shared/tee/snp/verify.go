@@ -8,13 +8,13 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/google/go-sev-guest/abi"
 	"github.com/google/go-sev-guest/kds"
 	spb "github.com/google/go-sev-guest/proto/sevsnp"
-	"github.com/google/go-sev-guest/validate"
 	"github.com/google/go-sev-guest/verify"
 	"github.com/google/go-sev-guest/verify/trust"
 )
@@ -116,8 +116,10 @@ func (o *Options) check() error {
 // In order: the report and table parse; the report version is supported and
 // at least the minimum (ErrReportVersion); the VCEK/VLEK chains to a trusted
 // root for the report's product line and signs the report (ErrChain,
-// ErrSignature); the reported TCB equals the certificate's TCB and is
-// consistent with the current and committed TCB (ErrTCBMismatch). Then every
+// ErrSignature); the reported TCB equals the certificate's TCB and is at
+// most the current TCB (ErrTCBMismatch); the committed TCB and firmware are
+// at most the current ones (ErrCommittedTCB; a newer current TCB is normal,
+// see checkTCB). Then every
 // validation check runs and all failures are joined: debug, migration agent,
 // SMT, VMPL, minimum TCB, REPORT_DATA, measurement.
 func Verify(report, certTable []byte, opts Options) (claims *Claims, err error) {
@@ -187,13 +189,6 @@ func Verify(report, certTable []byte, opts Options) (claims *Claims, err error) 
 	}
 	if err := validateReport(r, &opts); err != nil {
 		return nil, err
-	}
-	// go-sev-guest's own validation, with every policy bit allowed (checked
-	// above), for the firmware consistency checks it adds.
-	if err := validate.SnpAttestation(att, &validate.Options{
-		GuestPolicy: abi.SnpPolicy{SMT: true, MigrateMA: true, Debug: true, CXLAllowed: true},
-	}); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrTCBMismatch, err)
 	}
 	return newClaims(r, info, product, simulated), nil
 }
@@ -331,9 +326,21 @@ func productLine(r *spb.Report, exts *kds.Extensions, key abi.ReportSigner) stri
 	return kds.ProductLine(p)
 }
 
-// checkTCB requires the reported TCB to be the certificate's TCB, and the
-// current TCB to be at least the reported one and equal to the committed
-// one.
+// checkTCB applies the rules the hardware guarantees for a genuine report,
+// and nothing stricter (minimums are Options.MinimumTCB or, in the
+// verifier, the appraisal policy's):
+//
+//   - REPORTED_TCB is the TCB the endorsement key certificate was issued
+//     for, and at most CURRENT_TCB, component by component
+//     (ErrTCBMismatch);
+//   - COMMITTED_TCB is at most CURRENT_TCB, component by component, and the
+//     committed firmware version at most the current one (ErrCommittedTCB).
+//     A CURRENT_TCB above COMMITTED_TCB is normal: firmware or microcode
+//     loaded at runtime and not (yet) committed.
+//
+// Components are compared byte by byte over all eight bytes of the
+// TCB_VERSION, so the check holds for every product line's layout
+// (Milan/Genoa: bootloader, TEE, SNP, microcode; Turin also FMC).
 func checkTCB(r *spb.Report, certTCB kds.TCBVersion) error {
 	reported := kds.TCBVersion(r.GetReportedTcb())
 	current := kds.DecomposeTCBVersion(kds.TCBVersion(r.GetCurrentTcb()))
@@ -343,10 +350,30 @@ func checkTCB(r *spb.Report, certTCB kds.TCBVersion) error {
 	if !kds.TCBPartsLE(kds.DecomposeTCBVersion(reported), current) {
 		return fmt.Errorf("%w: reported TCB %#x above current TCB %#x", ErrTCBMismatch, uint64(reported), r.GetCurrentTcb())
 	}
-	if r.GetCommittedTcb() != r.GetCurrentTcb() {
-		return fmt.Errorf("%w: committed TCB %#x differs from current TCB %#x", ErrTCBMismatch, r.GetCommittedTcb(), r.GetCurrentTcb())
+	committed := kds.DecomposeTCBVersion(kds.TCBVersion(r.GetCommittedTcb()))
+	if !kds.TCBPartsLE(committed, current) {
+		return fmt.Errorf("%w: committed TCB %#x above current TCB %#x in byte(s) %v", ErrCommittedTCB,
+			r.GetCommittedTcb(), r.GetCurrentTcb(), bytesAbove(r.GetCommittedTcb(), r.GetCurrentTcb()))
+	}
+	committedFW := [3]uint32{r.GetCommittedMajor(), r.GetCommittedMinor(), r.GetCommittedBuild()}
+	currentFW := [3]uint32{r.GetCurrentMajor(), r.GetCurrentMinor(), r.GetCurrentBuild()}
+	if slices.Compare(committedFW[:], currentFW[:]) > 0 {
+		return fmt.Errorf("%w: committed firmware %d.%d build %d above current firmware %d.%d build %d", ErrCommittedTCB,
+			committedFW[0], committedFW[1], committedFW[2], currentFW[0], currentFW[1], currentFW[2])
 	}
 	return nil
+}
+
+// bytesAbove lists the byte positions (0 = least significant) where a's
+// TCB_VERSION component is above b's.
+func bytesAbove(a, b uint64) []int {
+	var out []int
+	for i := range 8 {
+		if byte(a>>(8*i)) > byte(b>>(8*i)) {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // validateReport runs every policy check and joins the failures.

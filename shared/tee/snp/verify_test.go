@@ -46,6 +46,10 @@ const (
 	offReportedTCB = 0x180
 	offChipID      = 0x1A0
 	offCommitted   = 0x1E0
+	offCurrentFW   = 0x1E8 // build, minor, major
+	offCommittedFW = 0x1EC // build, minor, major
+	offLaunchTCB   = 0x1F0
+	offPlatform    = 0x40
 	offSignature   = 0x2A0
 )
 
