@@ -26,10 +26,17 @@ const MaxExtraDataSize = 64
 // TPM. It is the guest half of [Verify].
 //
 // The AK is an ECC NIST P-256 restricted signing key (ECDSA with SHA-256)
-// created as a transient primary key from go-tpm-tools' AKTemplateECC in the
-// owner hierarchy. Primary keys are derived from the hierarchy seed, so one
-// vTPM gives the same AK every boot until its owner seed changes; nothing is
-// written to the TPM's NV memory.
+// created as a transient primary key in the owner hierarchy from
+// [AKTemplate]: go-tpm-tools' AKTemplateECC with noDA set. Primary keys are
+// derived from the hierarchy seed, so one vTPM gives the same AK every boot
+// until its owner seed changes; nothing is written to the TPM's NV memory.
+//
+// Every key the guest makes is noDA (exempt from dictionary-attack
+// protection). A DA-protected key would make the TPM count each unclean
+// shutdown (a forced stop after the key was used) as a failed authorization;
+// after maxTries of them (3 on swtpm) the TPM refuses the key with
+// TPM_RC_LOCKOUT and the guest can no longer attest. The keys' authorization
+// is empty, so DA protection would guard nothing.
 //
 // An Attester is not safe for concurrent use: it issues TPM commands on rw.
 type Attester struct {
@@ -43,11 +50,20 @@ func NewAttester(rw io.ReadWriter) (*Attester, error) {
 	if rw == nil {
 		return nil, errors.New("creating attestation key: no TPM")
 	}
-	ak, err := client.NewKey(rw, tpm2.HandleOwner, client.AKTemplateECC())
+	ak, err := client.NewKey(rw, tpm2.HandleOwner, AKTemplate())
 	if err != nil {
 		return nil, fmt.Errorf("creating attestation key: %w", err)
 	}
 	return &Attester{rw: rw, ak: ak}, nil
+}
+
+// AKTemplate is the AK's template: go-tpm-tools' AKTemplateECC (fixedTPM,
+// fixedParent, sensitiveDataOrigin, userWithAuth, restricted, sign; P-256,
+// ECDSA with SHA-256) with noDA added.
+func AKTemplate() tpm2.Public {
+	t := client.AKTemplateECC()
+	t.Attributes |= tpm2.FlagNoDA
+	return t
 }
 
 // AKPublic returns the public half of the AK (an *ecdsa.PublicKey). The agent
@@ -98,9 +114,9 @@ func (a *Attester) Close() error {
 
 // DecryptKey is an RSA-2048 decryption key that lives only in the TPM: it is
 // created there, is fixedTPM and fixedParent (it can never be duplicated or
-// exported), is not a signing key and not restricted, and its scheme is
-// pinned to RSAES-OAEP with SHA-256, so the TPM refuses raw RSA or PKCS#1 v1.5
-// decryption with it. It is fresh on every call to [NewDecryptionKey] (the
+// exported), is noDA (see [Attester]), is not a signing key and not
+// restricted, and its scheme is pinned to RSAES-OAEP with SHA-256, so the TPM
+// refuses raw RSA or PKCS#1 v1.5 decryption with it. It is fresh on every call to [NewDecryptionKey] (the
 // template's unique field is random) and disappears when flushed or when the
 // TPM restarts. It is the agent's runtime key: the verifier encrypts the
 // released disk key to it (JWE RSA-OAEP-256).

@@ -4,6 +4,12 @@
 // transient objects of shared/tpm; through the kernel's resource manager
 // (/dev/tpmrm0) they live as long as the open file, so closing the Device
 // removes them.
+//
+// Both keys are noDA, so a vTPM in dictionary-attack lockout (after unclean
+// shutdowns of a guest whose older agent used DA-protected keys) still makes
+// them and quotes and decrypts with them. Should the vTPM ever answer
+// TPM_RC_LOCKOUT all the same, the error says so and names the remedy
+// (ErrLockout).
 package vtpm
 
 import (
@@ -28,9 +34,9 @@ var ErrNoTPM = errors.New("no TPM device")
 type Device struct {
 	rw io.ReadWriteCloser
 	// AK quotes the PCRs (vclient.TPMAttester).
-	AK *tpm.Attester
+	AK AK
 	// RuntimeKey is the fresh runtime key (vclient.RuntimeKey).
-	RuntimeKey *tpm.DecryptKey
+	RuntimeKey RuntimeKey
 }
 
 // Open waits up to wait for the TPM device at path (DefaultPath when ""),
@@ -77,14 +83,14 @@ func openWait(ctx context.Context, path string, wait time.Duration) (*os.File, e
 func New(rw io.ReadWriteCloser) (*Device, error) {
 	ak, err := tpm.NewAttester(rw)
 	if err != nil {
-		return nil, err
+		return nil, explain(err)
 	}
 	rk, err := tpm.NewDecryptionKey(rw)
 	if err != nil {
 		ak.Close()
-		return nil, err
+		return nil, explain(err)
 	}
-	return &Device{rw: rw, AK: ak, RuntimeKey: rk}, nil
+	return &Device{rw: rw, AK: AK{ak}, RuntimeKey: RuntimeKey{rk}}, nil
 }
 
 // Close flushes both keys and closes the TPM.
