@@ -16,7 +16,11 @@
 // the input is kept as it is.
 package termsafe
 
-import "unicode/utf8"
+import (
+	"log/slog"
+	"math"
+	"unicode/utf8"
+)
 
 // Marker ends a Clip result that was cut short.
 const Marker = "...[truncated]"
@@ -142,3 +146,28 @@ type escapedError struct{ err error }
 
 func (e escapedError) Error() string { return Escape(e.err.Error()) }
 func (e escapedError) Unwrap() error { return e.err }
+
+// ReplaceAttr is a slog.HandlerOptions.ReplaceAttr that escapes every
+// string, []string and error value (and the message), so that neither
+// handler writes a raw control character: the text handler quotes only
+// some values, and the JSON handler writes C1 controls and bidi overrides
+// as they are. Other values pass unchanged; log untrusted text as one of
+// those kinds.
+func ReplaceAttr(_ []string, a slog.Attr) slog.Attr {
+	switch a.Value.Kind() {
+	case slog.KindString:
+		if s := a.Value.String(); !Safe(s) {
+			a.Value = slog.StringValue(Escape(s))
+		}
+	case slog.KindAny:
+		switch v := a.Value.Any().(type) {
+		case error:
+			if v != nil {
+				a.Value = slog.StringValue(Escape(v.Error()))
+			}
+		case []string:
+			a.Value = slog.AnyValue(Strings(v, math.MaxInt))
+		}
+	}
+	return a
+}

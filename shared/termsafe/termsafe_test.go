@@ -1,9 +1,11 @@
 package termsafe
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
@@ -151,5 +153,30 @@ func TestHostileInputsComeOutPrintable(t *testing.T) {
 		if e := Escape(s); !onlyPrintable(e) || strings.ContainsAny(e, "\x1b\n\r") {
 			t.Errorf("Escape(%q) = %q", s, e)
 		}
+	}
+}
+
+func TestReplaceAttr(t *testing.T) {
+	for _, format := range []string{"text", "json"} {
+		t.Run(format, func(t *testing.T) {
+			var buf bytes.Buffer
+			opts := &slog.HandlerOptions{ReplaceAttr: ReplaceAttr}
+			var h slog.Handler = slog.NewTextHandler(&buf, opts)
+			if format == "json" {
+				h = slog.NewJSONHandler(&buf, opts)
+			}
+			log := slog.New(h).WithGroup("api")
+			log.Info("request failed\x1b[2J", "key", "\u009b31m\u202e", "err", errors.New("x\n2026 attest: affirming"),
+				"reasons", []string{"a\x1b]0;t\x07"}, "n", 7)
+			out := strings.TrimSuffix(buf.String(), "\n")
+			if !onlyPrintable(out) {
+				t.Fatalf("a raw control byte or non-ASCII rune reached the log: %q", out)
+			}
+			for _, want := range []string{`\x1b[2J`, `\u009b31m`, `x\\n2026`, "7"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("log line %s lacks %s", out, want)
+				}
+			}
+		})
 	}
 }
