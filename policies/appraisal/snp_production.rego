@@ -6,7 +6,12 @@
 #     unless data.reference["sev-snp"].allow_smt is true (most hosts run
 #     with SMT on; allowing it is a deliberate, recorded choice);
 #   - the report was requested at VMPL 0;
-#   - the reported TCB is at least data.reference["sev-snp"].minimum_tcb;
+#   - the reported TCB (the VCEK's) is at least
+#     data.reference["sev-snp"].minimum_tcb, component by component; and,
+#     when the reference sets them, the launch, committed and current TCBs
+#     are at least minimum_launch_tcb, minimum_committed_tcb and
+#     minimum_current_tcb (the verifier itself only enforces the hardware
+#     rules: reported = the VCEK's TCB, committed <= current);
 #   - the launch measurement is in data.reference["sev-snp"].measurements;
 #   - vTPM evidence is present, secure boot is on, and every PCR listed in
 #     data.reference["sev-snp"].pcrs has one of its listed values.
@@ -31,8 +36,9 @@ pcr_value(bank, index) := v if {
 # pcr_allowed holds when the quoted PCR has one of the allowed values.
 pcr_allowed(bank, index, allowed) if input.tpm.pcrs[bank][index] in allowed
 
-# tcb_part_ok holds when the reported TCB part is at least the minimum.
-tcb_part_ok(part) if input.tee.reported_tcb[part] >= ref.minimum_tcb[part]
+# tcb_part_ok holds when a part of one of the report's TCBs is at least
+# the part of the reference minimum set for it.
+tcb_part_ok(field, minimum, part) if input.tee[field][part] >= ref[minimum][part]
 
 # measurement_known holds when the launch measurement is a reference value.
 measurement_known if ref.measurements[input.tee.measurement]
@@ -40,6 +46,21 @@ measurement_known if ref.measurements[input.tee.measurement]
 ref := object.get(data.reference, "sev-snp", {})
 
 tcb_parts := ["bl", "tee", "snp", "microcode"]
+
+# tcb_minimums names, for each TCB of the report, its field in input.tee
+# and the reference minimum for it. minimum_tcb is required; the others
+# apply when the reference sets them.
+tcb_minimums := {
+	"reported": {"field": "reported_tcb", "minimum": "minimum_tcb"},
+	"launch": {"field": "launch_tcb", "minimum": "minimum_launch_tcb"},
+	"committed": {"field": "committed_tcb", "minimum": "minimum_committed_tcb"},
+	"current": {"field": "current_tcb", "minimum": "minimum_current_tcb"},
+}
+
+# minimum_parts are the parts a minimum is checked on: the four of every
+# product line, and any other part the minimum names (a part the report
+# lacks is then a denial, not a pass).
+minimum_parts(minimum) := {part | some part in tcb_parts} | {part | some part, _ in ref[minimum]}
 
 deny contains "evidence is not sev-snp" if not input.kind == "sev-snp"
 
@@ -70,13 +91,15 @@ deny contains "no reference values for sev-snp" if not data.reference["sev-snp"]
 deny contains "no reference value for sev-snp.minimum_tcb" if not ref.minimum_tcb
 
 deny contains msg if {
-	ref.minimum_tcb
-	some part in tcb_parts
-	not tcb_part_ok(part)
-	msg := sprintf("reported TCB %s=%v is below the minimum %v", [
+	some name, m in tcb_minimums
+	m.minimum in object.keys(ref)
+	some part in minimum_parts(m.minimum)
+	not tcb_part_ok(m.field, m.minimum, part)
+	msg := sprintf("%s TCB %s=%v is below the minimum %v", [
+		name,
 		part,
-		object.get(object.get(tee, "reported_tcb", {}), part, "missing"),
-		object.get(ref.minimum_tcb, part, "missing"),
+		object.get(tee, [m.field, part], "missing"),
+		object.get(ref, [m.minimum, part], "missing"),
 	])
 }
 

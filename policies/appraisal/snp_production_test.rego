@@ -26,7 +26,12 @@ good := {
 		"policy": {"debug": false, "migration_agent": false, "smt": true},
 		"platform_info": {"smt_enabled": true},
 		"vmpl": 0,
+		# A host after a runtime microcode and SNP firmware update: current
+		# above committed, reported and launch.
+		"current_tcb": {"bl": 4, "tee": 0, "snp": 23, "microcode": 218},
 		"reported_tcb": {"bl": 4, "tee": 0, "snp": 22, "microcode": 213},
+		"committed_tcb": {"bl": 4, "tee": 0, "snp": 22, "microcode": 213},
+		"launch_tcb": {"bl": 4, "tee": 0, "snp": 22, "microcode": 213},
 		"measurement": measurement,
 	},
 	"tpm": {
@@ -110,6 +115,80 @@ test_tcb_each_part_checked if {
 		r := decide(inp, reference)
 		r.verdict == "contraindicated"
 	}
+}
+
+# Minimums over the launch, committed and current TCBs: optional, and
+# checked like minimum_tcb when the reference sets them.
+
+with_minimum(name, minimum) := json.patch(reference, [{"op": "add", "path": concat("/", ["", "sev-snp", name]), "value": minimum}])
+
+test_current_tcb_above_committed_affirmed if {
+	ref := json.patch(reference, [
+		{"op": "add", "path": "/sev-snp/minimum_launch_tcb", "value": {"bl": 4, "tee": 0, "snp": 22, "microcode": 213}},
+		{"op": "add", "path": "/sev-snp/minimum_committed_tcb", "value": {"bl": 4, "tee": 0, "snp": 22, "microcode": 213}},
+		{"op": "add", "path": "/sev-snp/minimum_current_tcb", "value": {"bl": 4, "tee": 0, "snp": 23, "microcode": 218}},
+	])
+	r := decide(good, ref)
+	r.verdict == "affirming"
+	r.reasons == []
+}
+
+test_committed_tcb_below_minimum_denied if {
+	ref := with_minimum("minimum_committed_tcb", {"bl": 4, "tee": 0, "snp": 23, "microcode": 213})
+	denied_for(good, ref, "committed TCB snp=22 is below the minimum 23")
+}
+
+test_launch_tcb_below_minimum_denied if {
+	ref := with_minimum("minimum_launch_tcb", {"bl": 4, "tee": 0, "snp": 22, "microcode": 214})
+	denied_for(good, ref, "launch TCB microcode=213 is below the minimum 214")
+}
+
+test_current_tcb_below_minimum_denied if {
+	ref := with_minimum("minimum_current_tcb", {"bl": 5, "tee": 0, "snp": 0, "microcode": 0})
+	denied_for(good, ref, "current TCB bl=4 is below the minimum 5")
+}
+
+test_every_tcb_every_part_checked if {
+	every field in ["reported_tcb", "launch_tcb", "committed_tcb", "current_tcb"] {
+		every part in ["bl", "tee", "snp", "microcode"] {
+			ref := json.patch(reference, [
+				{"op": "add", "path": "/sev-snp/minimum_launch_tcb", "value": {"bl": 0, "tee": 0, "snp": 0, "microcode": 0}},
+				{"op": "add", "path": "/sev-snp/minimum_committed_tcb", "value": {"bl": 0, "tee": 0, "snp": 0, "microcode": 0}},
+				{"op": "add", "path": "/sev-snp/minimum_current_tcb", "value": {"bl": 0, "tee": 0, "snp": 0, "microcode": 0}},
+			])
+			decide(good, ref).verdict == "affirming"
+			inp := patched([{"op": "replace", "path": concat("/", ["", "tee", field, part]), "value": -1}])
+			decide(inp, ref).verdict == "contraindicated"
+		}
+	}
+}
+
+test_tcb_missing_from_report_denied if {
+	inp := json.remove(good, ["tee/launch_tcb"])
+	ref := with_minimum("minimum_launch_tcb", {"bl": 0, "tee": 0, "snp": 0, "microcode": 0})
+	denied_for(inp, ref, "launch TCB bl=missing is below the minimum 0")
+}
+
+test_minimum_part_missing_denied if {
+	ref := with_minimum("minimum_committed_tcb", {"bl": 0, "tee": 0, "snp": 0})
+	denied_for(good, ref, "committed TCB microcode=213 is below the minimum missing")
+}
+
+test_minimum_not_an_object_denied if {
+	every value in ["yes", false, 0, null] {
+		r := decide(good, with_minimum("minimum_committed_tcb", value))
+		r.verdict == "contraindicated"
+		"committed TCB bl=4 is below the minimum missing" in r.reasons
+	}
+}
+
+# A part the minimum names beyond the four (e.g. Turin's FMC) is checked
+# too; a report without it is denied.
+test_minimum_extra_part_checked if {
+	ref := json.patch(reference, [{"op": "add", "path": "/sev-snp/minimum_tcb/fmc", "value": 1}])
+	denied_for(good, ref, "reported TCB fmc=missing is below the minimum 1")
+	with_fmc := patched([{"op": "add", "path": "/tee/reported_tcb/fmc", "value": 1}])
+	decide(with_fmc, ref).verdict == "affirming"
 }
 
 test_measurement_not_in_reference_denied if {
