@@ -97,6 +97,7 @@ func TestVerifyRecordedQuotes(t *testing.T) {
 			wantFMSPC:   "50806f000000",
 			wantTCBSVN:  "03000400000000000000000000000000",
 			wantXFAM:    "e71a060000000000",
+			wantRTMR0:   "2927da70461cd63266f43230cc1849c03ef25ebe490062a801d8fcc80af42976823adf08f833c1e50b51779c6593f32a",
 			wantRepData: "6c62dec1b8191749a31dab490be532a35944dea47caef1f980863993d9899545eb7406a38d1eed313b987a467dacead6f0c87a6d766c66f6f29f8acb281f1113",
 		},
 		"google cloud cos-113": {
@@ -107,6 +108,7 @@ func TestVerifyRecordedQuotes(t *testing.T) {
 			wantFMSPC:   "00806f050000",
 			wantTCBSVN:  "04010700000000000000000000000000",
 			wantXFAM:    "e700060000000000",
+			wantRTMR0:   "3fa2f61f395b7f5feefb4ec2df61297f109ad8abcd6410c1b7df60f21f37b19297fc35e544039c7e1edece752afd17f6",
 			wantRepData: "00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
 		},
 	}
@@ -147,6 +149,12 @@ func TestVerifyRecordedQuotes(t *testing.T) {
 				if len(r) != 48 {
 					t.Errorf("RTMR%d has %d bytes, want 48", i, len(r))
 				}
+			}
+			// RTMR0 is read from the TD report body at offset 0x148 of
+			// the quote body (after the 48-byte header); the values were
+			// read from the raw files with xxd.
+			if got := c.RTMRs[0].String(); got != tc.wantRTMR0 {
+				t.Errorf("RTMR0 = %s, want %s", got, tc.wantRTMR0)
 			}
 
 			// Every field pinned to its own value still verifies.

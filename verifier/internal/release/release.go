@@ -32,6 +32,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/confidant-cvm/confidant/shared/keywrap"
+	"github.com/confidant-cvm/confidant/shared/termsafe"
 	"github.com/confidant-cvm/confidant/verifier/internal/store"
 )
 
@@ -55,6 +56,9 @@ var (
 	ErrConflict = errors.New("conflicts with the key's state")
 	// ErrInvalid: a malformed name, version or key material.
 	ErrInvalid = errors.New("invalid request")
+	// ErrInvalidName: a key name that breaks the naming rule (CheckName).
+	// It matches ErrInvalid too.
+	ErrInvalidName = fmt.Errorf("%w: invalid key name", ErrInvalid)
 	// ErrInvalidPolicy: the release policy does not compile.
 	ErrInvalidPolicy = errors.New("invalid release policy")
 	// ErrNoRuntimeKey: the token carries no runtime key the key can be
@@ -149,11 +153,18 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
+// maxNameInError bounds the escaped name an ErrInvalidName quotes.
+const maxNameInError = 160
+
 // CheckName reports whether name is a valid key name: 1 to 128 letters,
-// digits, '.', '_' or '-', starting with a letter or digit.
+// digits, '.', '_' or '-', starting with a letter or digit. A name that
+// passes is printable ASCII, safe to log and to record as it is; the error
+// for one that does not (ErrInvalidName) quotes it escaped and bounded
+// (termsafe.Clip).
 func CheckName(name string) error {
 	if !namePattern.MatchString(name) {
-		return fmt.Errorf("%w: key name %q: want 1-128 of [A-Za-z0-9._-], starting with a letter or digit", ErrInvalid, name)
+		return fmt.Errorf("%w \"%s\": want 1-128 of [A-Za-z0-9._-], starting with a letter or digit",
+			ErrInvalidName, termsafe.Clip(name, maxNameInError))
 	}
 	return nil
 }
@@ -300,6 +311,9 @@ func (s *Service) Rotate(ctx context.Context, name string, material []byte, retu
 // Delete deletes one version of the named key, or the whole key when
 // version is 0.
 func (s *Service) Delete(ctx context.Context, name string, version int) error {
+	if err := CheckName(name); err != nil {
+		return err
+	}
 	if version < 0 {
 		return fmt.Errorf("%w: version %d", ErrInvalid, version)
 	}
@@ -312,6 +326,9 @@ func (s *Service) Delete(ctx context.Context, name string, version int) error {
 // SetPolicy replaces the release policy of the named key (empty: the
 // default policy).
 func (s *Service) SetPolicy(ctx context.Context, name string, policy []byte) (store.ReleaseKey, error) {
+	if err := CheckName(name); err != nil {
+		return store.ReleaseKey{}, err
+	}
 	src, err := s.policyOrDefault(ctx, policy)
 	if err != nil {
 		return store.ReleaseKey{}, err
@@ -324,6 +341,9 @@ func (s *Service) SetPolicy(ctx context.Context, name string, policy []byte) (st
 
 // Get returns the named key's metadata (never its material).
 func (s *Service) Get(ctx context.Context, name string) (store.ReleaseKey, error) {
+	if err := CheckName(name); err != nil {
+		return store.ReleaseKey{}, err
+	}
 	k, err := s.cfg.Store.ReleaseKeyInfo(ctx, name)
 	if err != nil {
 		return store.ReleaseKey{}, fmt.Errorf("loading key %s: %w", name, storeErr(err))
@@ -357,8 +377,9 @@ type Result struct {
 
 // Release checks the request against the key's release policy and returns
 // the key wrapped to the token's runtime key. Failures: ErrInvalid (bad
-// version), ErrNoRuntimeKey, ErrKeyUnknown, a *DeniedError (ErrDenied),
-// ErrPolicyEvaluation, store.ErrUnavailable.
+// version), ErrNoRuntimeKey, ErrKeyUnknown (with ErrInvalidName too for a
+// name that breaks the rule: the store is not asked for it), a
+// *DeniedError (ErrDenied), ErrPolicyEvaluation, store.ErrUnavailable.
 func (s *Service) Release(ctx context.Context, req Request) (*Result, error) {
 	if req.Version < 0 {
 		return nil, fmt.Errorf("%w: version %d", ErrInvalid, req.Version)
@@ -367,8 +388,8 @@ func (s *Service) Release(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if CheckName(req.Name) != nil {
-		return nil, fmt.Errorf("releasing key %q: %w", req.Name, ErrKeyUnknown)
+	if err := CheckName(req.Name); err != nil {
+		return nil, fmt.Errorf("releasing a key: %w: %w", ErrKeyUnknown, err)
 	}
 	k, v, err := s.cfg.Store.ReleaseKey(ctx, req.Name, req.Version)
 	if err != nil {

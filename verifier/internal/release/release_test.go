@@ -280,7 +280,7 @@ func TestReleaseRefusals(t *testing.T) {
 		wantReason string
 	}{
 		"unknown key":      {req: Request{Name: "none", Claims: good}, wantErr: ErrKeyUnknown},
-		"invalid name":     {req: Request{Name: "../etc", Claims: good}, wantErr: ErrKeyUnknown},
+		"invalid name":     {req: Request{Name: "../etc", Claims: good}, wantErr: ErrInvalidName},
 		"unknown version":  {req: Request{Name: "disk", Version: 7, Claims: good}, wantErr: ErrKeyUnknown},
 		"negative version": {req: Request{Name: "disk", Version: -1, Claims: good}, wantErr: ErrInvalid},
 		"no runtime key":   {req: Request{Name: "disk", Claims: claims(t, nil)}, wantErr: ErrNoRuntimeKey},
