@@ -20,7 +20,10 @@ const goldenPath = "testdata/golden.json"
 type goldenEntry struct {
 	Firmware       string `json:"firmware"`
 	FirmwareSHA256 string `json:"firmware_sha256"`
-	Digest         string `json:"digest"`
+	// Package is the Debian package and version the firmware came from
+	// (empty for firmware that is not installed from a package).
+	Package string `json:"package,omitempty"`
+	Digest  string `json:"digest"`
 }
 
 type goldenFile struct {
@@ -69,7 +72,7 @@ func goldenCases() map[string]goldenCase {
 			p: SNPParams{Kernel: kernel, Initrd: initrd, Append: "console=ttyS0", VCPUs: 2, VCPUType: "EPYC-Milan"},
 		},
 		"debian-seabios-256k/sim/kernel/2-EPYC-Milan/0x1": {
-			firmware: "/usr/share/seabios/bios-256k.bin", fn: SimLaunchDigest,
+			firmware: debianSeaBIOSPath, fn: SimLaunchDigest,
 			p: SNPParams{Kernel: kernel, Initrd: initrd, Append: "console=ttyS0", VCPUs: 2, VCPUType: "EPYC-Milan"},
 		},
 		"synthetic-bios/sim/kernel/1-EPYC-v4/0x1": {
@@ -85,11 +88,13 @@ func goldenCases() map[string]goldenCase {
 
 // TestGolden pins digests in testdata/golden.json. The Debian firmware cases
 // run against the installed packages (ovmf 2022.11-6+deb12u2, seabios
-// 1.16.2-1) and skip when the installed file is missing or differs from the
-// pinned sha256. These values come from this package alone; what makes them
-// trustworthy is that the same code reproduces sev-snp-measure's vectors
-// (upstream_test.go), including the Go port's, whose firmware tables are
-// exactly Debian's.
+// 1.16.2-1, installed by scripts/install-deps.sh) and fail when the
+// installed file is missing or differs from the pinned sha256: a Debian
+// point release of the firmware is a visible failure naming both hashes and
+// package versions, never a silent skip. These values come from this
+// package alone; what makes them trustworthy is that the same code
+// reproduces sev-snp-measure's vectors (upstream_test.go), including the Go
+// port's, whose firmware tables are exactly Debian's.
 func TestGolden(t *testing.T) {
 	var g goldenFile
 	raw, err := os.ReadFile(goldenPath)
@@ -107,15 +112,9 @@ func TestGolden(t *testing.T) {
 	for name, c := range goldenCases() {
 		t.Run(name, func(t *testing.T) {
 			p := c.p
+			var pkg string
 			if filepath.IsAbs(c.firmware) {
-				fw, err := os.ReadFile(c.firmware)
-				if errors.Is(err, os.ErrNotExist) {
-					t.Skipf("%s not installed", c.firmware)
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				p.OVMF = fw
+				p.OVMF, pkg = installedFirmware(t, c.firmware)
 			}
 			sum := sha256.Sum256(p.OVMF)
 			fwSum := hex.EncodeToString(sum[:])
@@ -124,7 +123,7 @@ func TestGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			if *update {
-				g.Cases[name] = goldenEntry{Firmware: filepath.Base(c.firmware), FirmwareSHA256: fwSum, Digest: hex.EncodeToString(d[:])}
+				g.Cases[name] = goldenEntry{Firmware: filepath.Base(c.firmware), FirmwareSHA256: fwSum, Package: pkg, Digest: hex.EncodeToString(d[:])}
 				return
 			}
 			want, ok := g.Cases[name]
@@ -132,7 +131,9 @@ func TestGolden(t *testing.T) {
 				t.Fatalf("no golden value; run go test -run TestGolden -update")
 			}
 			if want.FirmwareSHA256 != fwSum {
-				t.Skipf("installed %s has sha256 %s, golden was pinned for %s", c.firmware, fwSum, want.FirmwareSHA256)
+				t.Fatalf("firmware changed: %s (installed: %s) has sha256 %s, the golden digest was pinned for sha256 %s (%s); "+
+					"check the new firmware, then refresh with go test ./shared/measure/snp -run TestGolden -update",
+					c.firmware, pkg, fwSum, want.FirmwareSHA256, want.Package)
 			}
 			if got := hex.EncodeToString(d[:]); got != want.Digest {
 				t.Errorf("digest\n got %s\nwant %s", got, want.Digest)
@@ -167,13 +168,7 @@ func TestDebianOVMFRefusesKernel(t *testing.T) {
 // TestSeaBIOSHasNoSEVMetadata: SeaBIOS cannot be measured the hardware way;
 // that is what SimLaunchDigest is for.
 func TestSeaBIOSHasNoSEVMetadata(t *testing.T) {
-	fw, err := os.ReadFile("/usr/share/seabios/bios-256k.bin")
-	if errors.Is(err, os.ErrNotExist) {
-		t.Skip("seabios not installed")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	fw, _ := installedFirmware(t, debianSeaBIOSPath)
 	p := SNPParams{OVMF: fw, Kernel: []byte("k"), VCPUs: 1, VCPUType: "EPYC-v4"}
 	if _, err := SNPLaunchDigest(p); !errors.Is(err, ErrNoSEVMetadata) {
 		t.Fatalf("SNPLaunchDigest err = %v, want ErrNoSEVMetadata", err)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"os"
 	"slices"
 	"testing"
 )
@@ -173,18 +172,10 @@ func TestOVMFEntries(t *testing.T) {
 	}
 }
 
-// debianOVMF returns Debian's OVMF.fd, or skips when the ovmf package is not
-// installed.
+// debianOVMF returns Debian's OVMF.fd; the test fails when the ovmf package
+// is not installed.
 func debianOVMF(t *testing.T) []byte {
 	t.Helper()
-	fw, err := os.ReadFile(debianOVMFPath)
-	if errors.Is(err, os.ErrNotExist) {
-		t.Skipf("%s not installed (Debian package ovmf)", debianOVMFPath)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	fw, _ := installedFirmware(t, debianOVMFPath)
 	return fw
 }
-
-const debianOVMFPath = "/usr/share/ovmf/OVMF.fd"
