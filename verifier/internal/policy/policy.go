@@ -13,11 +13,14 @@
 //     first) and claims are added to the token (names the verifier sets
 //     itself are refused).
 //
-// The input is the verified evidence (see the appraise package); the
-// reference values file is mounted at data.reference. The Go side fails
-// closed: an undefined result, an unknown verdict, malformed reasons or
-// claims are a "contraindicated" decision; built-in errors are evaluation
-// errors, not silently undefined.
+// The input is the verified evidence (see the appraise package) and
+// input.now, the verifier's clock as integer Unix nanoseconds; the
+// reference values file is mounted at data.reference. Policies run in a
+// sandbox (sandbox.go): pure, deterministic built-ins only, each
+// evaluation bounded in time. The Go side fails closed: an undefined
+// result, an unknown verdict, malformed reasons or claims are a
+// "contraindicated" decision; built-in errors are evaluation errors, not
+// silently undefined.
 //
 // Queries are prepared once per load (rego.PrepareForEval); a Holder swaps
 // in a new Set atomically on reload, so requests never see a half-loaded
@@ -38,6 +41,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -93,6 +97,7 @@ type Policy struct {
 
 	query    rego.PreparedEvalQuery
 	reserved func(string) bool
+	timeout  time.Duration
 }
 
 // ReferenceValues is one loaded reference values file.
@@ -119,6 +124,9 @@ type Set struct {
 type Options struct {
 	// Reserved reports claim names a policy may not add; nil allows all.
 	Reserved func(name string) bool
+	// Timeout bounds each evaluation of a policy (and of its kinds at
+	// load); zero means DefaultTimeout.
+	Timeout time.Duration
 }
 
 // Source is a policy or reference values document and where it came from.
@@ -250,20 +258,13 @@ func compilePolicy(ctx context.Context, s Source, ref *ReferenceValues, opts Opt
 	pkg := strings.TrimPrefix(mod.Package.Path.String(), "data.")
 	store := inmem.NewFromObject(map[string]any{"reference": ref.data})
 	prepare := func(query string) (rego.PreparedEvalQuery, error) {
-		return rego.New(
-			rego.Query(query),
-			rego.ParsedModule(mod),
-			rego.Store(store),
-			rego.StrictBuiltinErrors(true),
-			rego.Strict(true),
-			rego.SetRegoVersion(ast.RegoV1),
-		).PrepareForEval(ctx)
+		return Prepare(ctx, mod, query, rego.Store(store))
 	}
 	kindsQ, err := prepare("data." + pkg + ".kinds")
 	if err != nil {
 		return nil, fmt.Errorf("compiling policy %s: %w", file, errors.Join(ErrLoad, err))
 	}
-	rs, err := kindsQ.Eval(ctx)
+	rs, err := Eval(ctx, kindsQ, opts.Timeout, nil)
 	if err != nil {
 		return nil, fmt.Errorf("evaluating kinds of policy %s: %w", file, errors.Join(ErrLoad, err))
 	}
@@ -278,7 +279,7 @@ func compilePolicy(ctx context.Context, s Source, ref *ReferenceValues, opts Opt
 	sum := sha256.Sum256(src)
 	return &Policy{
 		ID: pkg, SHA256: hex.EncodeToString(sum[:]), File: file, Source: bytes.Clone(src), Kinds: kinds,
-		query: q, reserved: opts.Reserved,
+		query: q, reserved: opts.Reserved, timeout: opts.Timeout,
 	}, nil
 }
 
@@ -327,9 +328,10 @@ func (s *Set) For(kind string) (*Policy, error) {
 // Evaluate runs the policy over input (a JSON-like value: maps, slices,
 // strings, json.Number/float64, bools) and returns its decision. An
 // undefined or malformed result is a Contraindicated decision; failures of
-// the evaluation itself are ErrEvaluation.
+// the evaluation itself are ErrEvaluation; running past the time limit is
+// ErrEvaluation and ErrTimeout.
 func (p *Policy) Evaluate(ctx context.Context, input any) (*Decision, error) {
-	rs, err := p.query.Eval(ctx, rego.EvalInput(input))
+	rs, err := Eval(ctx, p.query, p.timeout, input)
 	if err != nil {
 		return nil, fmt.Errorf("evaluating policy %s: %w", p.ID, errors.Join(ErrEvaluation, err))
 	}
