@@ -321,6 +321,8 @@ func vmCmd(client func() *api.Client, stdout io.Writer) *cobra.Command {
 			fmt.Fprintf(stdout, "os disk:      %s\ntemp disk:    %s (present: %t)\nverifier:     %s\nvtpm:         %s\n",
 				orDash(g.Spec.Image.OSDisk), g.Spec.TempDiskSize, st.TempDiskPresent, g.Spec.Verifier, g.Spec.VTPM)
 			fmt.Fprintf(stdout, "measurement:  %s\npid:          %d\nboots:        %d\n", orDash(st.Measurement), st.PID, st.Boots)
+			fmt.Fprintf(stdout, "identity:     %s\nhost data:    %s\nmrconfigid:   %s\n",
+				orDash(g.Identity.ID), orDash(g.Identity.HostData), orDash(g.Identity.MRConfigID))
 			return nil
 		},
 	}

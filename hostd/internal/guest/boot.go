@@ -27,20 +27,21 @@ type bootFiles struct {
 // prepareBoot reads the kernel, initrd and firmware once, writes the bytes
 // into dir, and measures those same bytes; QEMU boots the copies, so the
 // measurement is of exactly what was booted, whatever happens to the
-// originals later.
-func prepareBoot(sp *spec.Spec, dir string) (bootFiles, error) {
+// originals later. Each file is checked, as opened, to lie outside
+// stateDir (a symlink may have been swapped since the spec was validated).
+func prepareBoot(sp *spec.Spec, dir, stateDir string) (bootFiles, error) {
 	var bf bootFiles
-	kernel, err := readCapped(sp.Image.Kernel, maxKernel)
+	kernel, err := readCapped(stateDir, sp.Image.Kernel, maxKernel)
 	if err != nil {
-		return bf, fmt.Errorf("reading kernel: %w", err)
+		return bf, fmt.Errorf("reading image.kernel: %w", err)
 	}
-	initrd, err := readCapped(sp.Image.Initrd, maxInitrd)
+	initrd, err := readCapped(stateDir, sp.Image.Initrd, maxInitrd)
 	if err != nil {
-		return bf, fmt.Errorf("reading initrd: %w", err)
+		return bf, fmt.Errorf("reading image.initrd: %w", err)
 	}
-	firmware, err := readCapped(sp.Firmware.Path, maxFirmware)
+	firmware, err := readCapped(stateDir, sp.Firmware.Path, maxFirmware)
 	if err != nil {
-		return bf, fmt.Errorf("reading firmware: %w", err)
+		return bf, fmt.Errorf("reading firmware.path: %w", err)
 	}
 	bf.kernel = filepath.Join(dir, "kernel")
 	bf.initrd = filepath.Join(dir, "initrd")
@@ -71,8 +72,10 @@ func prepareBoot(sp *spec.Spec, dir string) (bootFiles, error) {
 	return bf, nil
 }
 
-func readCapped(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
+// readCapped reads at most limit bytes of path, refusing a file that is in
+// stateDir.
+func readCapped(stateDir, path string, limit int64) ([]byte, error) {
+	f, err := spec.OpenOutside(stateDir, path, os.O_RDONLY)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package guest
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"os"
@@ -40,7 +41,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-var reportRE = regexp.MustCompile(`SPINIT-REPORT n=(\d+) measurement=([0-9a-f]{96}) report_data_ok=(\w+) policy=(0x[0-9a-f]+) cert_table_bytes=(\d+) tpm=(\S+)`)
+var reportRE = regexp.MustCompile(`SPINIT-REPORT n=(\d+) measurement=([0-9a-f]{96}) report_data_ok=(\w+) policy=(0x[0-9a-f]+) cert_table_bytes=(\d+) tpm=(\S+) host_data=([0-9a-f]{64}) os_disk=(\S+)`)
 
 // waitConsole waits until the console log has a line matching re after
 // offset bytes, and returns the submatches and the new offset.
@@ -146,8 +147,21 @@ func TestSimGuestReports(t *testing.T) {
 	}
 	defer func() { m.Close(context.Background(), OnExitStop) }()
 
-	// Boot 1: report, then the guest powers itself off.
-	if _, err := m.Create(ctx, simSpec(fix, "one", "")); err != nil {
+	// Boot 1: report, then the guest powers itself off. Its OS disk comes
+	// through a symlink, which hostd resolves and passes to QEMU as a
+	// descriptor.
+	disk := filepath.Join(t.TempDir(), "os.img")
+	if err := os.WriteFile(disk, append([]byte("confidant-osdisk"), make([]byte, 1<<20)...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	diskLink := filepath.Join(t.TempDir(), "os-link.img")
+	if err := os.Symlink(disk, diskLink); err != nil {
+		t.Fatal(err)
+	}
+	one := simSpec(fix, "one", "")
+	one.Image.OSDisk = diskLink
+	created, err := m.Create(ctx, one)
+	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
 	g, err := m.Start(ctx, "one")
@@ -173,6 +187,12 @@ func TestSimGuestReports(t *testing.T) {
 	if !strings.HasPrefix(sub[6], "present") {
 		t.Errorf("guest has no vTPM: %s", sub[6])
 	}
+	if sub[7] != created.Identity.HostData || strings.Trim(sub[7], "0") == "" {
+		t.Errorf("report HOST_DATA = %s, want the guest's identity %s", sub[7], created.Identity.HostData)
+	}
+	if want := hex.EncodeToString([]byte("confidant-osdisk")); sub[8] != want {
+		t.Errorf("guest's OS disk starts %s, want %s", sub[8], want)
+	}
 	t.Logf("guest report line: %s", sub[0])
 	g = waitState(t, m, "one", StateStopped, 20*time.Second)
 	if g.Status.Reason != "guest powered off" {
@@ -197,7 +217,13 @@ func TestSimGuestReports(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, off := waitConsole(t, m, "two", 0, reportRE, 60*time.Second)
+	sub, off := waitConsole(t, m, "two", 0, reportRE, 60*time.Second)
+	if g, _ := m.Get("two"); sub[7] != g.Identity.HostData || sub[7] == created.Identity.HostData {
+		t.Errorf("guest two reports HOST_DATA %s, want its own %s (guest one had %s)", sub[7], g.Identity.HostData, created.Identity.HostData)
+	}
+	if sub[8] != "absent" {
+		t.Errorf("guest two has an OS disk: %s", sub[8])
+	}
 	g, _ = m.Get("two") // the pid changes if the guest rebooted
 	pid := g.Status.PID
 	if err := m.Close(ctx, OnExitLeave); err != nil {
@@ -220,8 +246,11 @@ func TestSimGuestReports(t *testing.T) {
 	if g.Spec.Name != "two" || g.Spec.Image.Kernel != fix.Kernel {
 		t.Fatalf("spec not reloaded: %+v", g.Spec)
 	}
-	// The new manager serves the secure processor again.
-	waitConsole(t, m, "two", off, reportRE, 30*time.Second)
+	// The new manager serves the secure processor again, with the same
+	// identity.
+	if again, _ := waitConsole(t, m, "two", off, reportRE, 30*time.Second); again[7] != sub[7] {
+		t.Errorf("HOST_DATA changed across a hostd restart: %s, then %s", sub[7], again[7])
+	}
 	// QEMU dies behind hostd's back: the guest is marked failed.
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)

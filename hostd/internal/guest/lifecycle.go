@@ -165,7 +165,7 @@ func (m *Manager) launch(ctx context.Context, v *vm, sp *spec.Spec) (*runtime, s
 	if err := os.MkdirAll(bootDir, 0o700); err != nil {
 		return nil, "", fmt.Errorf("creating boot directory: %w", err)
 	}
-	boot, err := prepareBoot(sp, bootDir)
+	boot, err := prepareBoot(sp, bootDir, m.opts.StateDir)
 	if err != nil {
 		return nil, "", err
 	}
@@ -176,31 +176,19 @@ func (m *Manager) launch(ctx context.Context, v *vm, sp *spec.Spec) (*runtime, s
 			return nil, "", err
 		}
 	}
-	cfg := qemu.Config{
-		Name:      sp.Name,
-		TEE:       string(sp.TEE),
-		VCPUs:     sp.VCPUs,
-		MemoryMiB: sp.Memory.MiB(),
-		CPU:       sp.CPU,
-		Firmware:  boot.firmware,
-		IGVM:      sp.Firmware.Kind == spec.FirmwareIGVM,
-		Kernel:    boot.kernel,
-		Initrd:    boot.initrd,
-		Append:    sp.Image.Cmdline,
-		OSDisk:    sp.Image.OSDisk,
-		TempDisk:  tempDisk,
-		QMPSocket: filepath.Join(v.dir, "qmp.sock"),
-		SerialLog: filepath.Join(v.dir, "console.log"),
-		SNP: qemu.SNPConfig{
-			Policy: sp.SNP.Policy, CBitPos: sp.SNP.CBitPos, ReducedPhysBits: sp.SNP.ReducedPhysBits,
-			HostData: sp.HostData(),
-		},
-		TDX: qemu.TDXConfig{QGSSocket: sp.TDX.QGSSocket},
+	cfg := m.qemuConfig(v, sp, boot, tempDisk)
+	// The OS disk is opened here, checked as opened, and handed to QEMU as
+	// file descriptors: a symlink swapped since validation cannot point
+	// QEMU at hostd's own files.
+	disk, err := openOSDisk(m.opts.StateDir, sp.Image.OSDisk, &cfg)
+	if err != nil {
+		return nil, "", err
 	}
-	cfg.VerifierHost, cfg.VerifierPort, _ = spec.SplitVerifier(sp.Verifier)
-	if sp.TEE == spec.TEESim {
-		cfg.SPSocket = filepath.Join(v.dir, "sp.sock")
-		cfg.Relay = m.opts.Relay
+	defer closeAll(disk)
+	if sp.TDX.QGSSocket != "" {
+		if err := spec.CheckOutside(m.opts.StateDir, sp.TDX.QGSSocket); err != nil {
+			return nil, "", fmt.Errorf("checking tdx.qgs_socket: %w", err)
+		}
 	}
 
 	r := &runtime{
@@ -253,6 +241,7 @@ func (m *Manager) launch(ctx context.Context, v *vm, sp *spec.Spec) (*runtime, s
 	fmt.Fprintf(qlog, "=== %s %s %s\n", m.opts.Now().UTC().Format(time.RFC3339), m.opts.QEMU, strings.Join(args, " "))
 	cmd := exec.Command(m.opts.QEMU, args...)
 	cmd.Dir = v.dir
+	cmd.ExtraFiles = disk
 	cmd.Stdout, cmd.Stderr = qlog, qlog
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	err = cmd.Start()
@@ -277,6 +266,77 @@ func (m *Manager) launch(ctx context.Context, v *vm, sp *spec.Spec) (*runtime, s
 	}
 	r.qmp = q
 	return r, boot.measurement, nil
+}
+
+// qemuConfig is the QEMU configuration of one launch of v: boot holds the
+// copies of what it boots, tempDisk its temp disk ("" for none).
+func (m *Manager) qemuConfig(v *vm, sp *spec.Spec, boot bootFiles, tempDisk string) qemu.Config {
+	cfg := qemu.Config{
+		Name:      sp.Name,
+		TEE:       string(sp.TEE),
+		VCPUs:     sp.VCPUs,
+		MemoryMiB: sp.Memory.MiB(),
+		CPU:       sp.CPU,
+		Firmware:  boot.firmware,
+		IGVM:      sp.Firmware.Kind == spec.FirmwareIGVM,
+		Kernel:    boot.kernel,
+		Initrd:    boot.initrd,
+		Append:    sp.Image.Cmdline,
+		OSDisk:    sp.Image.OSDisk,
+		TempDisk:  tempDisk,
+		QMPSocket: filepath.Join(v.dir, "qmp.sock"),
+		SerialLog: filepath.Join(v.dir, "console.log"),
+		SNP: qemu.SNPConfig{
+			Policy: sp.SNP.Policy, CBitPos: sp.SNP.CBitPos, ReducedPhysBits: sp.SNP.ReducedPhysBits,
+		},
+		TDX: qemu.TDXConfig{QGSSocket: sp.TDX.QGSSocket},
+	}
+	switch sp.TEE {
+	case spec.TEESNP:
+		cfg.SNP.HostData = hostData(v.id, sp)
+	case spec.TEETDX:
+		cfg.TDX.MRConfigID = mrConfigID(v.id, sp)
+	case spec.TEESim:
+		// HOST_DATA goes into the simulated reports (signerFor).
+		cfg.SPSocket = filepath.Join(v.dir, "sp.sock")
+		cfg.Relay = m.opts.Relay
+	}
+	cfg.VerifierHost, cfg.VerifierPort, _ = spec.SplitVerifier(sp.Verifier)
+	return cfg
+}
+
+// osDiskFDSet is the QEMU fd set that carries the OS disk.
+const osDiskFDSet = 1
+
+// openOSDisk opens the OS disk (read-write, and read-only through the same
+// open file) after checking that it is not in stateDir, and points cfg at
+// the fd set QEMU files them into (child fds 3 and 4, the order of the
+// returned files, which the caller passes as ExtraFiles and closes).
+func openOSDisk(stateDir, path string, cfg *qemu.Config) ([]*os.File, error) {
+	if path == "" {
+		return nil, nil
+	}
+	rw, err := spec.OpenOutside(stateDir, path, os.O_RDWR)
+	if err != nil {
+		return nil, fmt.Errorf("opening image.os_disk: %w", err)
+	}
+	ro, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", rw.Fd()))
+	if err != nil {
+		rw.Close()
+		return nil, fmt.Errorf("opening image.os_disk read-only: %w", err)
+	}
+	cfg.OSDisk = fmt.Sprintf("/dev/fdset/%d", osDiskFDSet)
+	cfg.AddFDs = []qemu.AddFD{
+		{FD: 3, Set: osDiskFDSet, Opaque: "os-disk-rw"},
+		{FD: 4, Set: osDiskFDSet, Opaque: "os-disk-ro"},
+	}
+	return []*os.File{rw, ro}, nil
+}
+
+func closeAll(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
 }
 
 // dialQMP retries until QEMU's QMP socket answers, QEMU exits or ctx ends.
@@ -326,7 +386,7 @@ func (m *Manager) watch(v *vm, r *runtime, sp spec.Spec, meas string) {
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			m.serveSP(ctx, filepath.Join(v.dir, "sp.sock"), m.signerFor(sp, meas, log), r, log)
+			m.serveSP(ctx, filepath.Join(v.dir, "sp.sock"), m.signerFor(sp, hostData(v.id, &sp), meas, log), r, log)
 		}()
 	}
 	go func() {
@@ -349,14 +409,15 @@ func (m *Manager) watch(v *vm, r *runtime, sp spec.Spec, meas string) {
 	}()
 }
 
-// signerFor binds the simulated signer to one launch.
-func (m *Manager) signerFor(sp spec.Spec, meas string, log *slog.Logger) simsp.ReportSigner {
+// signerFor binds the simulated signer to one launch: its measurement,
+// guest policy and HOST_DATA (the guest's identity).
+func (m *Manager) signerFor(sp spec.Spec, hostData [32]byte, meas string, log *slog.Logger) simsp.ReportSigner {
 	var req sim.Request
 	if b, err := hex.DecodeString(meas); err == nil && len(b) == len(req.Measurement) {
 		copy(req.Measurement[:], b)
 	}
 	req.Policy = sp.SNP.Policy
-	req.HostData = sp.HostData()
+	req.HostData = hostData
 	return simsp.ReportSignerFunc(func(rd [simsp.ReportDataSize]byte) ([]byte, []byte, error) {
 		r := req
 		r.ReportData = rd

@@ -111,6 +111,7 @@ type Manager struct {
 type vm struct {
 	name string
 	dir  string
+	id   string // the guest's UUID (identity.go), fixed for its life
 
 	op sync.Mutex // serialises start, stop and delete
 
@@ -203,6 +204,14 @@ func (m *Manager) load(name string) (*vm, error) {
 	if v.spec.Name != name {
 		return nil, fmt.Errorf("loading spec: name %q in directory %q", v.spec.Name, name)
 	}
+	id, created, err := readGuestID(dir)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		m.log.Info("gave a guest made by an earlier hostd its identity", "guest", name, "id", id)
+	}
+	v.id = id
 	if err := readJSON(filepath.Join(dir, statusFile), &v.status); err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("loading status: %w", err)
@@ -239,17 +248,21 @@ func (m *Manager) get(name string) (*vm, error) {
 func (v *vm) snapshot() Guest {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return Guest{Name: v.name, Spec: v.spec, Status: v.status}
+	return Guest{Name: v.name, Identity: identityOf(v.id, &v.spec), Spec: v.spec, Status: v.status}
 }
 
 // Create validates s (resolving its manifest), stores it and returns the
 // new, stopped guest.
 func (m *Manager) Create(ctx context.Context, s *spec.Spec) (Guest, error) {
 	sp := *s
-	if err := sp.Resolve(); err != nil {
+	if err := sp.ResolveOutside(m.opts.StateDir); err != nil {
 		return Guest{}, err
 	}
-	if err := sp.Validate(spec.ValidateOptions{AllowHostVTPM: m.opts.AllowHostVTPM}); err != nil {
+	if err := sp.Validate(spec.ValidateOptions{AllowHostVTPM: m.opts.AllowHostVTPM, StateDir: m.opts.StateDir}); err != nil {
+		return Guest{}, err
+	}
+	id, err := newGuestID()
+	if err != nil {
 		return Guest{}, err
 	}
 	dir := m.guestDir(sp.Name)
@@ -265,21 +278,49 @@ func (m *Manager) Create(ctx context.Context, s *spec.Spec) (Guest, error) {
 	if _, ok := m.vms[sp.Name]; ok {
 		return Guest{}, fmt.Errorf("%w: %q", ErrExists, sp.Name)
 	}
+	if err := m.uniqueHostData(id, &sp); err != nil {
+		return Guest{}, err
+	}
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return Guest{}, fmt.Errorf("%w: %q (directory left over)", ErrExists, sp.Name)
 		}
 		return Guest{}, fmt.Errorf("creating guest directory: %w", err)
 	}
-	v := &vm{name: sp.Name, dir: dir, spec: sp, status: Status{State: StateStopped, Simulated: sp.TEE.Simulated()}}
+	v := &vm{name: sp.Name, dir: dir, id: id, spec: sp, status: Status{State: StateStopped, Simulated: sp.TEE.Simulated()}}
+	if err := writeGuestID(dir, id); err != nil {
+		os.RemoveAll(dir)
+		return Guest{}, err
+	}
 	if err := writeJSON(filepath.Join(dir, specFile), sp); err != nil {
 		os.RemoveAll(dir)
 		return Guest{}, err
 	}
 	m.persist(v)
 	m.vms[v.name] = v
-	m.log.Info("created guest", "guest", v.name, "tee", sp.TEE, "simulated", sp.TEE.Simulated())
+	ident := identityOf(id, &sp)
+	m.log.Info("created guest", "guest", v.name, "tee", sp.TEE, "simulated", sp.TEE.Simulated(),
+		"id", id, "host_data", ident.HostData, "mrconfigid", ident.MRConfigID)
 	return v.snapshot(), nil
+}
+
+// uniqueHostData refuses a guest whose HOST_DATA (only an explicit
+// snp.host_data can repeat) is another guest's: the two would share one
+// token sub. m.mu must be held.
+func (m *Manager) uniqueHostData(id string, sp *spec.Spec) error {
+	if sp.TEE == spec.TEETDX {
+		return nil
+	}
+	want := hostData(id, sp)
+	for _, o := range m.vms {
+		o.mu.Lock()
+		same := o.spec.TEE != spec.TEETDX && hostData(o.id, &o.spec) == want
+		o.mu.Unlock()
+		if same {
+			return fmt.Errorf("%w: snp.host_data: guest %q has the same HOST_DATA, so both would have one identity (token sub)", spec.ErrInvalid, o.name)
+		}
+	}
+	return nil
 }
 
 // Get returns one guest.

@@ -53,7 +53,7 @@ func TestMeasurementCoversWhatIsBooted(t *testing.T) {
 	base := resolved(t, fakeImage(t, dir, "m"))
 	measure := func(s *spec.Spec) string {
 		t.Helper()
-		bf, err := prepareBoot(s, t.TempDir())
+		bf, err := prepareBoot(s, t.TempDir(), t.TempDir())
 		if err != nil {
 			t.Fatalf("prepareBoot: %v", err)
 		}

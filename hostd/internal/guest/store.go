@@ -52,9 +52,13 @@ type Status struct {
 
 // Guest is a guest's spec and status, as the API returns it.
 type Guest struct {
-	Name   string    `json:"name"`
-	Spec   spec.Spec `json:"spec"`
-	Status Status    `json:"status"`
+	Name string `json:"name"`
+	// Identity tells the guest apart from every other guest of its image:
+	// its UUID and the HOST_DATA or MRCONFIGID it is launched with, which
+	// end its token's sub.
+	Identity Identity  `json:"identity"`
+	Spec     spec.Spec `json:"spec"`
+	Status   Status    `json:"status"`
 }
 
 const (

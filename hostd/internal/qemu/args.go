@@ -54,8 +54,12 @@ type Config struct {
 
 	Kernel, Initrd, Append string
 
-	OSDisk   string // optional
+	OSDisk   string // optional; "/dev/fdset/N" for one passed in AddFDs
 	TempDisk string // optional
+
+	// AddFDs are file descriptors QEMU inherits and files into fd sets, so
+	// that a path "/dev/fdset/N" opens them instead of a file by name.
+	AddFDs []AddFD
 
 	QMPSocket string // QMP control socket (server)
 	SerialLog string // serial console, appended
@@ -90,7 +94,17 @@ type SNPConfig struct {
 
 // TDXConfig holds the tdx-guest object's properties.
 type TDXConfig struct {
-	QGSSocket string
+	QGSSocket  string
+	MRConfigID [48]byte // zero: left out
+}
+
+// AddFD is one -add-fd option (qemu-options.hx "-add-fd", QEMU ≥ 1.x): QEMU
+// adds inherited descriptor FD to fd set Set; Opaque is a free-form note
+// shown by query-fdsets.
+type AddFD struct {
+	FD     int
+	Set    int
+	Opaque string
 }
 
 // Args returns QEMU's arguments (without the program name) for c.
@@ -150,6 +164,14 @@ func (c Config) check() error {
 	}
 	if c.IGVM && c.TEE != TEESNP {
 		bad("IGVM firmware is only wired for sev-snp")
+	}
+	for _, f := range c.AddFDs {
+		if f.FD < 3 || f.Set < 0 || strings.ContainsAny(f.Opaque, ",= \n\x00") {
+			bad("add-fd fd %d set %d opaque %q", f.FD, f.Set, f.Opaque)
+		}
+	}
+	if c.TEE != TEETDX && c.TDX.MRConfigID != ([48]byte{}) {
+		bad("MRCONFIGID is only for tdx guests")
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
@@ -215,6 +237,11 @@ func boot(c Config) []string {
 // keeps them virtio 1.0 only, and romfile= loads no option ROM into the
 // measured firmware path.
 //
+//   - -add-fd fd=N,set=S,opaque=..: qemu-options.hx "-add-fd"; hostd opens
+//     the OS disk itself (after checking where it resolves) and passes it
+//     as an inherited descriptor, and -drive file=/dev/fdset/S opens that
+//     (QEMU picks the descriptor whose access mode matches, so one
+//     read-write and one read-only descriptor of the same file are passed).
 //   - -drive if=none,format=raw + -device virtio-blk-pci,serial=...:
 //     qemu-options.hx "-drive", docs/system/devices/virtio-blk (serial is
 //     visible in /sys/block/vd*/serial; at most 20 bytes).
@@ -243,6 +270,9 @@ func devices(c Config, confidential bool) []string {
 		vopt = ",disable-legacy=on,iommu_platform=on"
 	}
 	var a []string
+	for _, f := range c.AddFDs {
+		a = append(a, "-add-fd", fmt.Sprintf("fd=%d,set=%d,opaque=%s", f.FD, f.Set, f.Opaque))
+	}
 	if c.OSDisk != "" {
 		a = append(a,
 			"-drive", "file="+esc(c.OSDisk)+",if=none,id=osdisk,format=raw,discard=unmap",
@@ -312,7 +342,9 @@ func simArgs(c Config) []string {
 //   - -object sev-snp-guest,id=sev0,policy=..,cbitpos=..,reduced-phys-bits=..,
 //     kernel-hashes=on[,host-data=..]: qapi/qom.json SevSnpGuestProperties
 //     (9.1): kernel-hashes=on puts the SHA-256 of kernel, initrd and command
-//     line into the OVMF hash table, so they are in the launch digest.
+//     line into the OVMF hash table, so they are in the launch digest;
+//     host-data (base64 of 32 bytes) is the report's HOST_DATA, the guest's
+//     identity.
 //   - -bios OVMF.fd: an OVMF AmdSev build (OvmfPkg/AmdSev/AmdSevX64.dsc),
 //     the only one with the SNP_KERNEL_HASHES section.
 //   - IGVM (COCONUT-SVSM vTPM): -object igvm-cfg,id=igvm0,file=.. and
@@ -354,21 +386,27 @@ func snpArgs(c Config) []string {
 //     "quote-generation-socket":{"type":"unix","path":".."}}': the TD
 //     object; the QGS address is a SocketAddress, so JSON syntax is needed
 //     (qapi/qom.json TdxGuestProperties). Debug stays off (attributes
-//     default), sept-ve-disable defaults to on.
+//     default), sept-ve-disable defaults to on. "mrconfigid" (base64 of 48
+//     bytes, TdxGuestProperties, 10.1) carries the guest's identity into
+//     the TD report's MRCONFIGID.
 //   - -machine q35,kernel-irqchip=split,confidential-guest-support=tdx0: a
 //     TD requires the split IRQ chip (tdx.rst).
 //   - -bios OVMF.fd: an OVMF IntelTdx build; kernel, initrd and command line
 //     are measured by TDVF into RTMRs (tdx.rst "Launching a TD").
 //   - -accel kvm: TDX needs KVM.
 func tdxArgs(c Config) []string {
-	obj, _ := json.Marshal(map[string]any{
+	props := map[string]any{
 		"qom-type": "tdx-guest",
 		"id":       "tdx0",
 		"quote-generation-socket": map[string]string{
 			"type": "unix",
 			"path": c.TDX.QGSSocket,
 		},
-	})
+	}
+	if c.TDX.MRConfigID != ([48]byte{}) {
+		props["mrconfigid"] = base64.StdEncoding.EncodeToString(c.TDX.MRConfigID[:])
+	}
+	obj, _ := json.Marshal(props)
 	a := common(c)
 	a = append(a,
 		"-machine", "q35,kernel-irqchip=split,confidential-guest-support=tdx0",

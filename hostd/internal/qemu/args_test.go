@@ -32,6 +32,22 @@ func baseConfig(tee string) Config {
 	}
 }
 
+// testIdentity32 and testIdentity48 are made-up guest identities
+// (HOST_DATA, MRCONFIGID) for the golden files.
+func testIdentity32() (b [32]byte) {
+	for i := range b {
+		b[i] = byte(i + 1)
+	}
+	return b
+}
+
+func testIdentity48() (b [48]byte) {
+	for i := range b {
+		b[i] = byte(0x80 + i)
+	}
+	return b
+}
+
 func TestArgsGolden(t *testing.T) {
 	tests := map[string]func() Config{
 		"sim": func() Config {
@@ -45,6 +61,7 @@ func TestArgsGolden(t *testing.T) {
 			c := baseConfig(TEESNP)
 			c.CPU = "EPYC-v4"
 			c.SNP = SNPConfig{Policy: 0x30000, CBitPos: 51, ReducedPhysBits: 1}
+			c.SNP.HostData = testIdentity32()
 			return c
 		},
 		"sev-snp-igvm": func() Config {
@@ -59,7 +76,7 @@ func TestArgsGolden(t *testing.T) {
 		"tdx": func() Config {
 			c := baseConfig(TEETDX)
 			c.CPU = "host"
-			c.TDX = TDXConfig{QGSSocket: "/var/run/tdx-qgs/qgs.socket"}
+			c.TDX = TDXConfig{QGSSocket: "/var/run/tdx-qgs/qgs.socket", MRConfigID: testIdentity48()}
 			return c
 		},
 	}
@@ -163,6 +180,9 @@ func TestArgsRejects(t *testing.T) {
 		"quote in relay":     func(c *Config) { c.Relay = "/opt/a'; rm -rf /'" },
 		"backslash in relay": func(c *Config) { c.Relay = `/opt/a\b` },
 		"newline in relay":   func(c *Config) { c.Relay = "/opt/a\nb" },
+		"add-fd stdin":       func(c *Config) { c.AddFDs = []AddFD{{FD: 0, Set: 1, Opaque: "x"}} },
+		"add-fd comma":       func(c *Config) { c.AddFDs = []AddFD{{FD: 3, Set: 1, Opaque: "x,fd=0"}} },
+		"mrconfigid on sim":  func(c *Config) { c.TDX.MRConfigID[0] = 1 },
 	}
 	for name, mut := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -218,4 +238,34 @@ func FuzzParseVersion(f *testing.F) {
 			t.Fatalf("negative version %v", v)
 		}
 	})
+}
+
+// TestArgsIdentity: the guest's identity reaches QEMU in the field its TEE
+// reserves for it, and the OS disk can come as inherited descriptors.
+func TestArgsIdentity(t *testing.T) {
+	snp := baseConfig(TEESNP)
+	snp.SNP = SNPConfig{Policy: 0x30000, CBitPos: 51, ReducedPhysBits: 1, HostData: testIdentity32()}
+	snp.OSDisk = "/dev/fdset/1"
+	snp.AddFDs = []AddFD{{FD: 3, Set: 1, Opaque: "os-disk-rw"}, {FD: 4, Set: 1, Opaque: "os-disk-ro"}}
+	args, err := Args(snp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined := strings.Join(args, "\n")
+	for _, w := range []string{
+		",host-data=AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=\n",
+		"-add-fd\nfd=3,set=1,opaque=os-disk-rw\n-add-fd\nfd=4,set=1,opaque=os-disk-ro\n-drive\nfile=/dev/fdset/1,if=none,id=osdisk",
+	} {
+		if !strings.Contains(joined, w) {
+			t.Errorf("sev-snp arguments lack %q", w)
+		}
+	}
+	tdx := baseConfig(TEETDX)
+	tdx.TDX = TDXConfig{QGSSocket: "/run/qgs.sock", MRConfigID: testIdentity48()}
+	if args, err = Args(tdx); err != nil {
+		t.Fatal(err)
+	}
+	if want := `"mrconfigid":"gIGCg4SFhoeIiYqLjI2Oj5CRkpOUlZaXmJmam5ydnp+goaKjpKWmp6ipqqusra6v"`; !strings.Contains(strings.Join(args, "\n"), want) {
+		t.Errorf("tdx arguments lack %s", want)
+	}
 }

@@ -258,9 +258,15 @@ func (s *Spec) absPaths(baseDir string) {
 // Resolve fills the image fields left empty from the manifest (if one is
 // named), and the defaults that depend on the TEE. It reads the manifest
 // file.
-func (s *Spec) Resolve() error {
+func (s *Spec) Resolve() error { return s.resolve("") }
+
+// ResolveOutside is Resolve for the daemon: it refuses (ErrInvalid and
+// ErrStateDir) a manifest that resolves into stateDir before reading it.
+func (s *Spec) ResolveOutside(stateDir string) error { return s.resolve(stateDir) }
+
+func (s *Spec) resolve(stateDir string) error {
 	if s.Image.Manifest != "" {
-		m, err := LoadManifest(s.Image.Manifest)
+		m, err := loadManifest(s.Image.Manifest, stateDir)
 		if err != nil {
 			return err
 		}
@@ -318,8 +324,23 @@ func cmp[T comparable](v, def T) T {
 
 // LoadManifest reads an image manifest. Its paths, when relative, are
 // relative to the manifest's directory.
-func LoadManifest(path string) (*Manifest, error) {
-	f, err := os.Open(path)
+func LoadManifest(path string) (*Manifest, error) { return loadManifest(path, "") }
+
+// loadManifest reads a manifest; with stateDir set, one that resolves into
+// it is refused before a byte is read.
+func loadManifest(path, stateDir string) (*Manifest, error) {
+	var f *os.File
+	var err error
+	if stateDir != "" {
+		if err = checkPath(path); err == nil {
+			f, err = OpenOutside(stateDir, path, os.O_RDONLY)
+		}
+		if errors.Is(err, ErrStateDir) {
+			return nil, fmt.Errorf("%w: image.manifest: %w", ErrInvalid, err)
+		}
+	} else {
+		f, err = os.Open(path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: opening image manifest: %v", ErrInvalid, err)
 	}
@@ -365,6 +386,10 @@ type ValidateOptions struct {
 	// SkipFileChecks skips checking that the named files exist (golden
 	// tests of argument builders use made-up paths).
 	SkipFileChecks bool
+	// StateDir is hostd's state directory: a path that resolves into it,
+	// after symlinks, is refused (ErrStateDir). Empty: not checked; the
+	// daemon always sets it.
+	StateDir string
 }
 
 // Validate checks a resolved spec and reports every problem at once; the
@@ -421,6 +446,12 @@ func (s *Spec) Validate(opts ValidateOptions) error {
 		if err := checkPath(p.path); err != nil {
 			bad("%s: %v", p.name, err)
 			continue
+		}
+		if opts.StateDir != "" {
+			if err := CheckOutside(opts.StateDir, p.path); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", p.name, err))
+				continue
+			}
 		}
 		if !opts.SkipFileChecks && p.name != "tdx.qgs_socket" {
 			if _, err := os.Stat(p.path); err != nil {

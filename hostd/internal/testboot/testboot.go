@@ -64,7 +64,7 @@ func Build(t testing.TB, dir string) Fixture {
 	must(a.AddDir("/modules", 0o755))
 	must(a.AddDir("/proc", 0o755))
 	must(a.AddDir("/sys", 0o755))
-	set, err := initramfs.ResolveModules(os.DirFS(modDir), []string{"virtio_pci", "virtio_console"})
+	set, err := initramfs.ResolveModules(os.DirFS(modDir), []string{"virtio_pci", "virtio_console", "virtio_blk"})
 	if err != nil {
 		t.Fatalf("resolving modules: %v", err)
 	}

@@ -1,8 +1,9 @@
 // Command spinit is the /init of the test guest that TestSimGuestReports
 // boots: it loads the virtio modules listed in /modules.list, finds the
 // simulated secure processor's virtio-serial port, asks for a report over
-// shared/simsp, prints one line with the report's MEASUREMENT on the serial
-// console and powers the guest off.
+// shared/simsp, prints one line with the report's MEASUREMENT and HOST_DATA
+// (and the head of the OS disk, if there is one) on the serial console and
+// powers the guest off.
 package main
 
 import (
@@ -84,9 +85,12 @@ func report(c *simsp.Client, n int) error {
 	if len(report) < 0xC0 {
 		return fmt.Errorf("report is %d bytes", len(report))
 	}
-	fmt.Printf("SPINIT-REPORT n=%d measurement=%s report_data_ok=%t policy=%#x cert_table_bytes=%d tpm=%s\n",
+	if len(report) < 0xE0 {
+		return fmt.Errorf("report is %d bytes", len(report))
+	}
+	fmt.Printf("SPINIT-REPORT n=%d measurement=%s report_data_ok=%t policy=%#x cert_table_bytes=%d tpm=%s host_data=%s os_disk=%s\n",
 		n, hex.EncodeToString(report[0x90:0xC0]), bytes.Equal(report[0x50:0x90], rd[:]),
-		binary.LittleEndian.Uint64(report[0x08:]), len(certs), tpmState())
+		binary.LittleEndian.Uint64(report[0x08:]), len(certs), tpmState(), hex.EncodeToString(report[0xC0:0xE0]), osDisk())
 	return nil
 }
 
@@ -117,6 +121,35 @@ func findPort(name string, wait time.Duration) (string, error) {
 		}
 		if time.Now().After(deadline) {
 			return "", fmt.Errorf("no virtio-serial port named %s", name)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// osDisk returns the first 16 bytes (hex) of the disk whose serial is
+// confidant-os, or "absent".
+func osDisk() string {
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		serials, _ := filepath.Glob("/sys/block/vd*/serial")
+		for _, p := range serials {
+			b, err := os.ReadFile(p)
+			if err != nil || strings.TrimSpace(string(b)) != "confidant-os" {
+				continue
+			}
+			f, err := os.Open("/dev/" + filepath.Base(filepath.Dir(p)))
+			if err != nil {
+				return "unreadable"
+			}
+			defer f.Close()
+			head := make([]byte, 16)
+			if _, err := f.ReadAt(head, 0); err != nil {
+				return "unreadable"
+			}
+			return hex.EncodeToString(head)
+		}
+		if time.Now().After(deadline) {
+			return "absent"
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
