@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
@@ -93,6 +94,24 @@ func FuzzDecodeClaims(f *testing.F) {
 	f.Add("a.b.c")
 	f.Add(jws(`{"policy":[1,2,{"a":null}]}`))
 	f.Fuzz(func(t *testing.T, token string) {
-		_, _ = decodeClaims([]byte(token))
+		c, err := decodeClaims([]byte(token))
+		if err != nil {
+			if !errors.Is(err, errMalformedToken) {
+				t.Fatalf("error %v does not match errMalformedToken", err)
+			}
+			return
+		}
+		// What is decoded re-encodes to a token that decodes the same.
+		b, err := json.Marshal(c)
+		if err != nil {
+			t.Fatalf("encoding decoded claims: %v", err)
+		}
+		again, err := decodeClaims([]byte(jws(string(b))))
+		if err != nil {
+			t.Fatalf("re-encoded claims %s refused: %v", b, err)
+		}
+		if !reflect.DeepEqual(again, c) {
+			t.Fatalf("round trip changed the claims: %+v != %+v", again, c)
+		}
 	})
 }

@@ -226,8 +226,24 @@ func FuzzUnwrap(f *testing.F) {
 	}
 	f.Add(good)
 	f.Add([]byte("a.b.c.d.e"))
+	f.Add(bytes.Replace(good, []byte("."), []byte(".."), 1))
 	d := softwareDecrypter(priv)
 	f.Fuzz(func(t *testing.T, in []byte) {
-		_, _ = Unwrap(in, d)
+		secret, err := Unwrap(in, d)
+		if err != nil {
+			// Every refusal names its kind, so the agent can say why.
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrAlgorithm) && !errors.Is(err, ErrDecrypt) {
+				t.Fatalf("Unwrap error %v wraps no sentinel", err)
+			}
+			if secret != nil {
+				t.Fatalf("Unwrap returned %d bytes with an error", len(secret))
+			}
+			return
+		}
+		// Nobody but the wrapper holds the content key: whatever is
+		// accepted opens to exactly the secret that was wrapped.
+		if !bytes.Equal(secret, []byte("0123456789abcdef0123456789abcdef")) {
+			t.Fatalf("Unwrap accepted %q and returned %x", in, secret)
+		}
 	})
 }

@@ -1,9 +1,11 @@
 package spec
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -240,8 +242,33 @@ func FuzzParseYAML(f *testing.F) {
 			}
 			return
 		}
-		_ = s.Validate(ValidateOptions{SkipFileChecks: true})
+		// The CLI parses YAML and sends JSON to the daemon: what it
+		// accepts must reach the daemon unchanged.
+		checkJSONRoundTrip(t, s)
 	})
+}
+
+// checkJSONRoundTrip asserts that s re-encodes to JSON that parses back to
+// s, and that validation judges both the same.
+func checkJSONRoundTrip(t *testing.T, s *Spec) {
+	t.Helper()
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatalf("encoding an accepted spec: %v", err)
+	}
+	again, err := ParseJSON(b)
+	if err != nil {
+		t.Fatalf("re-encoded spec %s refused: %v", b, err)
+	}
+	if !reflect.DeepEqual(again, s) {
+		t.Fatalf("round trip changed the spec:\n%+v\n%+v", s, again)
+	}
+	opts := ValidateOptions{SkipFileChecks: true}
+	if e1, e2 := s.Validate(opts), again.Validate(opts); (e1 == nil) != (e2 == nil) {
+		t.Fatalf("validation differs after a round trip: %v, %v", e1, e2)
+	} else if e1 != nil && !errors.Is(e1, ErrInvalid) {
+		t.Fatalf("Validate error %v does not match ErrInvalid", e1)
+	}
 }
 
 func FuzzParseJSON(f *testing.F) {
@@ -254,7 +281,7 @@ func FuzzParseJSON(f *testing.F) {
 			}
 			return
 		}
-		_ = s.Validate(ValidateOptions{SkipFileChecks: true})
+		checkJSONRoundTrip(t, s)
 	})
 }
 

@@ -3,10 +3,12 @@ package appraise
 import (
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"testing"
 
 	"github.com/confidant-cvm/confidant/shared/evidence"
+	"github.com/confidant-cvm/confidant/shared/tee/tdx"
 )
 
 var (
@@ -72,14 +74,46 @@ func TestCheckReportData(t *testing.T) {
 	}
 }
 
+// sprQuoteForFuzz is a recorded Intel-signed TDX quote, a seed that reaches
+// the quote parser's far end.
+func sprQuoteForFuzz(f *testing.F) []byte {
+	b, err := os.ReadFile("../../../shared/tee/tdx/testdata/tdx_prod_quote_SPR_E4.dat")
+	if err != nil {
+		f.Fatal(err)
+	}
+	return b
+}
+
 // FuzzRawReportData feeds hostile reports to the binding check, which
 // parses them before any signature is verified.
 func FuzzRawReportData(f *testing.F) {
 	f.Add([]byte("tdx"), []byte{})
 	f.Add([]byte("sev-snp"), make([]byte, evidence.SNPReportSize))
 	f.Add([]byte("tdx"), make([]byte, 0x3FC))
+	f.Add([]byte("tdx"), sprQuoteForFuzz(f))
 	f.Fuzz(func(t *testing.T, kind, report []byte) {
 		env := &evidence.Envelope{TEE: evidence.Kind(kind), Report: report}
-		_ = checkReportData(env, [64]byte{})
+		rd, err := rawReportData(env)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, tdx.ErrMalformed) && !errors.Is(err, evidence.ErrUnknownKind) {
+				t.Fatalf("rawReportData error %v wraps no sentinel", err)
+			}
+			if err := checkReportData(env, [64]byte{}); err == nil {
+				t.Fatal("checkReportData accepted a report rawReportData refuses")
+			}
+			return
+		}
+		if len(rd) != 64 {
+			t.Fatalf("REPORT_DATA of %d bytes", len(rd))
+		}
+		// The binding holds for exactly the report's own REPORT_DATA.
+		want := [64]byte(rd)
+		if err := checkReportData(env, want); err != nil {
+			t.Fatalf("checkReportData refused the report's own REPORT_DATA: %v", err)
+		}
+		want[len(want)-1] ^= 1
+		if err := checkReportData(env, want); !errors.Is(err, ErrBinding) {
+			t.Fatalf("checkReportData with another REPORT_DATA = %v, want ErrBinding", err)
+		}
 	})
 }
