@@ -42,7 +42,7 @@ test: deps lint build
 	@./scripts/start-postgres.sh stop $(PGDIR) 2>/dev/null || true
 	@rm -rf $(PGDIR)
 	@dsn=$$(./scripts/start-postgres.sh start $(PGDIR)) || exit 1; \
-	CONFIDANT_TEST_POSTGRES="$$dsn" CONFIDANT_TEST_REQUIRE_POSTGRES=1 CGO_ENABLED=1 \
+	CONFIDANT_TEST_POSTGRES="$$dsn" CONFIDANT_TEST_REQUIRE_POSTGRES=1 CONFIDANT_TEST_REQUIRE_ROOT=1 CGO_ENABLED=1 \
 		$(GO) test -count=1 -timeout 40m ./...; rc=$$?; \
 	./scripts/start-postgres.sh stop $(PGDIR); rm -rf $(PGDIR); exit $$rc
 

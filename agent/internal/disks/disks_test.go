@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/confidant-cvm/confidant/agent/internal/ext4"
+	"github.com/confidant-cvm/confidant/agent/internal/testenv"
 	"github.com/confidant-cvm/confidant/shared/luks2"
 )
 
@@ -425,9 +426,7 @@ func TestFindMapping(t *testing.T) {
 }
 
 func TestMapperNode(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mknod of a block device needs root")
-	}
+	testenv.RequireRoot(t, "mknod of a block device")
 	fs := newFakeSys(t)
 	writeFile(t, filepath.Join(fs.sys, "block/dm-0/dm/name"), "confidant-root\n")
 	writeFile(t, filepath.Join(fs.sys, "block/dm-0/dev"), "253:7\n")

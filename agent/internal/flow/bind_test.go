@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/confidant-cvm/confidant/agent/internal/testenv"
 )
 
 // TestBindFile bind-mounts a file in a private mount namespace (on a thread
@@ -25,9 +27,7 @@ func TestBindFile(t *testing.T) {
 	}
 
 	t.Run("bind mount", func(t *testing.T) {
-		if os.Geteuid() != 0 {
-			t.Skip("mounting needs root")
-		}
+		testenv.RequireRoot(t, "bind-mounting in a private mount namespace")
 		done := make(chan struct{})
 		go func() {
 			defer close(done)

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/confidant-cvm/confidant/agent/internal/testenv"
 )
 
 func TestMessages(t *testing.T) {
@@ -113,9 +115,7 @@ const netnsChild = "CONFIDANT_NETCFG_NETNS_CHILD"
 // unshare), then reads the result back from the kernel.
 func TestConfigureInNetns(t *testing.T) {
 	if os.Getenv(netnsChild) == "" {
-		if os.Geteuid() != 0 {
-			t.Skip("needs root for a network namespace")
-		}
+		testenv.RequireRoot(t, "a network namespace")
 		cmd := exec.Command("unshare", "--net", "--mount", "--propagation", "private",
 			os.Args[0], "-test.run=^TestConfigureInNetns$", "-test.v", "-test.count=1")
 		cmd.Env = append(os.Environ(), netnsChild+"=1")
