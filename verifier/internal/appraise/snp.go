@@ -2,12 +2,9 @@ package appraise
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/confidant-cvm/confidant/shared/evidence"
@@ -79,15 +76,12 @@ func (v *snpVerifier) Verify(_ context.Context, env *evidence.Envelope, reportDa
 	return t, nil
 }
 
-// snpSubject is the stable guest identity: for simulated evidence with a
-// non-zero HOST_DATA (hostd puts the guest's identity there), the kind and
-// HOST_DATA; otherwise the kind and SHA-256(CHIP_ID || MEASUREMENT).
+// snpSubject is the guest's identity, the sub claim:
+// "<kind>:<MEASUREMENT hex>:<HOST_DATA hex>". MEASUREMENT names the image
+// (firmware, kernel, initramfs, command line, vCPUs) and HOST_DATA the VM:
+// hostd launches every guest with a digest of its own identity there, so
+// two VMs of one image differ in sub and one VM keeps its sub across
+// reboots. Evidence without HOST_DATA (zero) names the image only.
 func snpSubject(kind evidence.Kind, c *snp.Claims) string {
-	if kind == evidence.KindSimSNP && strings.Trim(c.HostData, "0") != "" {
-		return string(kind) + ":" + c.HostData
-	}
-	chip, _ := hex.DecodeString(c.ChipID)
-	m, _ := hex.DecodeString(c.Measurement)
-	sum := sha256.Sum256(append(chip, m...))
-	return string(kind) + ":" + hex.EncodeToString(sum[:])
+	return string(kind) + ":" + c.Measurement + ":" + c.HostData
 }

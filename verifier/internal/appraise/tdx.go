@@ -2,7 +2,6 @@ package appraise
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"time"
@@ -39,13 +38,10 @@ func (v *tdxVerifier) Verify(ctx context.Context, env *evidence.Envelope, report
 	return &TEE{Fields: fields, HWModel: "Intel TDX", Debug: c.TDAttributes.Debug, Subject: tdxSubject(c)}, nil
 }
 
-// tdxSubject is the stable guest identity of a TD: the kind and
-// SHA-256(MRTD || MRCONFIGID || MROWNER || MROWNERCONFIG), the firmware
-// measurement and the host-set identity fields.
+// tdxSubject is the TD's identity, the sub claim:
+// "tdx:<MRTD hex>:<MRCONFIGID hex>". MRTD names the firmware image and
+// MRCONFIGID the VM (hostd launches every TD with a digest of its own
+// identity there). MROWNER and MROWNERCONFIG stay in the tee claims.
 func tdxSubject(c *tdx.Claims) string {
-	h := sha256.New()
-	for _, b := range [][]byte{c.MRTD, c.MRConfigID, c.MROwner, c.MROwnerConfig} {
-		h.Write(b)
-	}
-	return string(evidence.KindTDX) + ":" + hex.EncodeToString(h.Sum(nil))
+	return string(evidence.KindTDX) + ":" + hex.EncodeToString(c.MRTD) + ":" + hex.EncodeToString(c.MRConfigID)
 }

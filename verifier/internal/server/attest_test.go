@@ -43,8 +43,8 @@ func TestAttestIssuesToken(t *testing.T) {
 	if err != nil {
 		t.Fatalf("verifying the issued token: %v", err)
 	}
-	wantSub := "sim-sev-snp:" + hex.EncodeToString(hostData[:])
 	m := testguest.Measurement()
+	wantSub := "sim-sev-snp:" + hex.EncodeToString(m[:]) + ":" + hex.EncodeToString(hostData[:])
 	for name, want := range map[string]any{
 		"sub":         wantSub,
 		"aud":         "disk-key",
