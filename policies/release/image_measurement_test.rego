@@ -30,6 +30,16 @@ test_image_released if {
 	r.reasons == []
 }
 
+# Every VM of the image is released: VMs differ in HOST_DATA and so in
+# sub, which this policy does not pin.
+test_two_vms_of_the_image_released if {
+	vm1 := json.patch(good, [{"op": "add", "path": "/sub", "value": concat(":", ["sev-snp", measurement, "11"])}])
+	vm2 := json.patch(good, [{"op": "add", "path": "/sub", "value": concat(":", ["sev-snp", measurement, "22"])}])
+	vm1.sub != vm2.sub
+	decide(vm1).allow == true
+	decide(vm2).allow == true
+}
+
 test_other_measurement_denied if denied_for(
 	json.patch(good, [{"op": "replace", "path": "/tee/measurement", "value": "00"}]),
 	"launch measurement 00 is not one of image os-disk's",
