@@ -5,11 +5,8 @@ import (
 	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/google/go-sev-guest/abi"
@@ -326,56 +323,6 @@ func productLine(r *spb.Report, exts *kds.Extensions, key abi.ReportSigner) stri
 	return kds.ProductLine(p)
 }
 
-// checkTCB applies the rules the hardware guarantees for a genuine report,
-// and nothing stricter (minimums are Options.MinimumTCB or, in the
-// verifier, the appraisal policy's):
-//
-//   - REPORTED_TCB is the TCB the endorsement key certificate was issued
-//     for, and at most CURRENT_TCB, component by component
-//     (ErrTCBMismatch);
-//   - COMMITTED_TCB is at most CURRENT_TCB, component by component, and the
-//     committed firmware version at most the current one (ErrCommittedTCB).
-//     A CURRENT_TCB above COMMITTED_TCB is normal: firmware or microcode
-//     loaded at runtime and not (yet) committed.
-//
-// Components are compared byte by byte over all eight bytes of the
-// TCB_VERSION, so the check holds for every product line's layout
-// (Milan/Genoa: bootloader, TEE, SNP, microcode; Turin also FMC).
-func checkTCB(r *spb.Report, certTCB kds.TCBVersion) error {
-	reported := kds.TCBVersion(r.GetReportedTcb())
-	current := kds.DecomposeTCBVersion(kds.TCBVersion(r.GetCurrentTcb()))
-	if reported != certTCB {
-		return fmt.Errorf("%w: reported TCB %#x, certificate TCB %#x", ErrTCBMismatch, uint64(reported), uint64(certTCB))
-	}
-	if !kds.TCBPartsLE(kds.DecomposeTCBVersion(reported), current) {
-		return fmt.Errorf("%w: reported TCB %#x above current TCB %#x", ErrTCBMismatch, uint64(reported), r.GetCurrentTcb())
-	}
-	committed := kds.DecomposeTCBVersion(kds.TCBVersion(r.GetCommittedTcb()))
-	if !kds.TCBPartsLE(committed, current) {
-		return fmt.Errorf("%w: committed TCB %#x above current TCB %#x in byte(s) %v", ErrCommittedTCB,
-			r.GetCommittedTcb(), r.GetCurrentTcb(), bytesAbove(r.GetCommittedTcb(), r.GetCurrentTcb()))
-	}
-	committedFW := [3]uint32{r.GetCommittedMajor(), r.GetCommittedMinor(), r.GetCommittedBuild()}
-	currentFW := [3]uint32{r.GetCurrentMajor(), r.GetCurrentMinor(), r.GetCurrentBuild()}
-	if slices.Compare(committedFW[:], currentFW[:]) > 0 {
-		return fmt.Errorf("%w: committed firmware %d.%d build %d above current firmware %d.%d build %d", ErrCommittedTCB,
-			committedFW[0], committedFW[1], committedFW[2], currentFW[0], currentFW[1], currentFW[2])
-	}
-	return nil
-}
-
-// bytesAbove lists the byte positions (0 = least significant) where a's
-// TCB_VERSION component is above b's.
-func bytesAbove(a, b uint64) []int {
-	var out []int
-	for i := range 8 {
-		if byte(a>>(8*i)) > byte(b>>(8*i)) {
-			out = append(out, i)
-		}
-	}
-	return out
-}
-
 // validateReport runs every policy check and joins the failures.
 func validateReport(r *spb.Report, opts *Options) error {
 	var errs []error
@@ -432,76 +379,6 @@ func allZero(b []byte) bool {
 		}
 	}
 	return true
-}
-
-var productLines = []string{"Milan", "Genoa", "Turin"}
-
-// trustedRoots returns the roots for verify.Options.TrustedRoots: the
-// simulated ARK with the ASK/ASVK from the table, or AMD's embedded roots.
-func trustedRoots(simRoot *x509.Certificate, chain *spb.CertificateChain) (map[string][]*trust.AMDRootCerts, error) {
-	if simRoot == nil {
-		return amdRoots()
-	}
-	if len(chain.GetAskCert()) == 0 {
-		return nil, fmt.Errorf("%w: certificate table has no ASK for the simulated root", ErrChain)
-	}
-	ask, err := x509.ParseCertificate(chain.GetAskCert())
-	if err != nil {
-		return nil, fmt.Errorf("%w: parsing ASK: %w", ErrChain, err)
-	}
-	roots := make(map[string][]*trust.AMDRootCerts, len(productLines))
-	for _, pl := range productLines {
-		r := trust.AMDRootCertsProduct(pl)
-		r.ProductCerts = &trust.ProductCerts{Ark: simRoot, Ask: ask}
-		roots[pl] = []*trust.AMDRootCerts{r}
-	}
-	return roots, nil
-}
-
-// amdRoots parses AMD's embedded VCEK and VLEK product chains once. The
-// result is never modified.
-var amdRoots = sync.OnceValues(func() (map[string][]*trust.AMDRootCerts, error) {
-	bundles := map[string][2][]byte{
-		"Milan": {trust.AskArkMilanVcekBytes, trust.AskArkMilanVlekBytes},
-		"Genoa": {trust.AskArkGenoaVcekBytes, trust.AskArkGenoaVlekBytes},
-		"Turin": {trust.AskArkTurinVcekBytes, trust.AskArkTurinVlekBytes},
-	}
-	roots := make(map[string][]*trust.AMDRootCerts, len(bundles))
-	for pl, b := range bundles {
-		vcekChain, err := parsePEMCerts(b[0])
-		if err != nil || len(vcekChain) != 2 {
-			return nil, fmt.Errorf("%w: parsing embedded %s VCEK chain: %d certificates, %v", ErrChain, pl, len(vcekChain), err)
-		}
-		vlekChain, err := parsePEMCerts(b[1])
-		if err != nil || len(vlekChain) != 2 {
-			return nil, fmt.Errorf("%w: parsing embedded %s VLEK chain: %d certificates, %v", ErrChain, pl, len(vlekChain), err)
-		}
-		r := trust.AMDRootCertsProduct(pl)
-		// KDS cert_chain bodies hold the ASK (or ASVK) first, then the ARK.
-		r.ProductCerts = &trust.ProductCerts{Ark: vcekChain[1], Ask: vcekChain[0], Asvk: vlekChain[0]}
-		roots[pl] = []*trust.AMDRootCerts{r}
-	}
-	return roots, nil
-})
-
-// parsePEMCerts parses every CERTIFICATE block in b.
-func parsePEMCerts(b []byte) ([]*x509.Certificate, error) {
-	var certs []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, b = pem.Decode(b)
-		if block == nil {
-			return certs, nil
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		certs = append(certs, c)
-	}
 }
 
 // parseCertTable checks the GUID table's header before handing it to

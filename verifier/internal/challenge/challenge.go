@@ -34,12 +34,16 @@ const (
 	MinKeySize = 32
 	// DefaultTTL is how long a nonce stays redeemable by default.
 	DefaultTTL = 5 * time.Minute
+	// DefaultMaxSkew is how far another replica's clock may run ahead of
+	// this one's by default.
+	DefaultMaxSkew = time.Minute
 )
 
 // Sentinel errors for redemption outcomes.
 var (
 	// ErrUnknown means the nonce was not issued by this verifier (wrong
-	// size or tag).
+	// size or tag, or an expiry further ahead than any this verifier
+	// issues).
 	ErrUnknown = errors.New("nonce unknown")
 	// ErrExpired means the nonce's expiry has passed.
 	ErrExpired = errors.New("nonce expired")
@@ -60,8 +64,13 @@ type Config struct {
 	Key []byte
 	// Store records redeemed nonces. Required.
 	Store NonceStore
-	// TTL is how long an issued nonce is valid; zero means DefaultTTL.
+	// TTL is how long an issued nonce is valid; zero means DefaultTTL. A
+	// nonce whose expiry is more than TTL + MaxSkew ahead is refused even
+	// with a valid tag: no replica sharing the key issues one.
 	TTL time.Duration
+	// MaxSkew is how far ahead of this clock another replica's clock (that
+	// issued a nonce) may run; zero means DefaultMaxSkew.
+	MaxSkew time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Rand is the entropy source; nil means crypto/rand.
@@ -73,6 +82,7 @@ type Service struct {
 	key   []byte
 	store NonceStore
 	ttl   time.Duration
+	skew  time.Duration
 	now   func() time.Time
 	rand  io.Reader
 }
@@ -89,12 +99,19 @@ func New(cfg Config) (*Service, error) {
 	if cfg.TTL < 0 {
 		errs = append(errs, fmt.Errorf("negative TTL %v", cfg.TTL))
 	}
+	if cfg.MaxSkew < 0 {
+		errs = append(errs, fmt.Errorf("negative clock skew %v", cfg.MaxSkew))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("configuring challenge service: %w", err)
 	}
-	s := &Service{key: append([]byte(nil), cfg.Key...), store: cfg.Store, ttl: cfg.TTL, now: cfg.Now, rand: cfg.Rand}
+	s := &Service{key: append([]byte(nil), cfg.Key...), store: cfg.Store, ttl: cfg.TTL, skew: cfg.MaxSkew,
+		now: cfg.Now, rand: cfg.Rand}
 	if s.ttl == 0 {
 		s.ttl = DefaultTTL
+	}
+	if s.skew == 0 {
+		s.skew = DefaultMaxSkew
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -136,7 +153,9 @@ func (s *Service) tag(body []byte) []byte {
 }
 
 // Check verifies that nonce was issued by this service and has not expired,
-// without recording it. It returns the nonce's expiry.
+// without recording it. It returns the nonce's expiry. A valid tag is not
+// enough: an expiry later than now + TTL + MaxSkew was never issued (only
+// someone holding the MAC key made it) and is ErrUnknown.
 func (s *Service) Check(nonce []byte) (time.Time, error) {
 	if len(nonce) != NonceSize {
 		return time.Time{}, fmt.Errorf("checking nonce: %d bytes: %w", len(nonce), ErrUnknown)
@@ -150,8 +169,13 @@ func (s *Service) Check(nonce []byte) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("checking nonce: expiry out of range: %w", ErrUnknown)
 	}
 	expires := time.Unix(int64(exp), 0).UTC()
-	if !s.now().Before(expires) {
+	now := s.now()
+	if !now.Before(expires) {
 		return time.Time{}, fmt.Errorf("checking nonce: expired at %s: %w", expires.Format(time.RFC3339), ErrExpired)
+	}
+	if latest := now.Add(s.ttl + s.skew); expires.After(latest) {
+		return time.Time{}, fmt.Errorf("checking nonce: expiry %s is later than now + TTL (%v) + clock skew (%v): %w",
+			expires.Format(time.RFC3339), s.ttl, s.skew, ErrUnknown)
 	}
 	return expires, nil
 }

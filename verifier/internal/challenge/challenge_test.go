@@ -3,6 +3,7 @@ package challenge
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"path/filepath"
 	"testing"
@@ -53,19 +54,37 @@ func TestRedeem(t *testing.T) {
 	tampered := bytes.Clone(n.Value)
 	tampered[RandomSize] ^= 1 // move the expiry
 	fresh := func() []byte { v, _ := s.Issue(); return v.Value }
+	// mint makes a nonce with the right key and any expiry, as anyone who
+	// read the key could.
+	minted := byte(0)
+	mint := func(expires time.Time) []byte {
+		v := make([]byte, NonceSize)
+		minted++
+		v[0] = minted // a distinct nonce each time
+		binary.BigEndian.PutUint64(v[RandomSize:], uint64(expires.Unix()))
+		copy(v[RandomSize+expirySize:], s.tag(v[:RandomSize+expirySize]))
+		return v
+	}
+	ahead := &clock{t: c.t.Add(30 * time.Second)} // a replica whose clock runs ahead
+	fromAhead, _ := newService(t, st, ahead, key).Issue()
 
 	tests := map[string]struct {
 		nonce   []byte
 		advance time.Duration
 		wantErr error
 	}{
-		"valid":              {nonce: fresh()},
-		"other key":          {nonce: forged.Value, wantErr: ErrUnknown},
-		"tampered expiry":    {nonce: tampered, wantErr: ErrUnknown},
-		"short":              {nonce: n.Value[:32], wantErr: ErrUnknown},
-		"empty":              {nonce: nil, wantErr: ErrUnknown},
-		"expired":            {nonce: fresh(), advance: time.Minute, wantErr: ErrExpired},
-		"just before expiry": {nonce: fresh(), advance: time.Minute - time.Second},
+		"valid":                          {nonce: fresh()},
+		"other key":                      {nonce: forged.Value, wantErr: ErrUnknown},
+		"tampered expiry":                {nonce: tampered, wantErr: ErrUnknown},
+		"short":                          {nonce: n.Value[:32], wantErr: ErrUnknown},
+		"empty":                          {nonce: nil, wantErr: ErrUnknown},
+		"expired":                        {nonce: fresh(), advance: time.Minute, wantErr: ErrExpired},
+		"just before expiry":             {nonce: fresh(), advance: time.Minute - time.Second},
+		"valid tag, expiry a year ahead": {nonce: mint(c.t.AddDate(1, 0, 0)), wantErr: ErrUnknown},
+		"valid tag, expiry past TTL + skew": {
+			nonce: mint(c.t.Add(time.Minute + DefaultMaxSkew + time.Second)), wantErr: ErrUnknown},
+		"valid tag, expiry at TTL + skew": {nonce: mint(c.t.Add(time.Minute + DefaultMaxSkew))},
+		"from a replica 30 s ahead":       {nonce: fromAhead.Value},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -104,6 +123,9 @@ func TestRedeemOnceAcrossReplicas(t *testing.T) {
 func TestNewValidates(t *testing.T) {
 	if _, err := New(Config{Key: make([]byte, 16)}); err == nil {
 		t.Fatal("short key and no store accepted")
+	}
+	if _, err := New(Config{Key: make([]byte, 32), Store: nopStore{}, MaxSkew: -time.Second}); err == nil {
+		t.Fatal("negative clock skew accepted")
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/confidant-cvm/confidant/verifier/internal/api"
 	"github.com/confidant-cvm/confidant/verifier/internal/challenge"
+	"github.com/confidant-cvm/confidant/verifier/internal/seal"
 	"github.com/confidant-cvm/confidant/verifier/internal/testguest"
 )
 
@@ -24,7 +25,11 @@ import (
 func TestAttestSpendsTheChallengeNonce(t *testing.T) {
 	f := newFixture(t, fixtureOpts{})
 	ctx := context.Background()
-	key, err := f.srv.Store.Secret(ctx, nonceSecret, func() ([]byte, error) { return nil, errors.New("no nonce key stored") })
+	sealer, err := seal.LoadOrCreate(f.cfg.KEKFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _, err := challenge.LoadKey(ctx, f.srv.Store, sealer)
 	if err != nil {
 		t.Fatal(err)
 	}

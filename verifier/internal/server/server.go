@@ -7,7 +7,6 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -38,9 +37,6 @@ import (
 	"github.com/confidant-cvm/confidant/verifier/internal/store"
 	"github.com/confidant-cvm/confidant/verifier/internal/token"
 )
-
-// nonceSecret names the nonce MAC key in the store.
-const nonceSecret = "nonce-mac-key"
 
 // nonceGrace keeps redeemed nonces past their expiry, for replicas whose
 // clocks lag.
@@ -133,13 +129,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (s *Se
 	if err != nil {
 		return nil, err
 	}
-	macKey, err := st.Secret(ctx, nonceSecret, func() ([]byte, error) {
-		k := make([]byte, 32)
-		_, err := rand.Read(k)
-		return k, err
-	})
+	macKey, replaced, err := challenge.LoadKey(ctx, st, sealer)
 	if err != nil {
-		return nil, fmt.Errorf("loading nonce key: %w", err)
+		return nil, err
+	}
+	if replaced {
+		log.Warn("replaced the nonce key that an earlier version stored unsealed with a new key sealed under the KEK; nonces issued before are refused, and agents ask again")
 	}
 	chal, err := challenge.New(challenge.Config{Key: macKey, Store: st, TTL: cfg.NonceTTL, Now: now})
 	if err != nil {

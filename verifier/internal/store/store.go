@@ -63,6 +63,11 @@ type Store interface {
 	// create returns; concurrent first uses (in any process) all get the
 	// same stored value.
 	Secret(ctx context.Context, name string, create func() ([]byte, error)) ([]byte, error)
+	// ReplaceSecret replaces the named secret's value old with new, in
+	// one transaction, then scrubs old from the database's files where the
+	// backend can (see the backends). A stored value other than old is
+	// ErrConflict and an unknown name ErrNotFound; both change nothing.
+	ReplaceSecret(ctx context.Context, name string, old, new []byte) error
 
 	// SigningKeys returns every stored signing key, the current one (zero
 	// RetiredAt) first, then the retired ones newest first.
