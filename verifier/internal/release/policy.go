@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,9 +22,6 @@ import (
 // MaxPolicySize bounds a release policy's source.
 const MaxPolicySize = 256 << 10
 
-// policyTimeout bounds one evaluation of a release policy.
-const policyTimeout = 2 * time.Second
-
 // cacheSize bounds the compiled policies kept (one per key version and
 // policy digest).
 const cacheSize = 1024
@@ -34,12 +32,16 @@ const cacheSize = 1024
 //
 // A release policy is one Rego v1 module in its own package defining
 // result: {"allow": true|false, "reasons": [...]}. The input is the claims
-// of the token (already verified); data.key is {"name", "version",
-// "origin"} of the key asked for. The key is released only when allow is
+// of the token (already verified) and input.now, the verifier's clock as
+// integer Unix nanoseconds (it replaces a claim of that name); data.key is
+// {"name", "version", "origin"} of the key asked for. It runs in the same
+// sandbox as appraisal policies (policy.Prepare): pure, deterministic
+// built-ins only, each evaluation bounded in time. The key is released only when allow is
 // the boolean true and reasons is empty; anything else (an undefined
 // result, a missing or non-boolean allow, allow with reasons, unknown
 // fields) is a denial with every reason listed. Errors of the evaluation
-// itself (built-in errors, a timeout) are ErrPolicyEvaluation.
+// itself (built-in errors) are ErrPolicyEvaluation; running past the time
+// limit is ErrPolicyEvaluation and policy.ErrTimeout.
 type Policy struct {
 	// ID is the policy's Rego package (without "data.").
 	ID string
@@ -100,25 +102,20 @@ func compile(ctx context.Context, src []byte, key KeyParams) (*Policy, error) {
 	store := inmem.NewFromObject(map[string]any{"key": map[string]any{
 		"name": key.Name, "version": key.Version, "origin": key.Origin,
 	}})
-	q, err := rego.New(
-		rego.Query("data."+pkg+".result"),
-		rego.ParsedModule(mod),
-		rego.Store(store),
-		rego.StrictBuiltinErrors(true),
-		rego.Strict(true),
-		rego.SetRegoVersion(ast.RegoV1),
-	).PrepareForEval(ctx)
+	q, err := policy.Prepare(ctx, mod, "data."+pkg+".result", rego.Store(store))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
 	}
 	return &Policy{ID: pkg, SHA256: PolicyDigest(src), query: q}, nil
 }
 
-// Evaluate runs the policy over the token's claims.
-func (p *Policy) Evaluate(ctx context.Context, claims map[string]any) (*Decision, error) {
-	ctx, cancel := context.WithTimeout(ctx, policyTimeout)
-	defer cancel()
-	rs, err := p.query.Eval(ctx, rego.EvalInput(claims))
+// Evaluate runs the policy over the token's claims, with now as input.now,
+// stopped after timeout (zero: policy.DefaultTimeout).
+func (p *Policy) Evaluate(ctx context.Context, claims map[string]any, now time.Time, timeout time.Duration) (*Decision, error) {
+	input := make(map[string]any, len(claims)+1)
+	maps.Copy(input, claims)
+	input["now"] = now.UnixNano()
+	rs, err := policy.Eval(ctx, p.query, timeout, input)
 	if err != nil {
 		return nil, fmt.Errorf("evaluating release policy %s: %w", p.ID, errors.Join(ErrPolicyEvaluation, err))
 	}

@@ -115,8 +115,12 @@ type Config struct {
 	// DefaultPolicy is the release policy of keys created without one.
 	// Required; it must compile.
 	DefaultPolicy []byte
-	// Now is the clock; nil means time.Now.
+	// Now is the clock (and a release policy's input.now); nil means
+	// time.Now.
 	Now func() time.Time
+	// PolicyTimeout bounds one evaluation of a release policy; zero means
+	// policy.DefaultTimeout.
+	PolicyTimeout time.Duration
 	// Rand generates platform-managed keys; nil means crypto/rand.
 	Rand io.Reader
 }
@@ -401,7 +405,7 @@ func (s *Service) Release(ctx context.Context, req Request) (*Result, error) {
 		// operator's problem, not the guest's.
 		return nil, fmt.Errorf("compiling the release policy of key %s: %w", k.Name, errors.Join(ErrPolicyEvaluation, err))
 	}
-	d, err := p.Evaluate(ctx, req.Claims)
+	d, err := p.Evaluate(ctx, req.Claims, s.cfg.Now(), s.cfg.PolicyTimeout)
 	if err != nil {
 		return nil, err
 	}

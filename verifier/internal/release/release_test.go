@@ -388,7 +388,7 @@ func TestPolicyDecisionFailsClosed(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d, err := p.Evaluate(ctx, map[string]any{"status": "affirming"})
+			d, err := p.Evaluate(ctx, map[string]any{"status": "affirming"}, time.Unix(0, 0), 0)
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("got %v, want %v", err, tt.wantErr)
 			}
