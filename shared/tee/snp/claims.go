@@ -87,7 +87,11 @@ type Policy struct {
 	PageSwapDisabled bool `json:"page_swap_disabled"`
 }
 
-// TCB is a decoded TCB_VERSION (Milan/Genoa layout).
+// TCB is a decoded TCB_VERSION (Milan/Genoa layout). Turin's layout (FMC in
+// byte 0, then bootloader, TEE and SNP) is not modelled: go-sev-guest
+// v0.15 composes a VCEK's TCB in the Milan/Genoa layout, so a Turin report
+// fails the reported = VCEK TCB check before any claims are made. Value is
+// the raw word in either case.
 type TCB struct {
 	// Value is the raw 64-bit TCB version.
 	Value uint64 `json:"value"`
