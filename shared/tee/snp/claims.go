@@ -89,9 +89,10 @@ type Policy struct {
 
 // TCB is a decoded TCB_VERSION (Milan/Genoa layout). Turin's layout (FMC in
 // byte 0, then bootloader, TEE and SNP) is not modelled: go-sev-guest
-// v0.15 composes a VCEK's TCB in the Milan/Genoa layout, so a Turin report
-// fails the reported = VCEK TCB check before any claims are made. Value is
-// the raw word in either case.
+// v0.15 reads a VCEK's TCB in the Milan/Genoa layout only (no FMC), so a
+// Turin report is not expected to pass the reported = VCEK TCB check, and
+// no Turin evidence is recorded here to show otherwise. Value is the raw
+// word in either case.
 type TCB struct {
 	// Value is the raw 64-bit TCB version.
 	Value uint64 `json:"value"`
