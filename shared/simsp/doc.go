@@ -11,6 +11,11 @@
 //
 //	{"version":1,"report_data":"<base64url, exactly 64 bytes>"}
 //
+// The guest chooses REPORT_DATA only. Everything else in the report is the
+// host's, fixed for the launch as SNP hardware fixes it: MEASUREMENT, POLICY
+// and HOST_DATA (hostd puts the guest's identity there, so every VM has its
+// own token sub).
+//
 // Response (host → guest), at most [MaxResponseLine] bytes, either
 //
 //	{"version":1,"report":"<base64url>","cert_table":"<base64url>"}
