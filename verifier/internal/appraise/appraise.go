@@ -238,6 +238,7 @@ func (a *Appraiser) Appraise(ctx context.Context, env *evidence.Envelope, rd *ev
 	if err != nil {
 		return nil, err
 	}
+	input["now"] = a.cfg.Now().UnixNano() // the policy's only clock (policy package doc)
 	d, err := p.Evaluate(ctx, input)
 	if err != nil {
 		return nil, err
