@@ -33,6 +33,7 @@ const (
 	CodeInternal         = "internal_error"
 	CodeNotFound         = "not_found"
 	CodeMethodNotAllowed = "method_not_allowed"
+	CodeMediaType        = "unsupported_media_type"
 	// Key release and administration.
 	CodeInvalidToken  = "invalid_token"
 	CodeReleaseDenied = "release_denied"
@@ -55,6 +56,7 @@ var (
 	errBadRequest  = errors.New("bad request")
 	errNotFound    = errors.New("no such endpoint")
 	errMethod      = errors.New("method not allowed")
+	errMediaType   = errors.New("unsupported media type")
 	errNotReady    = errors.New("not ready")
 	// errNoBearer: the release request has no bearer token.
 	errNoBearer = errors.New("no bearer token")
@@ -77,6 +79,10 @@ func classify(err error) (int, ErrorBody) {
 		return http.StatusTooManyRequests, ErrorBody{CodeRateLimited, []string{"too many requests; retry later"}}
 	case errors.Is(err, errOverloaded):
 		return http.StatusServiceUnavailable, ErrorBody{CodeOverloaded, []string{"the verifier is busy; retry later"}}
+	case errors.Is(err, store.ErrFull), errors.Is(err, store.ErrReadOnly):
+		// The operator's problem, named (a full disk, a read-only file
+		// system); the client retries all the same.
+		return http.StatusServiceUnavailable, ErrorBody{CodeStoreUnavailable, []string{storeCondition(err) + "; retry later"}}
 	case errors.Is(err, store.ErrUnavailable):
 		return http.StatusServiceUnavailable, ErrorBody{CodeStoreUnavailable, []string{"the verifier's store is unavailable; retry later"}}
 	case errors.Is(err, errNotReady):
@@ -119,6 +125,8 @@ func classify(err error) (int, ErrorBody) {
 		return http.StatusNotFound, ErrorBody{CodeNotFound, []string{err.Error()}}
 	case errors.Is(err, errMethod):
 		return http.StatusMethodNotAllowed, ErrorBody{CodeMethodNotAllowed, []string{err.Error()}}
+	case errors.Is(err, errMediaType):
+		return http.StatusUnsupportedMediaType, ErrorBody{CodeMediaType, []string{"a request body must be sent as Content-Type: application/json (charset, if given, utf-8)"}}
 	}
 	return http.StatusInternalServerError, ErrorBody{CodeInternal, []string{"internal error; see the verifier's log"}}
 }
@@ -167,4 +175,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_, _ = w.Write(append(b, '\n'))
+}
+
+// storeCondition names the store condition err matches.
+func storeCondition(err error) string {
+	if errors.Is(err, store.ErrFull) {
+		return "the verifier's store is unavailable: its disk is full"
+	}
+	return "the verifier's store is unavailable: it is read-only"
 }

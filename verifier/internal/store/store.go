@@ -370,5 +370,8 @@ func unavailable(action string, err error) error {
 	if errors.Is(err, ErrUnavailable) {
 		return fmt.Errorf("%s: %w", action, err)
 	}
+	if cond := diskCondition(err); cond != nil {
+		return fmt.Errorf("%s: %w", action, errors.Join(ErrUnavailable, cond, err))
+	}
 	return fmt.Errorf("%s: %w", action, errors.Join(ErrUnavailable, err))
 }
