@@ -238,33 +238,45 @@ func TestRunDuration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Successes == 0 || rep.Failures != 0 || time.Since(start) > 10*time.Second {
+	// It ran for its duration (a lower bound; how long past it the last
+	// flows took depends on the machine's load, so no upper one).
+	if rep.Successes == 0 || rep.Failures != 0 || time.Since(start) < 200*time.Millisecond {
 		t.Errorf("successes %d, failures %d (%v) after %v", rep.Successes, rep.Failures, rep.Errors, time.Since(start))
 	}
-	// Cancelling stops early and cut-short flows are not errors: the
-	// verifier cancels the run while it answers the tenth attestation, so
-	// that flows are in flight.
+	// Cancelling stops early (the run is for an hour) and cut-short flows
+	// are not errors: the verifier cancels the run while it answers the
+	// tenth attestation, so that flows are in flight.
+	const cancelAt, concurrency = 10, 2
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var attests atomic.Int64
 	url = startVerifierWrapped(t, s, true, nil, func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path == "/v1/attest" && attests.Add(1) == 10 {
+			if r.URL.Path == "/v1/attest" && attests.Add(1) == cancelAt {
 				cancel()
 			}
 			next.ServeHTTP(w, r)
 		})
 	})
-	client, err = NewClient(ClientConfig{BaseURL: url, Connections: 2})
+	client, err = NewClient(ClientConfig{BaseURL: url, Connections: concurrency})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err = Run(ctx, Config{Client: client, Signer: s.Signer, Concurrency: 2, Duration: time.Hour})
+	rep, err = Run(ctx, Config{Client: client, Signer: s.Signer, Concurrency: concurrency, Duration: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Successes < 8 || rep.Successes > 9 || rep.Failures != 0 {
-		t.Errorf("cancelled run: successes %d, failures %v; want 8 or 9 and none", rep.Successes, rep.Errors)
+	// What the cancel leaves is fixed by order, not by timing: a success
+	// needs its attestation answered before the cancel, so the tenth and
+	// any later one are never counted; each of the two agents runs its
+	// flows one after another, so of the attestations before the tenth only
+	// the one flow per agent in flight at the cancel can be cut short.
+	if rep.Failures != 0 || rep.Successes > cancelAt-1 || rep.Successes < cancelAt-concurrency {
+		t.Errorf("cancelled run: successes %d, failures %v; want %d to %d and none",
+			rep.Successes, rep.Errors, cancelAt-concurrency, cancelAt-1)
+	}
+	if n := attests.Load(); n < cancelAt {
+		t.Errorf("the verifier saw %d attestations, fewer than the %d that cancel the run", n, cancelAt)
 	}
 }
 
