@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/confidant-cvm/confidant/hostd/internal/guest"
 	"github.com/confidant-cvm/confidant/hostd/internal/preflight"
 	"github.com/confidant-cvm/confidant/hostd/internal/spec"
+	"github.com/confidant-cvm/confidant/shared/unixsock/unixsocktest"
 )
 
 func shortDir(t *testing.T) string {
@@ -196,16 +198,10 @@ func TestAPILifecycleWithoutBoot(t *testing.T) {
 func TestListen(t *testing.T) {
 	dir := shortDir(t)
 	sock := filepath.Join(dir, "s.sock")
-	ln, err := Listen(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, _ := os.Stat(sock)
-	if st.Mode().Perm() != 0o600 {
-		t.Errorf("socket mode %v, want 0600", st.Mode().Perm())
-	}
-	if _, err := Listen(sock); err == nil {
-		t.Error("Listen on a socket in use succeeded")
+	// Mode 0600 from the moment it exists at its path, not chmod'ed after.
+	ln := unixsocktest.ListenPrivate(t, sock, func() (net.Listener, error) { return Listen(sock) })
+	if _, err := Listen(sock); err == nil || !strings.Contains(err.Error(), "another hostd") {
+		t.Errorf("Listen on a socket in use: %v", err)
 	}
 	ln.Close()
 	// net.UnixListener.Close removes the file; make a stale one.

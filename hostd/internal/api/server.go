@@ -31,6 +31,7 @@ import (
 	"github.com/confidant-cvm/confidant/hostd/internal/guest"
 	"github.com/confidant-cvm/confidant/hostd/internal/preflight"
 	"github.com/confidant-cvm/confidant/hostd/internal/spec"
+	"github.com/confidant-cvm/confidant/shared/unixsock"
 )
 
 // Guests is what the API drives (*guest.Manager).
@@ -252,30 +253,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-// Listen opens the API's unix socket with mode 0600, replacing a stale
-// socket file (but not any other kind of file).
+// Listen opens the API's unix socket with mode 0600 from the moment it
+// exists (see unixsock), replacing a stale socket file (but not any other
+// kind of file).
 func Listen(path string) (net.Listener, error) {
-	if st, err := os.Lstat(path); err == nil {
-		if st.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("listening on %s: exists and is not a socket", path)
-		}
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("listening on %s: another hostd is serving it", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("removing stale socket: %w", err)
-		}
+	ln, err := unixsock.Listen(path)
+	if errors.Is(err, unixsock.ErrInUse) {
+		return nil, fmt.Errorf("listening on %s: another hostd is serving it", path)
 	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("listening on %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("restricting socket mode: %w", err)
-	}
-	return ln, nil
+	return ln, err
 }
 
 // Serve runs the API on ln until ctx ends, then shuts down gracefully

@@ -28,6 +28,7 @@ import (
 
 	"github.com/confidant-cvm/confidant/policies"
 	"github.com/confidant-cvm/confidant/shared/evidence"
+	"github.com/confidant-cvm/confidant/shared/unixsock"
 	"github.com/confidant-cvm/confidant/verifier/internal/api"
 	"github.com/confidant-cvm/confidant/verifier/internal/appraise"
 	"github.com/confidant-cvm/confidant/verifier/internal/challenge"
@@ -346,24 +347,13 @@ func (s *Server) AdminListener() (net.Listener, error) {
 	}), nil
 }
 
-// listenUnix listens on a unix socket only its owner can connect to.
+// listenUnix listens on a unix socket only its owner can connect to, from
+// the moment it exists (see unixsock).
 func listenUnix(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("creating the admin socket directory: %w", err)
 	}
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("admin socket %s exists and is not a socket", path)
-		}
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("admin socket %s is in use by another process", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("removing the stale admin socket: %w", err)
-		}
-	}
-	ln, err := net.Listen("unix", path)
+	ln, err := unixsock.Listen(path)
 	if err != nil {
 		return nil, fmt.Errorf("listening for the admin API: %w", err)
 	}
