@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/confidant-cvm/confidant/shared/termsafe"
 	"github.com/confidant-cvm/confidant/verifier/internal/admin"
 	"github.com/confidant-cvm/confidant/verifier/internal/policy"
 	"github.com/confidant-cvm/confidant/verifier/internal/release"
@@ -125,7 +126,8 @@ func caller(r *http.Request) string {
 // audit records an admin action; failing to record it is logged (the
 // action itself has happened).
 func (h *adminHandler) audit(r *http.Request, event, key string, version int, err error, reasons ...string) {
-	rec := store.AuditRecord{Time: time.Now().UTC(), Event: "admin." + event, Outcome: "ok", KeyName: clip(key, 256),
+	key = auditKeyName(key)
+	rec := store.AuditRecord{Time: time.Now().UTC(), Event: "admin." + event, Outcome: "ok", KeyName: key,
 		KeyVersion: version, Remote: caller(r), Reasons: reasons}
 	if err != nil {
 		_, body := classify(err)
@@ -341,6 +343,10 @@ func readBody(r *http.Request) ([]byte, error) {
 	return b, nil
 }
 
+// maxAuditKind bounds the escaped form of a TEE kind the audit log records
+// for a refused policy load.
+const maxAuditKind = 64
+
 func (h *adminHandler) loadPolicy(w http.ResponseWriter, r *http.Request) {
 	kind := chi.URLParam(r, "kind")
 	src, err := readBody(r)
@@ -350,7 +356,7 @@ func (h *adminHandler) loadPolicy(w http.ResponseWriter, r *http.Request) {
 	}
 	p, set, err := h.Policies.LoadPolicy(r.Context(), kind, src)
 	if err != nil {
-		h.audit(r, "policy.load", "", 0, err, "kind "+kind)
+		h.audit(r, "policy.load", "", 0, err, "kind "+termsafe.Clip(kind, maxAuditKind))
 		h.writeError(w, r, err)
 		return
 	}

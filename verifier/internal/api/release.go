@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/confidant-cvm/confidant/shared/termsafe"
 	"github.com/confidant-cvm/confidant/verifier/internal/release"
 	"github.com/confidant-cvm/confidant/verifier/internal/store"
 )
@@ -75,12 +77,19 @@ func bearer(r *http.Request) (string, error) {
 	return tok, nil
 }
 
-// clip shortens untrusted text for the audit log.
-func clip(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
+// maxAuditKeyName bounds the escaped form of an invalid key name in the
+// audit log.
+const maxAuditKeyName = 256
+
+// auditKeyName is a key name as the audit log and the log record it: a
+// valid name (release.CheckName) as it is, anything else escaped and
+// bounded, so that a name from a request can neither forge a row nor drive
+// the terminal of whoever reads the log.
+func auditKeyName(name string) string {
+	if release.CheckName(name) == nil {
+		return name
 	}
-	return s
+	return termsafe.Clip(name, maxAuditKeyName)
 }
 
 // release answers POST /v1/keys/{name}/release: the bearer token must be
@@ -90,7 +99,7 @@ func clip(s string, n int) string {
 func (h *handler) release(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	name := chi.URLParam(r, "name")
-	rec := store.AuditRecord{Time: time.Now().UTC(), Event: "release", KeyName: clip(name, 256), Remote: remoteHost(r)}
+	rec := store.AuditRecord{Time: time.Now().UTC(), Event: "release", KeyName: auditKeyName(name), Remote: remoteHost(r)}
 	// t holds the admission; the audit write comes after t.done.
 	var t *ticket
 	fail := func(err error) {
@@ -103,6 +112,9 @@ func (h *handler) release(w http.ResponseWriter, r *http.Request) {
 			rec.PolicyID, rec.PolicySHA256, rec.KeyVersion = denied.PolicyID, denied.PolicySHA256, denied.Version
 		}
 		rec.Outcome, rec.Reasons = body.Error, body.Reasons
+		if errors.Is(err, release.ErrInvalidName) {
+			rec.Reasons = append(slices.Clone(rec.Reasons), "invalid key name (recorded escaped)")
+		}
 		h.metrics.releases.WithLabelValues(body.Error).Inc()
 		if _, aerr := h.Store.AppendAudit(context.WithoutCancel(ctx), rec); aerr != nil {
 			h.log.Error("writing audit record", "err", aerr)

@@ -24,6 +24,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/confidant-cvm/confidant/shared/termsafe"
 )
 
 // Sentinel errors.
@@ -260,13 +262,18 @@ func (r *AuditRecord) Hash() []byte {
 	return h[:]
 }
 
+// maxAuditText bounds each text field and each reason of an audit record
+// (escaped; termsafe.Marker ends a cut one).
+const maxAuditText = 4096
+
 // normalize makes the record's text storable everywhere (PostgreSQL text
 // refuses NUL bytes and invalid UTF-8) and identical once read back, so
-// that its hash does not change on the way through the database.
+// that its hash does not change on the way through the database. Every
+// field is escaped (termsafe: printable ASCII kept, anything else
+// written as \n, \xNN or \uNNNN) and bounded, so that no text from a
+// request can forge a row or drive the terminal of whoever reads the log.
 func (r *AuditRecord) normalize() {
-	clean := func(s string) string {
-		return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
-	}
+	clean := func(s string) string { return termsafe.Clip(s, maxAuditText) }
 	for _, p := range []*string{&r.Event, &r.Outcome, &r.TEE, &r.Subject, &r.TokenID, &r.KeyName,
 		&r.PolicyID, &r.PolicySHA256, &r.Remote} {
 		*p = clean(*p)
