@@ -28,6 +28,11 @@ func FuzzEscape(f *testing.F) {
 		if onlyPrintable(s) && e != s {
 			t.Fatalf("printable ASCII %q changed to %q", s, e)
 		}
+		for _, c := range []byte(Text(s)) {
+			if !printable(c) && c != '\n' && c != '\t' {
+				t.Fatalf("Text(%q) holds %q", s, c)
+			}
+		}
 		max %= 1 << 12
 		c := Clip(s, max)
 		if len(c) > max && !(max <= 0 && c == "") {

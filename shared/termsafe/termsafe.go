@@ -55,6 +55,27 @@ func Escape(s string) string {
 	return string(out)
 }
 
+// Text is Escape for a block of text printed as it is meant to be read
+// (a policy's source, a multi-line message): newlines and tabs are kept,
+// everything else as in Escape.
+func Text(s string) string {
+	if Safe(s) {
+		return s
+	}
+	out := make([]byte, 0, len(s)+16)
+	for i := 0; i < len(s); {
+		if s[i] == '\n' || s[i] == '\t' {
+			out = append(out, s[i])
+			i++
+			continue
+		}
+		var n int
+		out, n = appendEscaped(out, s[i:])
+		i += n
+	}
+	return string(out)
+}
+
 // appendEscaped appends the first rune (or invalid byte) of s, escaped,
 // and says how many bytes of s it took.
 func appendEscaped(out []byte, s string) ([]byte, int) {

@@ -180,3 +180,14 @@ func TestReplaceAttr(t *testing.T) {
 		})
 	}
 }
+
+func TestText(t *testing.T) {
+	in := "package p\n\tresult := 1 # \x1b]0;t\x07 \u202e\r\n"
+	want := "package p\n\tresult := 1 # \\x1b]0;t\\x07 \\u202e\\r\n"
+	if got := Text(in); got != want {
+		t.Fatalf("Text(%q) = %q, want %q", in, got, want)
+	}
+	if got := Text("a\tb\nc"); got != "a\tb\nc" {
+		t.Fatalf("Text changed %q", got)
+	}
+}
