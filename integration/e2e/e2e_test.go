@@ -204,6 +204,9 @@ func newLab(ctx context.Context, t *testing.T) *harness.Lab {
 		} else if killed := harness.Sweep(dir); len(killed) > 0 {
 			t.Errorf("processes left running at the end, killed: %s", strings.Join(killed, "; "))
 		}
+		if lab != nil {
+			checkNoSecrets(t, lab)
+		}
 		if t.Failed() && os.Getenv("CONFIDANT_E2E_KEEP") != "" {
 			t.Logf("kept %s (CONFIDANT_E2E_KEEP)", dir)
 			return
@@ -220,6 +223,22 @@ func newLab(ctx context.Context, t *testing.T) *harness.Lab {
 	}
 	t.Logf("lab ready in %v (dir %s)", time.Since(start).Round(100*time.Millisecond), dir)
 	return lab
+}
+
+// checkNoSecrets fails the test if any key, KEK, vTPM or signer key, or
+// whole token appears in what the lab logged (verifier and hostd logs,
+// audit exports, guest consoles).
+func checkNoSecrets(t *testing.T, lab *harness.Lab) {
+	t.Helper()
+	scan, err := lab.ScanSecrets(nil)
+	if err != nil {
+		t.Errorf("secret scan: %v", err)
+		return
+	}
+	for _, f := range scan.Findings {
+		t.Errorf("secret in a log: %s", f)
+	}
+	t.Logf("secret scan: %d files, %d secrets, %d findings", len(scan.Scanned), len(scan.Secrets), len(scan.Findings))
 }
 
 // runScenario sets up the scenario's world, boots its guest and collects

@@ -43,6 +43,10 @@ type Verifier struct {
 	GuestURL string
 	proc     *Process
 	client   *http.Client
+	// exports counts the audit exports left by Stop; exportErr is the
+	// last export's failure.
+	exports   int
+	exportErr error
 }
 
 // FreePort returns a loopback TCP port nobody listens on right now.
@@ -154,13 +158,21 @@ func (v *Verifier) ready(ctx context.Context) error {
 	return nil
 }
 
-// Stop stops the verifier (SIGTERM, then kill).
+// Stop stops the verifier (SIGTERM, then kill). A running verifier first
+// exports its audit log into its directory, for Lab.ScanSecrets; a failed
+// export is kept in ExportErr, not returned.
 func (v *Verifier) Stop() error {
 	if v.proc == nil {
 		return nil
 	}
+	if v.Running() {
+		v.exportErr = v.exportAudit()
+	}
 	return v.proc.Stop(20 * time.Second)
 }
+
+// ExportErr is the failure of the audit export made by the last Stop.
+func (v *Verifier) ExportErr() error { return v.exportErr }
 
 // Running reports whether the verifier process runs.
 func (v *Verifier) Running() bool {
