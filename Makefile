@@ -9,7 +9,7 @@ STATICCHECK_VERSION ?= v0.8.2
 # Every command directory that exists: <component>/cmd/<program>.
 CMDS := $(wildcard agent/cmd/* verifier/cmd/* hostd/cmd/* images/cmd/*)
 
-.PHONY: all deps build test unit lint demo bench fuzz-smoke clean
+.PHONY: all deps build test unit lint demo bench fuzz-smoke mutation-check clean
 
 all: build
 
@@ -38,7 +38,7 @@ lint:
 # cluster is started for the store tests (CONFIDANT_TEST_POSTGRES) and
 # stopped afterwards, also when the tests fail.
 PGDIR ?= $(CURDIR)/.pgtest
-test: deps lint build
+test: deps lint build fuzz-smoke
 	@./scripts/start-postgres.sh stop $(PGDIR) 2>/dev/null || true
 	@rm -rf $(PGDIR)
 	@dsn=$$(./scripts/start-postgres.sh start $(PGDIR)) || exit 1; \
@@ -57,9 +57,16 @@ demo: deps build
 bench:
 	CGO_ENABLED=1 ./scripts/bench-report.sh
 
-# A short run of every fuzz target (each parser of untrusted input).
+# A short run of every fuzz target (each parser of untrusted input),
+# discovered from the source; part of `make test`.
+FUZZTIME ?= 3s
 fuzz-smoke:
-	./scripts/fuzz-smoke.sh
+	FUZZTIME=$(FUZZTIME) ./scripts/fuzz-smoke.sh
+
+# Removes each check of the DESIGN.md verifier checklist in turn, in a
+# copy of the tree, and expects a named test to fail (about 15 minutes).
+mutation-check:
+	CGO_ENABLED=1 ./scripts/mutation-check.sh
 
 clean:
 	rm -rf $(BIN)
