@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/confidant-cvm/confidant/shared/secretscan"
 	"github.com/confidant-cvm/confidant/shared/tee/snp/sim"
 	"github.com/confidant-cvm/confidant/verifier/internal/api"
 	"github.com/confidant-cvm/confidant/verifier/internal/testguest"
@@ -134,12 +136,17 @@ type fixture struct {
 	srv   *Server
 	http  *httptest.Server
 	clock *clock
+	// logs is what the server logged; secrets are what must not appear
+	// there or in the audit export (checked when the test ends).
+	logs    *logBuffer
+	secrets *secretscan.Scanner
 }
 
 func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	f := &fixture{t: t, dir: dir, clock: &clock{t: time.Now().UTC().Truncate(time.Second)}}
+	f := &fixture{t: t, dir: dir, clock: &clock{t: time.Now().UTC().Truncate(time.Second)},
+		logs: &logBuffer{}, secrets: secretscan.New()}
 	ref := o.reference
 	if ref == nil {
 		ref = reference()
@@ -172,7 +179,8 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	if o.config != nil {
 		o.config(&cfg)
 	}
-	srv, err := New(context.Background(), cfg, nil, Options{Now: f.clock.now})
+	log := slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv, err := New(context.Background(), cfg, log, Options{Now: f.clock.now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,6 +188,7 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	f.http.Config.Handler = srv.Handler
 	f.http.Start()
 	t.Cleanup(func() {
+		f.checkNoSecrets()
 		f.http.Close()
 		srv.Close()
 	})

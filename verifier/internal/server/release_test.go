@@ -85,6 +85,9 @@ func (f *fixture) createKey(name, policy string) []byte {
 	if err != nil || len(k) != 32 {
 		f.t.Fatalf("created key: %d bytes, %v", len(k), err)
 	}
+	if err := f.secrets.Add("key "+name, k); err != nil {
+		f.t.Fatal(err)
+	}
 	return k
 }
 
