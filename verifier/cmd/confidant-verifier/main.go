@@ -8,8 +8,6 @@ package main
 import (
 	"context"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,7 +15,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -96,7 +93,7 @@ func serveFlags(fs *pflag.FlagSet) (apply func(*server.Config), configFile *stri
 	fs.StringVar(&f.Listen, "listen", d.Listen, "address to serve on")
 	fs.StringVar(&f.StateDir, "state-dir", d.StateDir, "state directory (default store and KEK)")
 	fs.StringVar(&f.Store, "store", "", "store URL: sqlite:PATH or postgres://... (default: sqlite:<state-dir>/verifier.db)")
-	fs.StringVar(&f.KEKFile, "kek-file", "", "key-encryption key of the signing and release keys, kept outside the store (default: <state-dir>/signing.kek; "+kekEnv+" overrides it)")
+	fs.StringVar(&f.KEKFile, "kek-file", "", "key-encryption key file of the signing, release and nonce keys, kept outside the store; created if missing (default: <state-dir>/signing.kek; see also --kek-fd)")
 	fs.StringVar(&f.AdminListen, "admin-listen", "", "admin API: unix:PATH, tcp://HOST:PORT (mutual TLS) or none (default: unix:<state-dir>/admin.sock)")
 	fs.StringVar(&f.AdminTLSCert, "admin-tls-cert", "", "admin TLS certificate (PEM), with --admin-listen tcp://")
 	fs.StringVar(&f.AdminTLSKey, "admin-tls-key", "", "admin TLS key (PEM), with --admin-listen tcp://")
@@ -207,6 +204,7 @@ SIGHUP (or a change of the files) reloads the policies and reference values.`,
 		Args: cobra.NoArgs,
 	}
 	apply, configFile := serveFlags(cmd.Flags())
+	kekFD := kekFDFlag(cmd.Flags())
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		log, err := logger()
 		if err != nil {
@@ -220,12 +218,9 @@ SIGHUP (or a change of the files) reloads the policies and reference values.`,
 		}
 		apply(&cfg)
 		ctx := cmd.Context()
-		kek, err := kekFromEnv()
+		kek, err := loadKEK(*kekFD, cmd.Flags().Changed("kek-file"), log)
 		if err != nil {
 			return err
-		}
-		if kek != nil {
-			log.Info("using the KEK from the environment; --kek-file is not used", "env", kekEnv)
 		}
 		s, err := server.New(ctx, cfg, log, server.Options{KEK: kek})
 		if err != nil {
@@ -253,35 +248,6 @@ SIGHUP (or a change of the files) reloads the policies and reference values.`,
 		return s.Run(ctx, reload)
 	}
 	return cmd
-}
-
-// kekEnv names the environment variable that can hold the KEK (64 hex
-// digits or base64 of 32 bytes) instead of --kek-file, for secret stores
-// that hand secrets to processes that way.
-const kekEnv = "CONFIDANT_VERIFIER_KEK"
-
-// kekFromEnv reads the KEK from the environment (nil when unset) and
-// removes it from the environment, so that no child process inherits it.
-func kekFromEnv() ([]byte, error) {
-	v, ok := os.LookupEnv(kekEnv)
-	if !ok {
-		return nil, nil
-	}
-	os.Unsetenv(kekEnv)
-	return parseKEK(v)
-}
-
-func parseKEK(v string) ([]byte, error) {
-	v = strings.TrimSpace(v)
-	if b, err := hex.DecodeString(v); err == nil && len(b) == 32 {
-		return b, nil
-	}
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-		if b, err := enc.DecodeString(v); err == nil && len(b) == 32 {
-			return b, nil
-		}
-	}
-	return nil, fmt.Errorf("%s: want 32 bytes as 64 hex digits or base64", kekEnv)
 }
 
 func parseNow(s string) (time.Time, error) {
@@ -444,12 +410,13 @@ func keysCmd(stdout io.Writer, logger func() (*slog.Logger, error)) *cobra.Comma
 	cmd := &cobra.Command{Use: "keys", Short: "Manage the token signing keys in the store"}
 	var stateDir, storeURL, kekFile, alg string
 	var ttl time.Duration
+	kekFD := kekFDFlag(cmd.PersistentFlags())
 	open := func(ctx context.Context) (*token.Keys, store.Store, error) {
 		log, err := logger()
 		if err != nil {
 			return nil, nil, err
 		}
-		kek, err := kekFromEnv()
+		kek, err := loadKEK(*kekFD, cmd.PersistentFlags().Changed("kek-file"), log)
 		if err != nil {
 			return nil, nil, err
 		}
