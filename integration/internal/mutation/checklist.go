@@ -228,7 +228,7 @@ func releaseChecks() []Mutation {
 			Edits: []Edit{{Dir: dirAPI, Old: `if !ok || !strings.EqualFold(scheme, "Bearer") {`, New: `if !ok {`}},
 			Pkg:   pkgServer, Run: "^TestRelease"},
 		{Item: "release: bearer size cap (64 KiB)", Name: "bearer size not capped",
-			Edits: []Edit{{Dir: dirAPI, Old: `if tok == "" || len(tok) > maxBearer {`, New: `if tok == "" {`}},
+			Edits: []Edit{{Dir: dirAPI, Old: `len(tok) > maxBearer {`, New: `false && len(tok) > maxBearer {`}},
 			Pkg:   pkgServer, Run: "^TestRelease"},
 		{Item: "release: key name checked", Name: "key-name check removed from Release",
 			Edits: []Edit{{Dir: dirRelease, Old: "if err := CheckName(req.Name); err != nil {\n\t\treturn nil, fmt.Errorf(\"releasing a key",
