@@ -120,6 +120,7 @@ func serveFlags(fs *pflag.FlagSet) (apply func(*server.Config), configFile *stri
 	fs.DurationVar(&f.QueueTimeout, "queue-timeout", 0, fmt.Sprintf("longest wait for a processing slot before 503 overloaded (default: %v)", api.DefaultQueueTimeout))
 	fs.BoolVar(&f.SNPFetchVCEK, "snp-fetch-vcek", false, "fetch missing VCEKs from AMD's KDS (network)")
 	fs.BoolVar(&f.TDXFetchCollateral, "tdx-fetch-collateral", false, "fetch TDX TCB collateral from Intel's PCS (network)")
+	fs.DurationVar(&f.PolicyTimeout, "policy-timeout", d.PolicyTimeout, "longest evaluation of an appraisal or release policy; a policy still running is stopped and the request fails")
 	fs.DurationVar(&f.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "graceful shutdown limit")
 	apply = func(c *server.Config) {
 		fs.Visit(func(fl *pflag.Flag) {
@@ -182,6 +183,8 @@ func serveFlags(fs *pflag.FlagSet) (apply func(*server.Config), configFile *stri
 				c.SNPFetchVCEK = f.SNPFetchVCEK
 			case "tdx-fetch-collateral":
 				c.TDXFetchCollateral = f.TDXFetchCollateral
+			case "policy-timeout":
+				c.PolicyTimeout = f.PolicyTimeout
 			case "shutdown-timeout":
 				c.ShutdownTimeout = f.ShutdownTimeout
 			}

@@ -325,6 +325,14 @@ func (s *Set) For(kind string) (*Policy, error) {
 	return p, nil
 }
 
+// Timeout returns the bound of each evaluation of the policy.
+func (p *Policy) Timeout() time.Duration {
+	if p.timeout <= 0 {
+		return DefaultTimeout
+	}
+	return p.timeout
+}
+
 // Evaluate runs the policy over input (a JSON-like value: maps, slices,
 // strings, json.Number/float64, bools) and returns its decision. An
 // undefined or malformed result is a Contraindicated decision; failures of

@@ -202,8 +202,9 @@ func Prepare(ctx context.Context, mod *ast.Module, query string, opts ...func(*r
 }
 
 // Eval evaluates q over input, stopped after timeout (zero or less:
-// DefaultTimeout). Running past it is ErrTimeout; a ctx that ended first
-// is ctx's error.
+// DefaultTimeout). Running past it is ErrTimeout, even when a result came
+// back just after the deadline: the bound is on the whole evaluation. A
+// ctx that ended first is ctx's error.
 func Eval(ctx context.Context, q rego.PreparedEvalQuery, timeout time.Duration, input any) (rego.ResultSet, error) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
@@ -215,13 +216,13 @@ func Eval(ctx context.Context, q rego.PreparedEvalQuery, timeout time.Duration, 
 		opts = append(opts, rego.EvalInput(input))
 	}
 	rs, err := q.Eval(tctx, opts...)
-	if err != nil {
-		if ctx.Err() == nil && tctx.Err() != nil {
-			return nil, fmt.Errorf("stopped after %v: %w", timeout, ErrTimeout)
-		}
-		if ctx.Err() != nil {
-			return nil, errors.Join(ctx.Err(), err)
-		}
+	deadline, _ := tctx.Deadline()
+	switch {
+	case ctx.Err() != nil:
+		return nil, errors.Join(ctx.Err(), err)
+	case tctx.Err() != nil || !time.Now().Before(deadline):
+		return nil, fmt.Errorf("stopped after %v: %w", timeout, ErrTimeout)
+	case err != nil:
 		return nil, err
 	}
 	return rs, nil

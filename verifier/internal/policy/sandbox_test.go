@@ -258,3 +258,22 @@ func TestShippedPoliciesInSandbox(t *testing.T) {
 		t.Fatalf("found %d shipped policies", n)
 	}
 }
+
+// TestResultPastDeadlineRefused: the bound is on the whole evaluation; a
+// result that arrives after the deadline is not used.
+func TestResultPastDeadlineRefused(t *testing.T) {
+	s, err := Load(context.Background(), []string{"testdata/echo.rego"}, "testdata/ref.json", Options{Timeout: time.Nanosecond})
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("load with a 1 ns bound: %v", err)
+	}
+	s, err = Load(context.Background(), []string{"testdata/echo.rego"}, "testdata/ref.json", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := s.For("sim-sev-snp")
+	p.timeout = time.Nanosecond
+	d, err := p.Evaluate(context.Background(), map[string]any{"want": map[string]any{"verdict": "affirming"}})
+	if !errors.Is(err, ErrTimeout) || d != nil {
+		t.Fatalf("got %+v, %v", d, err)
+	}
+}

@@ -122,6 +122,14 @@ func (p *Policy) Evaluate(ctx context.Context, claims map[string]any, now time.T
 	return p.decision(rs), nil
 }
 
+// PolicyTimeout returns the bound of each evaluation of a release policy.
+func (s *Service) PolicyTimeout() time.Duration {
+	if s.cfg.PolicyTimeout <= 0 {
+		return policy.DefaultTimeout
+	}
+	return s.cfg.PolicyTimeout
+}
+
 func (p *Policy) deny(format string, args ...any) *Decision {
 	return &Decision{Reasons: []string{fmt.Sprintf("release policy %s: ", p.ID) + fmt.Sprintf(format, args...)}}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/confidant-cvm/confidant/verifier/internal/api"
 	"github.com/confidant-cvm/confidant/verifier/internal/challenge"
+	"github.com/confidant-cvm/confidant/verifier/internal/policy"
 	"github.com/confidant-cvm/confidant/verifier/internal/token"
 )
 
@@ -102,6 +103,10 @@ type Config struct {
 	// TDXFetchCollateral fetches TCB collateral from Intel's PCS (network);
 	// without it TDX TCB status is "unknown".
 	TDXFetchCollateral bool `yaml:"tdx_fetch_collateral"`
+	// PolicyTimeout bounds one evaluation of an appraisal or a release
+	// policy; a policy still running then is stopped and the request fails
+	// (500 policy_error), it is never allowed. 0 means policy.DefaultTimeout.
+	PolicyTimeout time.Duration `yaml:"policy_timeout"`
 	// ShutdownTimeout bounds the graceful shutdown.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
@@ -118,6 +123,7 @@ func DefaultConfig() Config {
 		KeyRotation:     DefaultKeyRotation,
 		RateLimit:       DefaultRateLimit,
 		Burst:           DefaultBurst,
+		PolicyTimeout:   policy.DefaultTimeout,
 		ShutdownTimeout: DefaultShutdown,
 	}
 }
@@ -216,6 +222,9 @@ func (c *Config) Validate() error {
 	if c.QueueTimeout < 0 || c.QueueTimeout > maxQueueTimeout {
 		errs = append(errs, fmt.Errorf("queue_timeout %v: want [0, %v] (a queued request must still be answered within the write timeout)", c.QueueTimeout, maxQueueTimeout))
 	}
+	if c.PolicyTimeout < 0 || (c.PolicyTimeout > 0 && c.PolicyTimeout < time.Millisecond) || c.PolicyTimeout > maxPolicyTimeout {
+		errs = append(errs, fmt.Errorf("--policy-timeout %v: want 0 (%v) or [1ms, %v]", c.PolicyTimeout, policy.DefaultTimeout, maxPolicyTimeout))
+	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--shutdown-timeout must be positive"))
 	}
@@ -224,6 +233,10 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// maxPolicyTimeout is the longest --policy-timeout: a policy is a
+// decision over a few kilobytes of claims, which takes microseconds.
+const maxPolicyTimeout = 10 * time.Second
 
 // writeTimeout bounds a response, from the end of its request's headers.
 const writeTimeout = 60 * time.Second

@@ -144,7 +144,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (s *Se
 	holder, err := policy.NewHolder(ctx, policy.HolderConfig{
 		PolicyFiles:   cfg.Policies,
 		ReferenceFile: cfg.ReferenceValues,
-		Options:       policy.Options{Reserved: PolicyReserved},
+		Options:       policy.Options{Reserved: PolicyReserved, Timeout: cfg.PolicyTimeout},
 		OnLoad:        func(ctx context.Context, set *policy.Set) error { return RecordSet(ctx, st, set, now()) },
 		Overrides:     func(ctx context.Context) (*policy.Overrides, error) { return storedOverrides(ctx, st) },
 		PollEvery:     policyPoll,
@@ -179,7 +179,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (s *Se
 	if err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
-	rel, err := release.New(ctx, release.Config{Store: st, Sealer: sealer, DefaultPolicy: policies.DefaultRelease(), Now: now})
+	rel, err := release.New(ctx, release.Config{Store: st, Sealer: sealer, DefaultPolicy: policies.DefaultRelease(), Now: now,
+		PolicyTimeout: cfg.PolicyTimeout})
 	if err != nil {
 		return nil, err
 	}
