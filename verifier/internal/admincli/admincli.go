@@ -24,6 +24,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/confidant-cvm/confidant/shared/termsafe"
 	"github.com/confidant-cvm/confidant/verifier/internal/admin"
 )
 
@@ -81,10 +82,32 @@ func (g *globals) client() (*admin.Client, error) {
 	return admin.NewClient(cfg)
 }
 
+// printJSON prints v as indented JSON in pure ASCII (termsafe.JSON):
+// encoding/json escapes control characters but writes C1 controls and
+// bidi overrides raw.
 func (g *globals) printJSON(v any) error {
-	enc := json.NewEncoder(g.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = g.stdout.Write(append(termsafe.JSON(b), '\n'))
+	return err
+}
+
+// esc escapes text from the verifier (names, digests, reasons) for the
+// terminal: the admin API is the verifier's, but what it answers can
+// carry what a client sent it.
+func esc(s string) string { return termsafe.Escape(s) }
+
+// escapeErrors makes every command's error print escaped (an error answer
+// quotes what the verifier was sent); errors.As still finds an ExitError.
+func escapeErrors(cmd *cobra.Command) {
+	if run := cmd.RunE; run != nil {
+		cmd.RunE = func(cmd *cobra.Command, args []string) error { return termsafe.Error(run(cmd, args)) }
+	}
+	for _, c := range cmd.Commands() {
+		escapeErrors(c)
+	}
 }
 
 // Command returns the `admin` command tree.
@@ -112,6 +135,7 @@ was started with --admin-listen; over TCP it needs mutual TLS (--url with
 	pf.BoolVar(&g.json, "json", false, "print JSON instead of text")
 	pf.DurationVar(&g.timeout, "timeout", admin.DefaultTimeout, "per-request timeout")
 	cmd.AddCommand(keyCmd(g), policyCmd(g), referenceCmd(g), auditCmd(g))
+	escapeErrors(cmd)
 	return cmd
 }
 
@@ -248,9 +272,9 @@ releasable (by version) until they are deleted, so disks can be re-keyed.`,
 				return g.printJSON(resp)
 			}
 			if resp.Version == 0 {
-				fmt.Fprintf(g.stdout, "deleted key %s (every version)\n", resp.Name)
+				fmt.Fprintf(g.stdout, "deleted key %s (every version)\n", esc(resp.Name))
 			} else {
-				fmt.Fprintf(g.stdout, "deleted version %d of key %s\n", resp.Version, resp.Name)
+				fmt.Fprintf(g.stdout, "deleted version %d of key %s\n", resp.Version, esc(resp.Name))
 			}
 			return nil
 		},
@@ -276,8 +300,8 @@ releasable (by version) until they are deleted, so disks can be re-keyed.`,
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tORIGIN\tLATEST\tVERSIONS\tRELEASE POLICY\tUPDATED")
 			for _, k := range resp.Keys {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", k.Name, k.Origin, k.LatestVersion, versions(k),
-					short(k.ReleasePolicySHA256), k.UpdatedAt.Format(time.RFC3339))
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", esc(k.Name), esc(k.Origin), k.LatestVersion, versions(k),
+					esc(short(k.ReleasePolicySHA256)), k.UpdatedAt.Format(time.RFC3339))
 			}
 			return tw.Flush()
 		},
@@ -300,12 +324,13 @@ releasable (by version) until they are deleted, so disks can be re-keyed.`,
 				return g.printJSON(k)
 			}
 			fmt.Fprintf(g.stdout, "name:           %s\norigin:         %s\nlatest version: %d\ncreated:        %s\nupdated:        %s\n",
-				k.Name, k.Origin, k.LatestVersion, k.CreatedAt.Format(time.RFC3339), k.UpdatedAt.Format(time.RFC3339))
+				esc(k.Name), esc(k.Origin), k.LatestVersion, k.CreatedAt.Format(time.RFC3339), k.UpdatedAt.Format(time.RFC3339))
 			fmt.Fprintln(g.stdout, "versions:")
 			for _, v := range k.Versions {
-				fmt.Fprintf(g.stdout, "  %d  created %s  kek %s\n", v.Version, v.CreatedAt.Format(time.RFC3339), v.KEKID)
+				fmt.Fprintf(g.stdout, "  %d  created %s  kek %s\n", v.Version, v.CreatedAt.Format(time.RFC3339), esc(v.KEKID))
 			}
-			fmt.Fprintf(g.stdout, "release policy (sha256 %s):\n%s\n", k.ReleasePolicySHA256, strings.TrimRight(k.ReleasePolicy, "\n"))
+			fmt.Fprintf(g.stdout, "release policy (sha256 %s):\n%s\n", esc(k.ReleasePolicySHA256),
+				termsafe.Text(strings.TrimRight(k.ReleasePolicy, "\n")))
 			return nil
 		},
 	}
@@ -330,7 +355,7 @@ releasable (by version) until they are deleted, so disks can be re-keyed.`,
 			if g.json {
 				return g.printJSON(resp)
 			}
-			fmt.Fprintf(g.stdout, "release policy of key %s set (sha256 %s)\n", resp.Key.Name, resp.Key.ReleasePolicySHA256)
+			fmt.Fprintf(g.stdout, "release policy of key %s set (sha256 %s)\n", esc(resp.Key.Name), esc(resp.Key.ReleasePolicySHA256))
 			return nil
 		},
 	}
@@ -385,8 +410,8 @@ func (g *globals) keyResult(resp *admin.KeyResponse, out *keyFileWriter, verb st
 		}
 		return g.printJSON(v)
 	}
-	fmt.Fprintf(g.stdout, "%s key %s (%s-managed), version %d\n", verb, resp.Key.Name, resp.Key.Origin, resp.Version)
-	fmt.Fprintf(g.stdout, "release policy sha256 %s\n", resp.Key.ReleasePolicySHA256)
+	fmt.Fprintf(g.stdout, "%s key %s (%s-managed), version %d\n", verb, esc(resp.Key.Name), esc(resp.Key.Origin), resp.Version)
+	fmt.Fprintf(g.stdout, "release policy sha256 %s\n", esc(resp.Key.ReleasePolicySHA256))
 	if out != nil {
 		fmt.Fprintf(g.stdout, "key written to %s (mode 0600); keep it secret\n", out.path)
 	}
@@ -402,97 +427,6 @@ func readPolicy(path string) (string, error) {
 		return "", fmt.Errorf("reading the release policy: %w", err)
 	}
 	return string(b), nil
-}
-
-// maxKeyFile bounds a key file (the API accepts at most 1024 bytes).
-const maxKeyFile = 1024
-
-// readKeyFile reads key material from a regular file that only its owner
-// can read.
-func readKeyFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading the key file: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("reading the key file: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("key file %s is not a regular file", path)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("key file %s has mode %04o: it must be readable by its owner only (chmod 600)", path, fi.Mode().Perm())
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading the key file: %w", err)
-	}
-	if len(b) > maxKeyFile {
-		clear(b)
-		return nil, fmt.Errorf("key file %s is larger than %d bytes", path, maxKeyFile)
-	}
-	return b, nil
-}
-
-// keyFileWriter writes a returned key: the temporary file (0600, same
-// directory) exists before the request, so that a key is not created when
-// it could not be written; commit links it into place.
-type keyFileWriter struct {
-	path string
-	tmp  *os.File
-	done bool
-}
-
-func newKeyFileWriter(path string) (*keyFileWriter, error) {
-	if _, err := os.Lstat(path); err == nil {
-		return nil, fmt.Errorf("--return-key-file %s exists: it is never replaced", path)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("--return-key-file: %w", err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return nil, fmt.Errorf("--return-key-file: %w", err)
-	}
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return nil, fmt.Errorf("--return-key-file: %w", err)
-	}
-	return &keyFileWriter{path: path, tmp: tmp}, nil
-}
-
-func (w *keyFileWriter) commit(key []byte) error {
-	if _, err := w.tmp.Write(key); err != nil {
-		return err
-	}
-	if err := w.tmp.Sync(); err != nil {
-		return err
-	}
-	if err := w.tmp.Close(); err != nil {
-		return err
-	}
-	// A link, unlike a rename, never replaces a file that appeared since.
-	if err := os.Link(w.tmp.Name(), w.path); err != nil {
-		return err
-	}
-	w.done = true
-	os.Remove(w.tmp.Name())
-	if d, err := os.Open(filepath.Dir(w.path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
-}
-
-// abort removes the temporary file unless the key was committed.
-func (w *keyFileWriter) abort() {
-	if w.done {
-		return
-	}
-	w.tmp.Close()
-	os.Remove(w.tmp.Name())
 }
 
 func policyCmd(g *globals) *cobra.Command {
@@ -523,7 +457,7 @@ verifier and by the other replicas sharing the store at their next poll
 				return g.printJSON(resp)
 			}
 			fmt.Fprintf(g.stdout, "policy %s (sha256 %s) now appraises %s\nkinds with a policy: %s\n",
-				resp.ID, resp.SHA256, resp.Kind, strings.Join(resp.Kinds, ", "))
+				esc(resp.ID), esc(resp.SHA256), esc(resp.Kind), esc(strings.Join(resp.Kinds, ", ")))
 			return nil
 		},
 	}
@@ -558,7 +492,7 @@ func referenceCmd(g *globals) *cobra.Command {
 			if g.json {
 				return g.printJSON(resp)
 			}
-			fmt.Fprintf(g.stdout, "reference values loaded (sha256 %s)\n", resp.SHA256)
+			fmt.Fprintf(g.stdout, "reference values loaded (sha256 %s)\n", esc(resp.SHA256))
 			return nil
 		},
 	}
@@ -566,117 +500,6 @@ func referenceCmd(g *globals) *cobra.Command {
 	_ = load.MarkFlagRequired("file")
 	cmd.AddCommand(load)
 	return cmd
-}
-
-func auditCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "audit", Short: "Read and verify the audit log"}
-	var limit int
-	var after int64
-	list := &cobra.Command{
-		Use:   "list [--limit N] [--after ID]",
-		Short: "List audit entries: the last N, or N after an id",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if limit < 1 || limit > 1000 {
-				return fmt.Errorf("--limit %d: want 1 to 1000", limit)
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			start := after
-			if !cmd.Flags().Changed("after") {
-				head, err := c.Audit(cmd.Context(), 0, 1)
-				if err != nil {
-					return err
-				}
-				start = max(0, head.HeadID-int64(limit))
-			}
-			resp, err := c.Audit(cmd.Context(), start, limit)
-			if err != nil {
-				return err
-			}
-			if g.json {
-				return g.printJSON(resp)
-			}
-			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tTIME\tEVENT\tOUTCOME\tTEE\tKEY\tSUB\tJTI\tREASONS")
-			for _, e := range resp.Entries {
-				key := e.KeyName
-				if key != "" && e.KeyVersion != 0 {
-					key += fmt.Sprintf("@%d", e.KeyVersion)
-				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.Time.Format(time.RFC3339), e.Event, e.Outcome,
-					dash(e.TEE), dash(key), dash(e.Subject), dash(e.TokenID), strings.Join(e.Reasons, "; "))
-			}
-			return tw.Flush()
-		},
-	}
-	list.Flags().IntVar(&limit, "limit", 50, "how many entries")
-	list.Flags().Int64Var(&after, "after", 0, "list entries after this id (default: the last --limit entries)")
-
-	export := &cobra.Command{
-		Use:   "export",
-		Short: "Write every audit entry to stdout as JSON lines",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			n, err := c.ExportAudit(cmd.Context(), g.stdout)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(g.stderr, "exported %d audit entries\n", n)
-			return nil
-		},
-	}
-
-	verify := &cobra.Command{
-		Use:   "verify",
-		Short: "Check the audit log's hash chain; exit status 1 when it is broken",
-		Long: `Check the audit log's hash chain from the first entry to the head: a modified,
-deleted or truncated entry is reported with its position, and the exit status
-is 1. Keep the printed head hash somewhere else: a later verify that shows a
-different hash for the same head id means the log was rewritten.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			rep, err := c.VerifyAudit(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if g.json {
-				if err := g.printJSON(rep); err != nil {
-					return err
-				}
-			} else if rep.OK {
-				fmt.Fprintf(g.stdout, "audit log intact: %d entries, head %d sha256 %s\n", rep.Entries, rep.HeadID, rep.HeadSHA256)
-			} else {
-				fmt.Fprintf(g.stdout, "audit log BROKEN: %d entries read, head %d sha256 %s\n", rep.Entries, rep.HeadID, rep.HeadSHA256)
-				for _, p := range rep.Problems {
-					fmt.Fprintf(g.stdout, "  at entry %d: %s\n", p.ID, p.Reason)
-				}
-			}
-			if !rep.OK {
-				return ExitError{Code: 1}
-			}
-			return nil
-		},
-	}
-	cmd.AddCommand(list, export, verify)
-	return cmd
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 // Run is a helper for tests and embedding: it runs the admin command with

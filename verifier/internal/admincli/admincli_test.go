@@ -26,6 +26,13 @@ const policies = "../../../policies"
 // directory) and returns the state directory.
 func serve(t *testing.T) string {
 	t.Helper()
+	state, _ := serveAt(t)
+	return state
+}
+
+// serveAt is serve, also returning the public API's base URL.
+func serveAt(t *testing.T) (state, base string) {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := server.DefaultConfig()
 	cfg.StateDir = filepath.Join(dir, "state")
@@ -51,12 +58,12 @@ func serve(t *testing.T) string {
 	sock := filepath.Join(cfg.StateDir, server.DefaultAdminSocket)
 	for range 200 {
 		if _, err := os.Stat(sock); err == nil {
-			return cfg.StateDir
+			return cfg.StateDir, "http://" + cfg.Listen
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatal("admin socket did not appear")
-	return ""
+	return "", ""
 }
 
 type cli struct {
