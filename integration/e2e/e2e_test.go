@@ -63,6 +63,14 @@ type scenario struct {
 	wantReason []string
 	// check is more assertions on the run and the audit log.
 	check func(t *testing.T, r *run)
+	// verifierArgs are more serve flags for the world's verifier.
+	verifierArgs []string
+	// releasePolicy, if set, writes a release policy for the disk key and
+	// returns its path (instead of release).
+	releasePolicy func(t *testing.T, w *harness.World) string
+	// during, if set, runs beside the boot (console: the serial log's
+	// path); its error fails the scenario.
+	during func(ctx context.Context, t *testing.T, w *harness.World, console string) error
 }
 
 // run is one scenario's outcome.
@@ -133,6 +141,8 @@ func TestEndToEnd(t *testing.T) {
 			},
 		},
 		// The verifier is down at boot and back within the retry budget.
+		// The verifier is killed (SIGKILL) mid-appraisal and mid-release.
+		"verifier-killed": killedScenario(),
 		"verifier-late": {
 			mode: verifierLate,
 			check: func(t *testing.T, r *run) {
@@ -147,7 +157,7 @@ func TestEndToEnd(t *testing.T) {
 	// Each scenario is a subtest; they run concurrently (t.Run from
 	// goroutines: not t.Parallel, whose limit is GOMAXPROCS), at most
 	// maxGuests busy guests at a time.
-	order := []string{"verifier-down", "boot", "tampered-initramfs", "policy-forbids", "release-denied", "verifier-late"}
+	order := []string{"verifier-down", "boot", "tampered-initramfs", "policy-forbids", "release-denied", "verifier-late", "verifier-killed"}
 	for _, name := range order {
 		if _, ok := scenarios[name]; !ok {
 			t.Fatalf("scenario %q in order but not in the table", name)
@@ -258,6 +268,7 @@ func runScenario(ctx context.Context, t *testing.T, lab *harness.Lab, name strin
 	// The verifier runs while the image is built against it (the key is
 	// registered, the reference values loaded) and the policies are set;
 	// then it is stopped for the scenarios that need it down.
+	w.Verifier.Config.ExtraArgs = sc.verifierArgs
 	if err := w.StartVerifier(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -271,6 +282,11 @@ func runScenario(ctx context.Context, t *testing.T, lab *harness.Lab, name strin
 	}
 	if sc.release != "" {
 		if err := w.Verifier.SetReleasePolicy(ctx, harness.KeyName, lab.ShippedReleasePolicy(sc.release)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sc.releasePolicy != nil {
+		if err := w.Verifier.SetReleasePolicy(ctx, harness.KeyName, sc.releasePolicy(t, w)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -305,6 +321,11 @@ func runScenario(ctx context.Context, t *testing.T, lab *harness.Lab, name strin
 		}
 	}
 
+	duringErr := make(chan error, 1)
+	if sc.during != nil {
+		watch = func(ctx context.Context, console string) { duringErr <- sc.during(ctx, t, w, console) }
+	}
+
 	// A guest whose verifier stays down idles through its retry budget
 	// once booted: it takes no slot, so it does not hold the others up.
 	busy := sc.mode != verifierDown
@@ -325,6 +346,11 @@ func runScenario(ctx context.Context, t *testing.T, lab *harness.Lab, name strin
 	}
 	if err != nil {
 		t.Fatal(err)
+	}
+	if sc.during != nil {
+		if err := <-duringErr; err != nil {
+			t.Fatal(err)
+		}
 	}
 	if sc.mode == verifierLate {
 		select {

@@ -32,6 +32,8 @@ type VerifierConfig struct {
 	SimRoot string
 	// TLS, when set, makes the verifier serve HTTPS with these files.
 	TLS *TLSFiles
+	// ExtraArgs are more serve flags.
+	ExtraArgs []string
 }
 
 // Verifier is a running confidant-verifier.
@@ -103,7 +105,7 @@ func (v *Verifier) serveArgs() []string {
 	if c.TLS != nil {
 		args = append(args, "--tls-cert", c.TLS.Cert, "--tls-key", c.TLS.Key)
 	}
-	return args
+	return append(args, c.ExtraArgs...)
 }
 
 // Start starts the verifier and waits until /readyz answers 200.
