@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -93,5 +95,31 @@ result := {"allow": count([x | some i in numbers.range(1, 100000000); x := i]) >
 	res, err := f.svc.Release(ctx, Request{Name: "k", Claims: claims(t, &f.rsa.PublicKey)})
 	if !errors.Is(err, ErrPolicyEvaluation) || !errors.Is(err, policy.ErrTimeout) || res != nil {
 		t.Fatalf("got %+v, %v; want ErrPolicyEvaluation and policy.ErrTimeout", res, err)
+	}
+}
+
+// TestShippedReleasePoliciesInSandbox: every shipped release policy
+// compiles in the sandbox.
+func TestShippedReleasePoliciesInSandbox(t *testing.T) {
+	files, err := filepath.Glob("../../../policies/release/*.rego")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.rego") {
+			continue
+		}
+		n++
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := CheckPolicy(context.Background(), src); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	if n < 3 {
+		t.Fatalf("found %d shipped release policies", n)
 	}
 }
