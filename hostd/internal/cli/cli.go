@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 	"github.com/confidant-cvm/confidant/hostd/internal/relay"
 	"github.com/confidant-cvm/confidant/hostd/internal/spec"
 	"github.com/confidant-cvm/confidant/shared/tee/snp/sim"
+	"github.com/confidant-cvm/confidant/shared/termsafe"
 )
 
 // Defaults.
@@ -42,7 +42,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
 		if !errors.As(err, new(quietError)) {
-			fmt.Fprintln(stderr, "confidant-hostd:", err)
+			fmt.Fprintln(stderr, "confidant-hostd:", termsafe.Escape(err.Error()))
 		}
 		return 1
 	}
@@ -129,7 +129,7 @@ func serveCmd(socket *string, stderr io.Writer) *cobra.Command {
 			if exit != guest.OnExitStop && exit != guest.OnExitLeave {
 				return fmt.Errorf("--on-exit %q: want stop or leave", onExit)
 			}
-			log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+			log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl, ReplaceAttr: termsafe.ReplaceAttr}))
 			return Serve(cmd.Context(), ServeConfig{
 				StateDir: stateDir, Socket: *socket, OnExit: exit, QEMU: qemuBin,
 				StopTimeout: stopTimeout, AllowHostVTPM: allowHostVTPM,
@@ -230,7 +230,7 @@ func vmCmd(client func() *api.Client, stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "created %s (%s)\n", g.Name, teeLabel(g))
+			fmt.Fprintf(stdout, "created %s (%s)\n", esc(g.Name), teeLabel(g))
 			return nil
 		},
 	}
@@ -244,7 +244,7 @@ func vmCmd(client func() *api.Client, stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "started %s (%s), pid %d, measurement %s\n", g.Name, teeLabel(g), g.Status.PID, orDash(g.Status.Measurement))
+			fmt.Fprintf(stdout, "started %s (%s), pid %d, measurement %s\n", esc(g.Name), teeLabel(g), g.Status.PID, orDash(g.Status.Measurement))
 			return nil
 		},
 	}
@@ -257,7 +257,7 @@ func vmCmd(client func() *api.Client, stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "%s: %s (%s)\n", g.Name, g.Status.State, g.Status.Reason)
+			fmt.Fprintf(stdout, "%s: %s (%s)\n", esc(g.Name), esc(string(g.Status.State)), esc(g.Status.Reason))
 			return nil
 		},
 	}
@@ -270,7 +270,7 @@ func vmCmd(client func() *api.Client, stdout io.Writer) *cobra.Command {
 			if err := client().Delete(cmd.Context(), args[0]); err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "deleted %s\n", args[0])
+			fmt.Fprintf(stdout, "deleted %s\n", esc(args[0]))
 			return nil
 		},
 	}
@@ -286,16 +286,7 @@ func vmCmd(client func() *api.Client, stdout io.Writer) *cobra.Command {
 			if listJSON {
 				return printJSON(stdout, gs)
 			}
-			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tTEE\tSTATE\tMEASUREMENT\tREASON")
-			for _, g := range gs {
-				m := g.Status.Measurement
-				if len(m) > 16 {
-					m = m[:16] + "…"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", g.Name, teeLabel(g), g.Status.State, orDash(m), sanitize(g.Status.Reason))
-			}
-			return tw.Flush()
+			return printList(stdout, gs)
 		},
 	}
 	list.Flags().BoolVar(&listJSON, "json", false, "print JSON")
@@ -311,19 +302,7 @@ func vmCmd(client func() *api.Client, stdout io.Writer) *cobra.Command {
 			if showJSON {
 				return printJSON(stdout, g)
 			}
-			st := g.Status
-			fmt.Fprintf(stdout, "name:         %s\ntee:          %s\nstate:        %s\n", g.Name, teeLabel(g), st.State)
-			if st.Reason != "" {
-				fmt.Fprintf(stdout, "reason:       %s\n", sanitize(st.Reason))
-			}
-			fmt.Fprintf(stdout, "vcpus:        %d\nmemory:       %s\nkernel:       %s\ninitrd:       %s\ncmdline:      %s\n",
-				g.Spec.VCPUs, g.Spec.Memory, g.Spec.Image.Kernel, g.Spec.Image.Initrd, g.Spec.Image.Cmdline)
-			fmt.Fprintf(stdout, "os disk:      %s\ntemp disk:    %s (present: %t)\nverifier:     %s\nvtpm:         %s\n",
-				orDash(g.Spec.Image.OSDisk), g.Spec.TempDiskSize, st.TempDiskPresent, g.Spec.Verifier, g.Spec.VTPM)
-			fmt.Fprintf(stdout, "measurement:  %s\npid:          %d\nboots:        %d\n", orDash(st.Measurement), st.PID, st.Boots)
-			fmt.Fprintf(stdout, "identity:     %s\nhost data:    %s\nmrconfigid:   %s\n",
-				orDash(g.Identity.ID), orDash(g.Identity.HostData), orDash(g.Identity.MRConfigID))
-			return nil
+			return printGuest(stdout, g)
 		},
 	}
 	show.Flags().BoolVar(&showJSON, "json", false, "print JSON")
@@ -360,35 +339,64 @@ func LoadSpecFile(path string) (*spec.Spec, error) {
 	return spec.ParseYAML(b, filepath.Dir(abs))
 }
 
+// esc escapes text from the daemon for the terminal (shared/termsafe): a
+// guest controls parts of status reasons and errors.
+func esc(s string) string { return termsafe.Escape(s) }
+
 func teeLabel(g guest.Guest) string {
 	if g.Status.Simulated || g.Spec.TEE.Simulated() {
-		return string(g.Spec.TEE) + " (SIMULATED)"
+		return esc(string(g.Spec.TEE)) + " (SIMULATED)"
 	}
-	return string(g.Spec.TEE)
+	return esc(string(g.Spec.TEE))
 }
 
+// orDash is s escaped, "-" when empty.
 func orDash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return esc(s)
 }
 
+// printJSON prints v as indented JSON in pure ASCII (termsafe.JSON):
+// encoding/json writes C1 controls and bidi overrides raw.
 func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(termsafe.JSON(b), '\n'))
+	return err
 }
 
-// sanitize replaces control characters (a guest controls parts of reasons
-// and all of its console) so they cannot drive the operator's terminal.
-func sanitize(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\n' || r == '\t' || (r >= 0x20 && r != 0x7f && (r < 0x80 || r > 0x9f)) {
-			return r
+// printList prints guests as a table, every cell escaped.
+func printList(w io.Writer, gs []guest.Guest) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tTEE\tSTATE\tMEASUREMENT\tREASON")
+	for _, g := range gs {
+		m := g.Status.Measurement
+		if len(m) > 16 {
+			m = m[:16] + "..."
 		}
-		return '?'
-	}, s)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", esc(g.Name), teeLabel(g), esc(string(g.Status.State)), orDash(m), esc(g.Status.Reason))
+	}
+	return tw.Flush()
+}
+
+// printGuest prints one guest's spec and status, every value escaped.
+func printGuest(w io.Writer, g guest.Guest) error {
+	st := g.Status
+	fmt.Fprintf(w, "name:         %s\ntee:          %s\nstate:        %s\n", esc(g.Name), teeLabel(g), esc(string(st.State)))
+	if st.Reason != "" {
+		fmt.Fprintf(w, "reason:       %s\n", esc(st.Reason))
+	}
+	fmt.Fprintf(w, "vcpus:        %d\nmemory:       %s\nkernel:       %s\ninitrd:       %s\ncmdline:      %s\n",
+		g.Spec.VCPUs, esc(fmt.Sprint(g.Spec.Memory)), esc(g.Spec.Image.Kernel), esc(g.Spec.Image.Initrd), esc(g.Spec.Image.Cmdline))
+	fmt.Fprintf(w, "os disk:      %s\ntemp disk:    %s (present: %t)\nverifier:     %s\nvtpm:         %s\n",
+		orDash(g.Spec.Image.OSDisk), esc(fmt.Sprint(g.Spec.TempDiskSize)), st.TempDiskPresent, esc(fmt.Sprint(g.Spec.Verifier)),
+		esc(fmt.Sprint(g.Spec.VTPM)))
+	_, err := fmt.Fprintf(w, "measurement:  %s\npid:          %d\nboots:        %d\n", orDash(st.Measurement), st.PID, st.Boots)
+	return err
 }
 
 // sanitizer filters control bytes from a stream, keeping newlines and tabs;
