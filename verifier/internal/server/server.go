@@ -71,7 +71,8 @@ type Options struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// KEK, when set, is the 32-byte key-encryption key itself (main reads
-	// it from CONFIDANT_VERIFIER_KEK); Config.KEKFile is then not used.
+	// it from --kek-fd or CONFIDANT_VERIFIER_KEK); Config.KEKFile is then
+	// not used.
 	KEK []byte
 }
 
@@ -80,7 +81,7 @@ func newSealer(kek []byte, file string) (*seal.Sealer, error) {
 	if kek != nil {
 		s, err := seal.New(kek)
 		if err != nil {
-			return nil, fmt.Errorf("loading the KEK from the environment: %w", err)
+			return nil, fmt.Errorf("loading the KEK given to the process: %w", err)
 		}
 		return s, nil
 	}
