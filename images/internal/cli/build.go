@@ -15,6 +15,7 @@ import (
 	"github.com/confidant-cvm/confidant/images/internal/admin"
 	"github.com/confidant-cvm/confidant/images/internal/build"
 	"github.com/confidant-cvm/confidant/images/internal/measure"
+	"github.com/confidant-cvm/confidant/shared/termsafe"
 )
 
 // Defaults of build for a guest of confidant-hostd: QEMU user networking
@@ -357,16 +358,16 @@ func runBuild(cmd *cobra.Command, f buildFlags, env Env, g *globalFlags) error {
 	}
 	bar := newProgress(env.Stderr, "encrypting")
 	spec.Progress = bar.update
-	spec.Step = func(s string) { fmt.Fprintf(env.Stderr, "build: %s\n", s) }
+	spec.Step = func(s string) { fmt.Fprintf(env.Stderr, "build: %s\n", termsafe.Escape(s)) }
 	m, err := build.Build(cmd.Context(), spec, g.logger(env))
 	bar.finish()
 	if err != nil {
 		return err
 	}
 	out := env.Stdout
-	fmt.Fprintf(out, "built %s: %s %s\n", f.out, m.Name, m.Version)
+	fmt.Fprintf(out, "built %s: %s %s\n", f.out, termsafe.Escape(m.Name), termsafe.Escape(m.Version))
 	fmt.Fprintf(out, "  manifest   %s\n", filepath.Join(f.out, build.ManifestFile))
-	fmt.Fprintf(out, "  cmdline    %s\n", m.Cmdline)
+	fmt.Fprintf(out, "  cmdline    %s\n", termsafe.Escape(m.Cmdline))
 	fmt.Fprintf(out, "  luks uuid  %s\n", m.LUKSUUID)
 	for _, mm := range m.Measurements {
 		fmt.Fprintf(out, "  %s measurement (%d vCPUs): %s\n", mm.Kind, mm.VCPUs, mm.Measurement)

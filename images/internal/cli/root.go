@@ -8,6 +8,8 @@ import (
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
+
+	"github.com/confidant-cvm/confidant/shared/termsafe"
 )
 
 // Env is what the commands take from the process: output streams and the
@@ -38,7 +40,7 @@ func (g *globalFlags) logger(env Env) *slog.Logger {
 	if g.verbose {
 		level = slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: termsafe.ReplaceAttr}))
 }
 
 // NewRoot returns the confidant-image root command with every subcommand.
@@ -66,7 +68,20 @@ the same bytes and digests, so reference values can be recomputed by anyone.`,
 	root.SetErr(env.Stderr)
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log what is being done on stderr")
 	root.AddCommand(newBuildCmd(env, &g), newInitramfsCmd(env), newEncryptCmd(env, &g), newMeasureCmd(env))
+	escapeErrors(root)
 	return root
+}
+
+// escapeErrors makes every command's error print escaped (shared/termsafe):
+// an error can quote what the verifier answered, or a file's contents.
+// errors.Is and errors.As still see the error.
+func escapeErrors(cmd *cobra.Command) {
+	if run := cmd.RunE; run != nil {
+		cmd.RunE = func(cmd *cobra.Command, args []string) error { return termsafe.Error(run(cmd, args)) }
+	}
+	for _, c := range cmd.Commands() {
+		escapeErrors(c)
+	}
 }
 
 // toolVersion is the module version the binary was built from, with the VCS
