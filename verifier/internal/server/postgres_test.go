@@ -5,8 +5,10 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -177,6 +179,109 @@ func TestPostgresOutage(t *testing.T) {
 	}
 	if _, err := ac.RotateKey(ctx, "k", admin.RotateKeyRequest{}); err != nil {
 		t.Fatalf("rotate after the outage: %v", err)
+	}
+	if rep, err := store.VerifyAudit(ctx, f.srv.Store); err != nil || !rep.OK {
+		t.Fatalf("audit chain after the outage: %+v, %v", rep, err)
+	}
+}
+
+// TestPostgresOutageUnderLoad: PostgreSQL goes away in the middle of a load
+// of attestations and releases and comes back. While it is away every
+// request that needs it answers 503 store_unavailable (never a 500, never a
+// token or a key); afterwards the same process serves again; every token
+// handed out has its audit record, and the audit chain is whole.
+func TestPostgresOutageUnderLoad(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	proxy := pgtest.NewProxy(t, pgtest.Host(t, dsn))
+	f := newFixture(t, fixtureOpts{config: func(c *Config) {
+		c.Store = pgtest.WithHost(t, dsn, proxy.Addr()) + "&connect_timeout=2"
+	}})
+	ctx := context.Background()
+	f.createKey("k", releasePolicy(t, "sim_development.rego"))
+	// The evidence is made before the load: the TPM simulator is one.
+	const flows = 240
+	bodies := make(chan []byte, flows)
+	for range flows {
+		bodies <- evidenceFor(t, f.nonce(), testguest.Options{})
+	}
+	close(bodies)
+
+	var (
+		mu              sync.Mutex
+		issued          []string // jti of every token handed out
+		ok, down, other int
+		afterRestore    int
+		restored        bool
+	)
+	code := func(r response) string {
+		var e api.ErrorBody
+		_ = json.Unmarshal(r.body, &e)
+		return e.Error
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for body := range bodies {
+				r := f.attest(body, "")
+				var rel response
+				if r.status == http.StatusOK {
+					var a api.AttestResponse
+					_ = json.Unmarshal(r.body, &a)
+					mu.Lock()
+					issued = append(issued, claimsOf(t, a.Token)["jti"].(string))
+					mu.Unlock()
+					rel = f.releaseReq("k", a.Token, nil)
+				}
+				mu.Lock()
+				for _, x := range []response{r, rel} {
+					switch {
+					case x.status == 0:
+					case x.status == http.StatusOK:
+						ok++
+						if restored {
+							afterRestore++
+						}
+					case x.status == http.StatusServiceUnavailable && code(x) == api.CodeStoreUnavailable:
+						down++
+					default:
+						other++
+						t.Errorf("during the outage: %v", x)
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond) // under way
+	proxy.Cut()
+	mu.Lock()
+	before := ok
+	mu.Unlock()
+	time.Sleep(time.Second)
+	mu.Lock()
+	restored = true
+	mu.Unlock()
+	proxy.Restore()
+	wg.Wait()
+	t.Logf("%d flows: %d answers 200 (%d before the cut, %d after the database returned), %d answers 503 store_unavailable, %d others",
+		flows, ok, before, afterRestore, down, other)
+	if before == 0 || down == 0 || afterRestore == 0 {
+		t.Fatalf("the outage was not seen under load (%d answers 503) or the verifier did not recover (%d successes after)", down, afterRestore)
+	}
+	recs, err := f.srv.Store.AuditRecords(ctx, 0, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	audited := map[string]bool{}
+	for _, r := range recs {
+		audited[r.TokenID] = true
+	}
+	for _, jti := range issued {
+		if !audited[jti] {
+			t.Errorf("token %s was handed out without its audit record", jti)
+		}
 	}
 	if rep, err := store.VerifyAudit(ctx, f.srv.Store); err != nil || !rep.OK {
 		t.Fatalf("audit chain after the outage: %+v, %v", rep, err)
