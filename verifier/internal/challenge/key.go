@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/confidant-cvm/confidant/verifier/internal/store"
 )
@@ -34,7 +35,8 @@ type Sealer interface {
 	Open(sealed, aad []byte) ([]byte, error)
 }
 
-// LoadKey returns the nonce MAC key, which st keeps sealed under sl's KEK:
+// LoadKey returns the nonce MAC key, which st keeps sealed under sl's KEK
+// (log: where a replaced key is reported; nil: nowhere):
 // on first use it makes a new random key and stores it sealed; concurrent
 // first uses by several replicas all get the one stored first.
 //
@@ -44,9 +46,14 @@ type Sealer interface {
 // there could mint nonces forever. LoadKey replaces it (atomically, and
 // scrubbed from the database where the backend allows) with a new sealed
 // key and reports replacedLegacy; nonces issued under the old key are then
-// refused as ErrUnknown, and agents ask for a new challenge. Any other
-// value that does not open (a wrong KEK, a tampered row) is an error.
-func LoadKey(ctx context.Context, st KeyStore, sl Sealer) (key []byte, replacedLegacy bool, err error) {
+// refused as ErrUnknown, and agents ask for a new challenge. (A scrub that
+// fails is logged, not fatal: the old key is retired either way.) Any
+// other value that does not open (a wrong KEK, a tampered row) is an
+// error.
+func LoadKey(ctx context.Context, st KeyStore, sl Sealer, log *slog.Logger) (key []byte, replacedLegacy bool, err error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	stored, err := st.Secret(ctx, KeyName, func() ([]byte, error) { return newSealedKey(sl) })
 	if err != nil {
 		return nil, false, fmt.Errorf("loading the nonce key: %w", err)
@@ -61,6 +68,10 @@ func LoadKey(ctx context.Context, st KeyStore, sl Sealer) (key []byte, replacedL
 		return nil, false, err
 	}
 	err = st.ReplaceSecret(ctx, KeyName, stored, next)
+	if errors.Is(err, store.ErrNotScrubbed) {
+		log.Warn("the retired plaintext nonce key may remain in the database files until they are reused", "err", err)
+		err = nil
+	}
 	switch {
 	case errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound):
 		// Another replica replaced it first: use the key it stored.
@@ -74,6 +85,7 @@ func LoadKey(ctx context.Context, st KeyStore, sl Sealer) (key []byte, replacedL
 	if err != nil {
 		return nil, false, fmt.Errorf("opening the nonce key: %w", err)
 	}
+	log.Warn("replaced the nonce key that an earlier version stored unsealed with a new key sealed under the KEK; nonces issued before are refused, and agents ask again")
 	return key, true, nil
 }
 

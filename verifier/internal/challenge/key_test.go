@@ -5,7 +5,9 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +24,8 @@ import (
 type backend struct {
 	open    func(t *testing.T) store.Store
 	readRow func(t *testing.T) []byte
+	// conn is a direct connection (PostgreSQL only).
+	conn func(t *testing.T) *pgx.Conn
 }
 
 func sqliteBackend(t *testing.T) backend {
@@ -55,6 +59,15 @@ func postgresBackend(t *testing.T) backend {
 			}
 			t.Cleanup(func() { st.Close() })
 			return st
+		},
+		conn: func(t *testing.T) *pgx.Conn {
+			t.Helper()
+			conn, err := pgx.Connect(context.Background(), dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { conn.Close(context.Background()) })
+			return conn
 		},
 		readRow: func(t *testing.T) []byte {
 			t.Helper()
@@ -114,17 +127,17 @@ func TestLoadKeySealed(t *testing.T) {
 	forBackends(t, func(t *testing.T, b backend) {
 		ctx := context.Background()
 		st, kek := b.open(t), newSealer(t, 1)
-		key, replaced, err := LoadKey(ctx, st, kek)
+		key, replaced, err := LoadKey(ctx, st, kek, nil)
 		if err != nil || replaced {
 			t.Fatalf("first load: replaced %v, %v", replaced, err)
 		}
 		row := b.readRow(t)
 		checkSealedRow(t, row, key, kek)
-		again, replaced, err := LoadKey(ctx, b.open(t), kek)
+		again, replaced, err := LoadKey(ctx, b.open(t), kek, nil)
 		if err != nil || replaced || !bytes.Equal(again, key) {
 			t.Fatalf("second load: replaced %v, same %v, %v", replaced, bytes.Equal(again, key), err)
 		}
-		if _, _, err := LoadKey(ctx, st, newSealer(t, 2)); !errors.Is(err, seal.ErrOpen) {
+		if _, _, err := LoadKey(ctx, st, newSealer(t, 2), nil); !errors.Is(err, seal.ErrOpen) {
 			t.Fatalf("load under another KEK: got %v, want seal.ErrOpen", err)
 		}
 		if !bytes.Equal(b.readRow(t), row) {
@@ -153,7 +166,7 @@ func TestLoadKeyReplacesLegacy(t *testing.T) {
 		errs := make([]error, 2)
 		var wg sync.WaitGroup
 		for i := range 2 {
-			wg.Go(func() { keys[i], _, errs[i] = LoadKey(ctx, b.open(t), kek) })
+			wg.Go(func() { keys[i], _, errs[i] = LoadKey(ctx, b.open(t), kek, nil) })
 		}
 		wg.Wait()
 		if err := errors.Join(errs...); err != nil {
@@ -163,7 +176,7 @@ func TestLoadKeyReplacesLegacy(t *testing.T) {
 			t.Fatal("replicas disagree on the new key, or kept the legacy one")
 		}
 		checkSealedRow(t, b.readRow(t), keys[0], kek)
-		if _, replaced, err := LoadKey(ctx, st, kek); err != nil || replaced {
+		if _, replaced, err := LoadKey(ctx, st, kek, nil); err != nil || replaced {
 			t.Fatalf("load after the replacement: replaced %v, %v", replaced, err)
 		}
 
@@ -176,4 +189,38 @@ func TestLoadKeyReplacesLegacy(t *testing.T) {
 			t.Fatalf("nonce under the legacy key: got %v, want ErrUnknown", err)
 		}
 	})
+}
+
+// TestLoadKeyScrubFailureIsNotFatal: when the old key cannot be scrubbed
+// from the database files (here VACUUM FULL waits for a lock until the
+// context ends), the new sealed key is used all the same, since the old
+// one is retired, and the failure is logged.
+func TestLoadKeyScrubFailureIsNotFatal(t *testing.T) {
+	b := postgresBackend(t)
+	st, kek := b.open(t), newSealer(t, 1)
+	legacy := bytes.Repeat([]byte{0x42}, legacyKeySize)
+	if _, err := st.Secret(context.Background(), KeyName, func() ([]byte, error) { return legacy, nil }); err != nil {
+		t.Fatal(err)
+	}
+	lock := b.conn(t)
+	tx, err := lock.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(context.Background(), "LOCK TABLE secrets IN ACCESS SHARE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	key, replaced, err := LoadKey(ctx, st, kek, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil || !replaced {
+		t.Fatalf("replaced %v, %v", replaced, err)
+	}
+	if !strings.Contains(logs.String(), "may remain in the database files") {
+		t.Errorf("scrub failure not logged:\n%s", logs.String())
+	}
+	tx.Rollback(context.Background())
+	checkSealedRow(t, b.readRow(t), key, kek)
 }

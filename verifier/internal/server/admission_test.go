@@ -29,7 +29,7 @@ func TestAttestSpendsTheChallengeNonce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, _, err := challenge.LoadKey(ctx, f.srv.Store, sealer)
+	key, _, err := challenge.LoadKey(ctx, f.srv.Store, sealer, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

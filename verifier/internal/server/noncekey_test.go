@@ -52,7 +52,7 @@ func TestStartOnLegacyNonceKey(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			key, replaced, err := challenge.LoadKey(ctx, f.srv.Store, kek)
+			key, replaced, err := challenge.LoadKey(ctx, f.srv.Store, kek, nil)
 			if err != nil || replaced || bytes.Contains(row, key) {
 				t.Fatalf("stored key after start: replaced %v, raw %v, %v", replaced, bytes.Contains(row, key), err)
 			}

@@ -131,7 +131,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (s *Se
 	if err != nil {
 		return nil, err
 	}
-	macKey, replaced, err := challenge.LoadKey(ctx, st, sealer)
+	macKey, _, err := challenge.LoadKey(ctx, st, sealer, log.WithGroup("challenge"))
 	if err != nil {
 		return nil, err
 	}

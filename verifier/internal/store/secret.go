@@ -3,10 +3,15 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
 )
+
+// ErrNotScrubbed means ReplaceSecret stored the new value but could not
+// scrub the old one from the database's files.
+var ErrNotScrubbed = errors.New("replaced secret not scrubbed")
 
 // ReplaceSecret replaces the named secret's value old with new.
 //
@@ -50,10 +55,11 @@ func (s *SQLite) ReplaceSecret(ctx context.Context, name string, old, new []byte
 	// over between the writer's batches).
 	var busy, logFrames, checkpointed int
 	if err := s.db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &checkpointed); err != nil {
-		return unavailable(action+": truncating the WAL", err)
+		return fmt.Errorf("%s: truncating the WAL: %w", action, errors.Join(ErrNotScrubbed, err))
 	}
 	if busy != 0 {
-		return unavailable(action, fmt.Errorf("truncating the WAL: blocked by a reader (%d of %d frames copied)", checkpointed, logFrames))
+		return fmt.Errorf("%s: truncating the WAL: blocked by a reader (%d of %d frames copied): %w",
+			action, checkpointed, logFrames, ErrNotScrubbed)
 	}
 	return nil
 }
@@ -88,7 +94,7 @@ func (s *Postgres) ReplaceSecret(ctx context.Context, name string, old, new []by
 		return err
 	}
 	if _, err := s.pool.Exec(ctx, "VACUUM FULL secrets"); err != nil {
-		return unavailable(action+": vacuuming the old value", err)
+		return fmt.Errorf("%s: vacuuming the old value: %w", action, errors.Join(ErrNotScrubbed, err))
 	}
 	return nil
 }

@@ -69,6 +69,7 @@ type Store interface {
 	// one transaction, then scrubs old from the database's files where the
 	// backend can (see the backends). A stored value other than old is
 	// ErrConflict and an unknown name ErrNotFound; both change nothing.
+	// ErrNotScrubbed: new is stored, but old may remain in the files.
 	ReplaceSecret(ctx context.Context, name string, old, new []byte) error
 
 	// SigningKeys returns every stored signing key, the current one (zero
