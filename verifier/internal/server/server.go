@@ -135,9 +135,6 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (s *Se
 	if err != nil {
 		return nil, err
 	}
-	if replaced {
-		log.Warn("replaced the nonce key that an earlier version stored unsealed with a new key sealed under the KEK; nonces issued before are refused, and agents ask again")
-	}
 	chal, err := challenge.New(challenge.Config{Key: macKey, Store: st, TTL: cfg.NonceTTL, Now: now})
 	if err != nil {
 		return nil, err
