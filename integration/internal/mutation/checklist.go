@@ -97,7 +97,7 @@ func snpChecks() []Mutation {
 			Pkg:   pkgSNP, Run: "^(TestVerifyMilanOptions|TestVerifySimulatedRejected)$"},
 		{Item: "SMT policy bit (guest policy)", Name: "SNP guest-policy SMT allowed",
 			Edits: []Edit{off(dirSNP, "policy.SMT")},
-			Pkg:   pkgSNP, Run: "^(TestVerifyMilanOptions|TestVerifySimulatedRejected)$"},
+			Pkg:   pkgSNP, Run: "^(TestGuestPolicySMTRefused|TestVerifySimulatedRejected)$"},
 		{Item: "SMT (platform info)", Name: "SNP platform-info SMT branch removed",
 			Edits: []Edit{{Dir: dirSNP, Old: "} else if decodePlatformInfo(r.GetPlatformInfo()).SMTEnabled {",
 				New: "} else if false && decodePlatformInfo(r.GetPlatformInfo()).SMTEnabled {"}},
