@@ -503,6 +503,11 @@ func checkBooted(t *testing.T, r *run) {
 			(c.Status != "affirming" && c.Status != "warning") || !strings.HasPrefix(c.Sub, "sim-sev-snp:") {
 			t.Errorf("token claims: %+v", *c)
 		}
+		// The sub names the image and this VM: the identity hostd gave it.
+		if want := "sim-sev-snp:" + r.res.Status.Measurement + ":" + r.res.Status.HostData; len(r.res.Status.HostData) != 64 ||
+			strings.Trim(r.res.Status.HostData, "0") == "" || c.Sub != want {
+			t.Errorf("token sub %q, want %q (the guest's measurement and HOST_DATA)", c.Sub, want)
+		}
 	}
 
 	// The temp disk on the host is LUKS2 (formatted in the guest), so the

@@ -170,6 +170,9 @@ type GuestStatus struct {
 	Boots       int       `json:"boots"`
 	StartedAt   time.Time `json:"started_at"`
 	StoppedAt   time.Time `json:"stopped_at"`
+	// HostData is the guest's HOST_DATA (hex), from vm show's identity
+	// rather than its status.
+	HostData string `json:"-"`
 }
 
 // Show returns a guest's status.
@@ -179,11 +182,15 @@ func (h *Hostd) Show(ctx context.Context, name string) (GuestStatus, error) {
 		return GuestStatus{}, err
 	}
 	var g struct {
-		Status GuestStatus `json:"status"`
+		Status   GuestStatus `json:"status"`
+		Identity struct {
+			HostData string `json:"host_data"`
+		} `json:"identity"`
 	}
 	if err := json.Unmarshal(out, &g); err != nil {
 		return GuestStatus{}, fmt.Errorf("decoding vm show: %w", err)
 	}
+	g.Status.HostData = g.Identity.HostData
 	return g.Status, nil
 }
 
