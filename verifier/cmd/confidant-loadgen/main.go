@@ -22,6 +22,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/confidant-cvm/confidant/shared/termsafe"
 	"github.com/confidant-cvm/confidant/verifier/internal/loadgen"
 )
 
@@ -40,7 +41,7 @@ func main() {
 	case errors.As(err, &code):
 		os.Exit(int(code))
 	default:
-		fmt.Fprintln(os.Stderr, "confidant-loadgen:", err)
+		fmt.Fprintln(os.Stderr, "confidant-loadgen:", termsafe.Escape(err.Error()))
 		os.Exit(2)
 	}
 }
@@ -59,7 +60,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
 			return nil, fmt.Errorf("--log-level: %w", err)
 		}
-		return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl})), nil
+		return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl, ReplaceAttr: termsafe.ReplaceAttr})), nil
 	}
 	root.AddCommand(initCmd(stdout), runCmd(stdout, logger))
 	return root

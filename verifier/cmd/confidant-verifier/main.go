@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/confidant-cvm/confidant/shared/termsafe"
 	"github.com/confidant-cvm/confidant/verifier/internal/admincli"
 	"github.com/confidant-cvm/confidant/verifier/internal/api"
 	"github.com/confidant-cvm/confidant/verifier/internal/appraise"
@@ -50,7 +51,7 @@ func main() {
 	case errors.As(err, &status):
 		os.Exit(status.ExitCode())
 	default:
-		fmt.Fprintln(os.Stderr, "confidant-verifier:", err)
+		fmt.Fprintln(os.Stderr, "confidant-verifier:", termsafe.Escape(err.Error()))
 		os.Exit(2)
 	}
 }
@@ -70,7 +71,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
 			return nil, fmt.Errorf("--log-level: %w", err)
 		}
-		opts := &slog.HandlerOptions{Level: lvl}
+		opts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: termsafe.ReplaceAttr}
 		switch logFormat {
 		case "text":
 			return slog.New(slog.NewTextHandler(stderr, opts)), nil

@@ -7,13 +7,18 @@ import (
 	"maps"
 	"slices"
 	"text/tabwriter"
+
+	"github.com/confidant-cvm/confidant/shared/termsafe"
 )
 
-// WriteJSON writes the report as one indented JSON document.
+// WriteJSON writes the report as one indented JSON document, in pure ASCII
+// (shared/termsafe: error codes and examples come from the verifier).
 func WriteJSON(w io.Writer, rep *Report) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(rep); err != nil {
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err == nil {
+		_, err = w.Write(append(termsafe.JSON(b), '\n'))
+	}
+	if err != nil {
 		return fmt.Errorf("writing report: %w", err)
 	}
 	return nil
@@ -61,9 +66,9 @@ func WriteText(w io.Writer, rep *Report) error {
 		ew.printf("\nerrors by code:\n")
 		codes := slices.Sorted(maps.Keys(rep.Errors))
 		for _, c := range codes {
-			ew.printf("  %-32s %d\n", c, rep.Errors[c])
+			ew.printf("  %-32s %d\n", termsafe.Escape(c), rep.Errors[c])
 			if ex := rep.ErrorExamples[c]; ex != "" {
-				ew.printf("    e.g. %s\n", truncate(ex, 300))
+				ew.printf("    e.g. %s\n", termsafe.Clip(ex, 300))
 			}
 		}
 	}
@@ -84,7 +89,7 @@ func WriteText(w io.Writer, rep *Report) error {
 			ew.printf(": start %s, mean %s, max %s, end %s", mib(r.StartBytes), mib(r.MeanBytes), mib(r.MaxBytes), mib(r.EndBytes))
 		}
 		if r.Error != "" {
-			ew.printf(" [%s]", r.Error)
+			ew.printf(" [%s]", termsafe.Escape(r.Error))
 		}
 		ew.printf("\n")
 	}
@@ -92,13 +97,6 @@ func WriteText(w io.Writer, rep *Report) error {
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
-}
 
 // errWriter keeps the first write error.
 type errWriter struct {
