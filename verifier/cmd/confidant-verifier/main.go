@@ -226,7 +226,7 @@ SIGHUP (or a change of the files) reloads the policies and reference values.`,
 		if err != nil {
 			return err
 		}
-		s, err := server.New(ctx, cfg, log, server.Options{KEK: kek})
+		s, err := server.Start(ctx, cfg, log, server.Options{KEK: kek})
 		if err != nil {
 			return err
 		}

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	// The pure-Go SQLite driver, registered as "sqlite".
@@ -78,6 +79,13 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	db.SetConnMaxIdleTime(0)
 	if err := migrate(ctx, db, migrations); err != nil {
 		db.Close()
+		// SQLite says only "unable to open" (SQLITE_CANTOPEN) when its
+		// WAL files cannot be made: ask the file system why.
+		if errors.Is(err, ErrUnavailable) && diskCondition(err) == nil {
+			if cond := diskCondition(syscall.Access(filepath.Dir(path), 2 /* W_OK */)); cond != nil {
+				err = errors.Join(cond, err)
+			}
+		}
 		return nil, fmt.Errorf("opening SQLite store %s: %w", path, err)
 	}
 	// Readers see the journal mode the writer set (it is stored in the
