@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/confidant-cvm/confidant/hostd/internal/qemu"
 	"github.com/confidant-cvm/confidant/hostd/internal/spec"
 	"github.com/confidant-cvm/confidant/shared/measure/snp"
 )
@@ -100,4 +101,75 @@ func writeFileAtomic(path string, b []byte) error {
 		return fmt.Errorf("writing %s: %w", filepath.Base(path), errors.Unwrap(err))
 	}
 	return nil
+}
+
+// qemuConfig is the QEMU configuration of one launch of v: boot holds the
+// copies of what it boots, tempDisk its temp disk ("" for none).
+func (m *Manager) qemuConfig(v *vm, sp *spec.Spec, boot bootFiles, tempDisk string) qemu.Config {
+	cfg := qemu.Config{
+		Name:      sp.Name,
+		TEE:       string(sp.TEE),
+		VCPUs:     sp.VCPUs,
+		MemoryMiB: sp.Memory.MiB(),
+		CPU:       sp.CPU,
+		Firmware:  boot.firmware,
+		IGVM:      sp.Firmware.Kind == spec.FirmwareIGVM,
+		Kernel:    boot.kernel,
+		Initrd:    boot.initrd,
+		Append:    sp.Image.Cmdline,
+		OSDisk:    sp.Image.OSDisk,
+		TempDisk:  tempDisk,
+		QMPSocket: filepath.Join(v.dir, "qmp.sock"),
+		SerialLog: filepath.Join(v.dir, "console.log"),
+		SNP: qemu.SNPConfig{
+			Policy: sp.SNP.Policy, CBitPos: sp.SNP.CBitPos, ReducedPhysBits: sp.SNP.ReducedPhysBits,
+		},
+		TDX: qemu.TDXConfig{QGSSocket: sp.TDX.QGSSocket},
+	}
+	switch sp.TEE {
+	case spec.TEESNP:
+		cfg.SNP.HostData = hostData(v.id, sp)
+	case spec.TEETDX:
+		cfg.TDX.MRConfigID = mrConfigID(v.id, sp)
+	case spec.TEESim:
+		// HOST_DATA goes into the simulated reports (signerFor).
+		cfg.SPSocket = filepath.Join(v.dir, "sp.sock")
+		cfg.Relay = m.opts.Relay
+	}
+	cfg.VerifierHost, cfg.VerifierPort, _ = spec.SplitVerifier(sp.Verifier)
+	return cfg
+}
+
+// osDiskFDSet is the QEMU fd set that carries the OS disk.
+const osDiskFDSet = 1
+
+// openOSDisk opens the OS disk (read-write, and read-only through the same
+// open file) after checking that it is not in stateDir, and points cfg at
+// the fd set QEMU files them into (child fds 3 and 4, the order of the
+// returned files, which the caller passes as ExtraFiles and closes).
+func openOSDisk(stateDir, path string, cfg *qemu.Config) ([]*os.File, error) {
+	if path == "" {
+		return nil, nil
+	}
+	rw, err := spec.OpenOutside(stateDir, path, os.O_RDWR)
+	if err != nil {
+		return nil, fmt.Errorf("opening image.os_disk: %w", err)
+	}
+	ro, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", rw.Fd()))
+	if err != nil {
+		rw.Close()
+		return nil, fmt.Errorf("opening image.os_disk read-only: %w", err)
+	}
+	cfg.OSDisk = fmt.Sprintf("/dev/fdset/%d", osDiskFDSet)
+	cfg.AddFDs = []qemu.AddFD{
+		{FD: 3, Set: osDiskFDSet, Opaque: "os-disk-rw"},
+		{FD: 4, Set: osDiskFDSet, Opaque: "os-disk-ro"},
+	}
+	return []*os.File{rw, ro}, nil
+}
+
+func closeAll(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
 }
