@@ -113,8 +113,12 @@ func serveFlags(fs *pflag.FlagSet) (apply func(*server.Config), configFile *stri
 	fs.DurationVar(&f.NonceTTL, "nonce-ttl", d.NonceTTL, "challenge nonce lifetime")
 	fs.StringVar(&f.SigningAlg, "signing-alg", d.SigningAlg, "token signing algorithm: ES256 or ES384")
 	fs.DurationVar(&f.KeyRotation, "key-rotation", d.KeyRotation, "signing key rotation period (0: only on command)")
-	fs.Float64Var(&f.RateLimit, "rate-limit", d.RateLimit, "POST requests per second (0: unlimited)")
-	fs.IntVar(&f.Burst, "burst", d.Burst, "rate limit burst")
+	fs.Float64Var(&f.RateLimit, "rate-limit", d.RateLimit, "POST requests per second per client IP (0: unlimited; guests relayed by one hostd share its IP)")
+	fs.IntVar(&f.Burst, "burst", d.Burst, "per-client rate limit burst")
+	fs.Float64Var(&f.FailureAuditRate, "failure-audit-rate", api.DefaultFailureAuditRate, "audit rows per second per client IP of failed attempts without a genuine nonce or a valid token; the others are counted and summarized")
+	fs.IntVar(&f.FailureAuditBurst, "failure-audit-burst", api.DefaultFailureAuditBurst, "burst of --failure-audit-rate")
+	fs.IntVar(&f.MaxConnections, "max-connections", d.MaxConnections, "open connections of the public listener, idle ones included; more wait to be accepted")
+	fs.StringVar(&f.MetricsListen, "metrics-listen", "", "serve /metrics on this HOST:PORT (plain HTTP) instead of the public listener")
 	fs.Int64Var(&f.MaxBodyBytes, "max-body-bytes", api.DefaultMaxBodyBytes, "request body limit")
 	fs.IntVar(&f.MaxInFlight, "max-in-flight", 0, "attestations and key releases processed at once (default: 2 × GOMAXPROCS)")
 	fs.IntVar(&f.MaxQueue, "max-queue", 0, fmt.Sprintf("attestations and key releases admitted at once, waiting or processed; more are answered 503 overloaded (default: %d)", api.DefaultMaxQueue))
@@ -172,6 +176,14 @@ func serveFlags(fs *pflag.FlagSet) (apply func(*server.Config), configFile *stri
 				c.RateLimit = f.RateLimit
 			case "burst":
 				c.Burst = f.Burst
+			case "failure-audit-rate":
+				c.FailureAuditRate = f.FailureAuditRate
+			case "failure-audit-burst":
+				c.FailureAuditBurst = f.FailureAuditBurst
+			case "max-connections":
+				c.MaxConnections = f.MaxConnections
+			case "metrics-listen":
+				c.MetricsListen = f.MetricsListen
 			case "max-body-bytes":
 				c.MaxBodyBytes = f.MaxBodyBytes
 			case "max-in-flight":

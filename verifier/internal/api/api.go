@@ -5,7 +5,7 @@
 //	POST /v1/keys/{name}/release            → {"jwe", "key", "version"}; bearer token, body {"version": N} optional
 //	GET  /v1/jwks                           → the public signing keys (JWK Set)
 //	GET  /.well-known/openid-configuration  → OIDC discovery
-//	GET  /healthz, /readyz, /metrics
+//	GET  /healthz, /readyz, /metrics (unless Config.MetricsElsewhere)
 //
 // NewAdmin returns the admin API (package admin lists its routes), served
 // only on the admin listener.
@@ -16,6 +16,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -26,7 +27,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -34,7 +34,6 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/time/rate"
 
 	"github.com/confidant-cvm/confidant/shared/evidence"
 	"github.com/confidant-cvm/confidant/verifier/internal/appraise"
@@ -85,6 +84,9 @@ type Config struct {
 	Metrics   *Metrics
 	// Gatherer serves /metrics.
 	Gatherer prometheus.Gatherer
+	// MetricsElsewhere leaves /metrics out (it is served on a listener of
+	// its own).
+	MetricsElsewhere bool
 	// Ready, when set, adds checks to /readyz (for example "policies
 	// loaded").
 	Ready func(ctx context.Context) error
@@ -98,9 +100,17 @@ type Config struct {
 	// MaxBodyBytes caps request bodies; zero means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
 	// RateLimit is the sustained rate (requests per second) of POST
-	// requests; zero means unlimited. Burst is the bucket size (at least 1).
+	// requests per client (remote IP); zero means unlimited. Burst is the
+	// bucket size (at least 1).
 	RateLimit float64
 	Burst     int
+	// FailureAuditRate and FailureAuditBurst bound, per client, the audit
+	// rows of failed attempts that prove nothing (see auditsample.go);
+	// zero means DefaultFailureAuditRate, DefaultFailureAuditBurst.
+	FailureAuditRate  float64
+	FailureAuditBurst int
+	// Now is the clock of the per-client limits; nil means time.Now.
+	Now func() time.Time
 	// MaxInFlight bounds the attestations and key releases processed at
 	// once; zero means DefaultMaxInFlight(). MaxQueue bounds those admitted
 	// at once (waiting for a slot or processing): more are refused at once;
@@ -117,12 +127,30 @@ type Config struct {
 type handler struct {
 	Config
 	base
-	limiter   *rate.Limiter
+	// limiter is nil without a rate limit.
+	limiter   *clientBuckets
+	failures  *clientBuckets
 	admission *admission
+	// routes are the route patterns, the values of the route label.
+	routes map[string]bool
 }
 
-// New returns the API's http.Handler.
-func New(cfg Config) (http.Handler, error) {
+func (h *handler) now() time.Time {
+	if h.Now != nil {
+		return h.Now()
+	}
+	return time.Now()
+}
+
+// API is the public API: an http.Handler, and Run, which writes the
+// summaries of the failed attempts whose audit rows were suppressed.
+type API struct {
+	http.Handler
+	h *handler
+}
+
+// New returns the public API.
+func New(cfg Config) (*API, error) {
 	var errs []error
 	for name, missing := range map[string]bool{
 		"challenge service": cfg.Challenge == nil, "appraiser": cfg.Appraiser == nil,
@@ -136,8 +164,8 @@ func New(cfg Config) (http.Handler, error) {
 	if cfg.DefaultAudience == "" {
 		errs = append(errs, errors.New("no default audience"))
 	}
-	if cfg.RateLimit < 0 {
-		errs = append(errs, fmt.Errorf("negative rate limit %v", cfg.RateLimit))
+	if cfg.RateLimit < 0 || cfg.FailureAuditRate < 0 {
+		errs = append(errs, fmt.Errorf("negative rate limit %v or failure audit rate %v", cfg.RateLimit, cfg.FailureAuditRate))
 	}
 	if cfg.MaxInFlight < 0 || cfg.MaxQueue < 0 || cfg.QueueTimeout < 0 {
 		errs = append(errs, fmt.Errorf("negative admission limit (in flight %d, queue %d, timeout %v)",
@@ -157,8 +185,15 @@ func New(cfg Config) (http.Handler, error) {
 		h.log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.RateLimit > 0 {
-		h.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), max(cfg.Burst, 1))
+		h.limiter = newClientBuckets(cfg.RateLimit, cfg.Burst)
 	}
+	if cfg.FailureAuditRate == 0 {
+		cfg.FailureAuditRate = DefaultFailureAuditRate
+	}
+	if cfg.FailureAuditBurst <= 0 {
+		cfg.FailureAuditBurst = DefaultFailureAuditBurst
+	}
+	h.failures = newClientBuckets(cfg.FailureAuditRate, cfg.FailureAuditBurst)
 	h.admission = newAdmission(cfg.MaxInFlight, cfg.MaxQueue, cfg.QueueTimeout, cfg.Metrics)
 
 	r := chi.NewRouter()
@@ -167,68 +202,29 @@ func New(cfg Config) (http.Handler, error) {
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { h.writeError(w, r, errMethod) })
 	r.Get("/healthz", h.healthz)
 	r.Get("/readyz", h.readyz)
-	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	if !cfg.MetricsElsewhere {
+		r.Method(http.MethodGet, "/metrics", MetricsHandler(cfg.Gatherer))
+	}
 	r.Get("/.well-known/openid-configuration", h.discovery)
 	r.Route("/v1", func(r chi.Router) {
 		r.Get("/jwks", h.jwks)
 		r.Group(func(r chi.Router) {
-			r.Use(h.rateLimit, h.limitBody)
+			r.Use(h.rateLimit, h.requireJSON, h.limitBody)
 			r.Post("/challenge", h.challenge)
 			r.Post("/attest", h.attest)
 			r.Post("/keys/{name}/release", h.release)
 		})
 	})
-	return r, nil
-}
-
-// statusRecorder remembers the status code for metrics.
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
+	var err error
+	if h.routes, err = routeSet(r); err != nil {
+		return nil, fmt.Errorf("configuring API: %w", err)
 	}
-	s.ResponseWriter.WriteHeader(code)
+	return &API{Handler: r, h: h}, nil
 }
 
-// Unwrap gives http.ResponseController the connection.
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
-func (s *statusRecorder) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-func (h *handler) instrument(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
-		route := chi.RouteContext(r.Context()).RoutePattern()
-		if route == "" {
-			route = "unmatched"
-		}
-		if rec.status == 0 {
-			rec.status = http.StatusOK
-		}
-		h.metrics.requestDuration.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).
-			Observe(time.Since(start).Seconds())
-	})
-}
-
-func (h *handler) rateLimit(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h.limiter != nil && !h.limiter.Allow() {
-			h.writeError(w, r, errRateLimited)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+// MetricsHandler serves the metrics of g (GET /metrics).
+func MetricsHandler(g prometheus.Gatherer) http.Handler {
+	return promhttp.HandlerFor(g, promhttp.HandlerOpts{})
 }
 
 func (h *handler) limitBody(next http.Handler) http.Handler {
@@ -358,30 +354,33 @@ func (h *handler) attest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
+	rec := store.AuditRecord{Time: time.Now().UTC(), Event: "attest", Remote: remoteHost(r)}
 	env, err := evidence.Decode(body)
+	var rd *evidence.RuntimeData
+	if err == nil {
+		rec.TEE = string(env.TEE)
+		rd, err = evidence.ParseRuntimeData(env.RuntimeData)
+	}
 	if err != nil {
-		h.writeError(w, r, err)
+		// Malformed, but the attempt spends the nonce it names all the
+		// same, when that is one this verifier issued.
+		n, _ := h.checkNonce(namedNonce(body))
+		t.done()
+		h.attestFailed(w, r, rec, err, n)
 		return
 	}
-	kind := string(env.TEE)
-	rec := store.AuditRecord{Time: time.Now().UTC(), Event: "attest", TEE: kind, Remote: remoteHost(r)}
-	rd, err := evidence.ParseRuntimeData(env.RuntimeData)
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
+	kind := rec.TEE
 	// The nonce's tag and expiry are checked now; it is redeemed at the
 	// end, in the transaction that writes the attempt's audit record. So
-	// every attempt that names a valid nonce spends it, denied or not, and
-	// a token costs one store write.
-	expires, err := h.Challenge.Check(rd.Nonce)
+	// every attempt that names a valid nonce spends it, denied, malformed
+	// or not, and a token costs one store write.
+	n, err := h.checkNonce(rd.Nonce)
 	if err != nil {
 		h.metrics.nonceRedemptions.WithLabelValues(redemptionResult(err)).Inc()
 		t.done()
 		h.attestFailed(w, r, rec, err, nil)
 		return
 	}
-	n := &nonce{id: rd.Nonce[:challenge.RandomSize], expires: expires}
 	res, err := h.Appraiser.Appraise(ctx, env, rd, audience)
 	h.metrics.appraisalDuration.WithLabelValues(kind).Observe(time.Since(start).Seconds())
 	var tok string
@@ -428,6 +427,47 @@ type nonce struct {
 	expires time.Time
 }
 
+// checkNonce checks a nonce's tag and expiry and returns the redemption it
+// owes.
+func (h *handler) checkNonce(value []byte) (*nonce, error) {
+	expires, err := h.Challenge.Check(value)
+	if err != nil {
+		return nil, err
+	}
+	return &nonce{id: value[:challenge.RandomSize], expires: expires}, nil
+}
+
+// namedNonce digs the nonce out of an attestation body that did not decode
+// strictly — runtime_data (base64url), then its nonce (base64url) — so that
+// a malformed attempt spends it too. nil when there is none to be found.
+func namedNonce(body []byte) []byte {
+	var env struct {
+		RuntimeData string `json:"runtime_data"`
+	}
+	// The first JSON value, whatever follows it.
+	if json.NewDecoder(bytes.NewReader(body)).Decode(&env) != nil {
+		return nil
+	}
+	var rd struct {
+		Nonce string `json:"nonce"`
+	}
+	if json.Unmarshal(lenientB64(env.RuntimeData), &rd) != nil {
+		return nil
+	}
+	return lenientB64(rd.Nonce)
+}
+
+// lenientB64 decodes base64url or standard base64, padded or not; nil if
+// it is neither.
+func lenientB64(s string) []byte {
+	s = strings.TrimRight(s, "=")
+	if b, err := base64.RawURLEncoding.DecodeString(s); err == nil {
+		return b
+	}
+	b, _ := base64.RawStdEncoding.DecodeString(s)
+	return b
+}
+
 // attestFailed audits a failed attestation and answers err. With n (the
 // nonce passed its check) the nonce is redeemed in the audit record's
 // transaction; when it had been redeemed before, the answer is
@@ -449,14 +489,20 @@ func (h *handler) attestFailed(w http.ResponseWriter, r *http.Request, rec store
 		_, aerr := h.Store.RedeemNonceWithAudit(ctx, n.id, n.expires, rec)
 		h.metrics.nonceRedemptions.WithLabelValues(redemptionResult(aerr)).Inc()
 		if errors.Is(aerr, store.ErrNonceReused) {
-			h.attestFailed(w, r, base, aerr, nil)
+			// A malformed attempt is answered as malformed whatever its
+			// nonce; any other as a replay.
+			if body.Error != CodeMalformed {
+				err = aerr
+			}
+			h.attestFailed(w, r, base, err, nil)
 			return
 		}
 		if aerr != nil {
 			h.log.Error("writing audit record", "err", aerr)
 		}
-	} else if _, aerr := h.Store.AppendAudit(ctx, rec); aerr != nil {
-		h.log.Error("writing audit record", "err", aerr)
+	} else {
+		// No genuine nonce: the attempt proved nothing.
+		h.auditFailure(ctx, r, rec)
 	}
 	h.metrics.appraisals.WithLabelValues(rec.TEE, verdict).Inc()
 	h.writeError(w, r, err)

@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -60,6 +61,9 @@ var (
 	errNotReady    = errors.New("not ready")
 	// errNoBearer: the release request has no bearer token.
 	errNoBearer = errors.New("no bearer token")
+	// errBearerTooLarge: the bearer token is over maxBearer (no token of
+	// ours is); it is refused unread.
+	errBearerTooLarge = errors.New("bearer token too large")
 )
 
 // classify maps an error to its HTTP status, code and the reasons a client
@@ -93,6 +97,8 @@ func classify(err error) (int, ErrorBody) {
 		return http.StatusUnauthorized, ErrorBody{CodeNonceExpired, []string{"the nonce has expired"}}
 	case errors.Is(err, challenge.ErrReused):
 		return http.StatusUnauthorized, ErrorBody{CodeNonceReused, []string{"the nonce was already used"}}
+	case errors.Is(err, errBearerTooLarge):
+		return http.StatusUnauthorized, ErrorBody{CodeInvalidToken, []string{fmt.Sprintf("the bearer token is over %d KiB", maxBearer>>10)}}
 	case errors.Is(err, errNoBearer):
 		return http.StatusUnauthorized, ErrorBody{CodeInvalidToken, []string{"no bearer token: send Authorization: Bearer <token from /v1/attest>"}}
 	case errors.Is(err, token.ErrAlgorithm):

@@ -71,8 +71,11 @@ func bearer(r *http.Request) (string, error) {
 		return "", errNoBearer
 	}
 	tok = strings.TrimSpace(tok)
-	if tok == "" || len(tok) > maxBearer {
+	if tok == "" {
 		return "", errNoBearer
+	}
+	if len(tok) > maxBearer {
+		return "", errBearerTooLarge
 	}
 	return tok, nil
 }
@@ -102,6 +105,9 @@ func (h *handler) release(w http.ResponseWriter, r *http.Request) {
 	rec := store.AuditRecord{Time: time.Now().UTC(), Event: "release", KeyName: auditKeyName(name), Remote: remoteHost(r)}
 	// t holds the admission; the audit write comes after t.done.
 	var t *ticket
+	// authed: the token is valid. Attempts without one prove nothing, and
+	// their audit rows are limited per client (auditsample.go).
+	var authed bool
 	fail := func(err error) {
 		if t != nil {
 			t.done()
@@ -116,7 +122,9 @@ func (h *handler) release(w http.ResponseWriter, r *http.Request) {
 			rec.Reasons = append(slices.Clone(rec.Reasons), "invalid key name (recorded escaped)")
 		}
 		h.metrics.releases.WithLabelValues(body.Error).Inc()
-		if _, aerr := h.Store.AppendAudit(context.WithoutCancel(ctx), rec); aerr != nil {
+		if !authed {
+			h.auditFailure(context.WithoutCancel(ctx), r, rec)
+		} else if _, aerr := h.Store.AppendAudit(context.WithoutCancel(ctx), rec); aerr != nil {
 			h.log.Error("writing audit record", "err", aerr)
 		}
 		h.writeError(w, r, err)
@@ -154,6 +162,7 @@ func (h *handler) release(w http.ResponseWriter, r *http.Request) {
 		fail(err)
 		return
 	}
+	authed = true
 	rec.Subject, _ = claims["sub"].(string)
 	rec.TokenID, _ = claims["jti"].(string)
 	if tee, ok := claims["tee"].(map[string]any); ok {

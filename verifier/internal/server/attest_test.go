@@ -477,6 +477,7 @@ func TestBodyLimit(t *testing.T) {
 	// Without a Content-Length (chunked) the body is cut while read.
 	req, _ := http.NewRequest(http.MethodPost, f.http.URL+"/v1/attest", io.MultiReader(bytes.NewReader(body)))
 	req.ContentLength = -1
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := f.http.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -25,9 +25,17 @@ const (
 	DefaultStateDir    = "/var/lib/confidant-verifier"
 	DefaultAudience    = "confidant"
 	DefaultKeyRotation = 7 * 24 * time.Hour
-	DefaultRateLimit   = 50
-	DefaultBurst       = 100
 	DefaultShutdown    = 15 * time.Second
+	// DefaultRateLimit is off: overload is the admission queue's business
+	// (MaxInFlight, MaxQueue, QueueTimeout), which serves a burst in turn
+	// instead of refusing it. DefaultBurst is the per-client burst once a
+	// rate limit is set.
+	DefaultRateLimit = 0
+	DefaultBurst     = 20
+	// DefaultMaxConnections caps the open connections of the public
+	// listener (idle keep-alives included); more wait in the kernel's
+	// accept queue.
+	DefaultMaxConnections = 4096
 )
 
 // Config is the serve command's configuration. A YAML file (field names as
@@ -83,10 +91,24 @@ type Config struct {
 	// KeyRotation is the signing key rotation period; 0 disables scheduled
 	// rotation.
 	KeyRotation time.Duration `yaml:"key_rotation"`
-	// RateLimit (requests/second) and Burst bound POST requests; 0 is
-	// unlimited.
+	// RateLimit (requests/second) and Burst bound the POST requests of
+	// each client (remote IP); 0 is unlimited, the default. Clients behind
+	// one address (a NAT, a proxy, guests relayed by one hostd) share one
+	// bucket.
 	RateLimit float64 `yaml:"rate_limit"`
 	Burst     int     `yaml:"burst"`
+	// FailureAuditRate (rows/second) and FailureAuditBurst bound, per
+	// client, the audit rows of failed attempts that prove nothing (no
+	// genuine nonce, no valid token); the others are summarized. 0 means
+	// api.DefaultFailureAuditRate, api.DefaultFailureAuditBurst.
+	FailureAuditRate  float64 `yaml:"failure_audit_rate"`
+	FailureAuditBurst int     `yaml:"failure_audit_burst"`
+	// MaxConnections caps the public listener's open connections; 0 means
+	// DefaultMaxConnections.
+	MaxConnections int `yaml:"max_connections"`
+	// MetricsListen, when set, serves GET /metrics (plain HTTP) on this
+	// address, and no longer on the public listener.
+	MetricsListen string `yaml:"metrics_listen"`
 	// MaxBodyBytes caps request bodies.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// MaxInFlight bounds the attestations and key releases processed at
@@ -123,6 +145,7 @@ func DefaultConfig() Config {
 		KeyRotation:     DefaultKeyRotation,
 		RateLimit:       DefaultRateLimit,
 		Burst:           DefaultBurst,
+		MaxConnections:  DefaultMaxConnections,
 		PolicyTimeout:   policy.DefaultTimeout,
 		ShutdownTimeout: DefaultShutdown,
 	}
@@ -213,6 +236,10 @@ func (c *Config) Validate() error {
 	if c.RateLimit < 0 || c.Burst < 0 {
 		errs = append(errs, errors.New("--rate-limit and --burst must not be negative"))
 	}
+	if c.MaxConnections < 0 || c.FailureAuditRate < 0 || c.FailureAuditBurst < 0 {
+		errs = append(errs, errors.New("--max-connections, --failure-audit-rate and --failure-audit-burst must not be negative"))
+	}
+	errs = append(errs, c.validateMetrics()...)
 	if c.MaxBodyBytes < 0 {
 		errs = append(errs, errors.New("--max-body-bytes must not be negative"))
 	}
@@ -306,6 +333,29 @@ func (c *Config) validateAdmin() []error {
 		}
 	}
 	return errs
+}
+
+// validateMetrics checks MetricsListen: a host:port that is not the public
+// or the admin listener's.
+func (c *Config) validateMetrics() []error {
+	if c.MetricsListen == "" {
+		return nil
+	}
+	mhost, mport, err := net.SplitHostPort(c.MetricsListen)
+	if err != nil {
+		return []error{fmt.Errorf("--metrics-listen %q: %w", c.MetricsListen, err)}
+	}
+	overlaps := func(addr string) bool {
+		host, port, err := net.SplitHostPort(addr)
+		return err == nil && port == mport && port != "0" && (host == mhost || unspecified(host) || unspecified(mhost))
+	}
+	if overlaps(c.Listen) {
+		return []error{fmt.Errorf("--metrics-listen %q overlaps --listen %q", c.MetricsListen, c.Listen)}
+	}
+	if network, addr, err := c.AdminAddress(); err == nil && network == "tcp" && overlaps(addr) {
+		return []error{fmt.Errorf("--metrics-listen %q overlaps --admin-listen %q", c.MetricsListen, c.AdminListen)}
+	}
+	return nil
 }
 
 func unspecified(host string) bool {

@@ -50,6 +50,9 @@ func (f *fixture) releaseReq(name, tok string, body []byte) response {
 	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
+	if len(body) > 0 {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := f.http.Client().Do(req)
 	if err != nil {
 		f.t.Fatal(err)

@@ -63,6 +63,8 @@ type Server struct {
 	Handler      http.Handler
 	AdminHandler http.Handler
 	Registry     *prometheus.Registry
+	// api is Handler, whose Run summarizes suppressed audit rows.
+	api *api.API
 }
 
 // Options inject what tests replace, and secrets that do not belong in a
@@ -187,13 +189,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (s *Se
 		Metrics: metrics, Gatherer: reg, DefaultAudience: cfg.Audience, ReleaseAudience: cfg.ReleaseAudience,
 		MaxBodyBytes: cfg.MaxBodyBytes, RateLimit: cfg.RateLimit, Burst: cfg.Burst,
 		MaxInFlight: cfg.MaxInFlight, MaxQueue: cfg.MaxQueue, QueueTimeout: cfg.QueueTimeout,
+		FailureAuditRate: cfg.FailureAuditRate, FailureAuditBurst: cfg.FailureAuditBurst,
+		MetricsElsewhere: cfg.MetricsListen != "", Now: now,
 		Log: log.WithGroup("api"),
 	})
 	if err != nil {
 		return nil, err
 	}
 	srv := &Server{cfg: cfg, log: log, now: now, Store: st, Keys: keys, Policies: holder, watcher: watcher,
-		Release: rel, Handler: h, Registry: reg}
+		Release: rel, Handler: h, Registry: reg, api: h}
 	srv.AdminHandler, err = api.NewAdmin(api.AdminConfig{Keys: rel, Policies: srv, Audit: st, Metrics: metrics,
 		Log: log.WithGroup("admin")})
 	if err != nil {
@@ -386,10 +390,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, reload <-chan struc
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      writeTimeout,
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	ln = limitListener(ln, s.cfg.MaxConnections)
 	if s.cfg.TLS() {
 		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
 		if err != nil {
@@ -404,6 +409,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, reload <-chan struc
 	adminLn, err := s.AdminListener()
 	if err != nil {
 		ln.Close()
+		return err
+	}
+	metricsLn, err := s.metricsListener()
+	if err != nil {
+		ln.Close()
+		if adminLn != nil {
+			adminLn.Close()
+		}
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
@@ -438,6 +451,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, reload <-chan struc
 		s.log.Info("serving the admin API", "addr", adminLn.Addr().Network()+":"+adminLn.Addr().String())
 		serve("admin API", adminSrv, adminLn)
 	}
+	if metricsLn != nil {
+		s.log.Info("serving /metrics", "addr", metricsLn.Addr().String())
+		serve("metrics", s.metricsServer(), metricsLn)
+	}
+	g.Go(func() error { return s.api.Run(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
 		s.log.Info("shutting down")
