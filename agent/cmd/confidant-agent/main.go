@@ -61,15 +61,14 @@ func command(args []string, stdout, stderr io.Writer) int {
 		case "token":
 			return tokenCommand(args[1:], stdout, stderr)
 		case "serve":
-			return serveCommand(args[1:], stderr)
+			return serveCommand(args[1:], stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("confidant-agent", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	checkConfig := fs.String("check-config", "", "validate this configuration file and exit (runs anywhere)")
 	cmdline := fs.String("cmdline", "", "kernel command line to apply with --check-config")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parse(fs, args, stdout, stderr, rootUsage); !ok {
+		return code
 	}
 	log := slog.New(slog.NewTextHandler(console.LogWriter(stderr), &slog.HandlerOptions{ReplaceAttr: console.DropTime}))
 	if *checkConfig != "" {
@@ -78,6 +77,42 @@ func command(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintln(stderr, "confidant-agent: not PID 1; it runs as the initramfs /init (use --check-config FILE to validate a configuration, "+
 		"or the token and serve commands in the booted OS)")
 	return 2
+}
+
+// rootUsage is the help of the program; "Available Commands:" lists the
+// commands as cobra programs do.
+const rootUsage = `confidant-agent is the /init of a Confidant guest's initramfs. As PID 1 it
+attests the guest, opens its disks and switches to the OS; otherwise:
+
+Usage:
+  confidant-agent --check-config FILE [--cmdline "confidant.ip=..."]
+  confidant-agent token --audience A [--nonce N]
+  confidant-agent serve [--socket PATH]
+
+Available Commands:
+  token   Print a fresh token for a workload (in the booted OS)
+  serve   Serve tokens to workloads on a unix socket (in the booted OS)
+
+Flags:`
+
+// parse parses args. On -h or --help it prints usage and fs's flags on
+// stdout and returns 0, false; on a bad flag it prints them on stderr after
+// the error and returns 2, false.
+func parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer, usage string) (code int, ok bool) {
+	fs.SetOutput(stderr)
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	if err == nil {
+		return 0, true
+	}
+	out, code := stderr, 2
+	if errors.Is(err, flag.ErrHelp) {
+		out, code = stdout, 0
+	}
+	fmt.Fprintln(out, usage)
+	fs.SetOutput(out)
+	fs.PrintDefaults()
+	return code, false
 }
 
 func check(path, cmdline string, stdout, stderr io.Writer, log *slog.Logger) int {
@@ -122,13 +157,12 @@ func logger(w io.Writer, verbose bool) *slog.Logger {
 // tokenCommand prints one fresh token on stdout.
 func tokenCommand(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("confidant-agent token", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var f issuerFlags
 	f.register(fs)
 	audience := fs.String("audience", "", "the relying party the token is for (required)")
 	nonce := fs.String("nonce", "", "a nonce to bind into the token as runtime.data.nonce")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parse(fs, args, stdout, stderr, "Print one fresh token for a workload on stdout.\n\nUsage:\n  confidant-agent token --audience A [--nonce N] [flags]\n\nFlags:"); !ok {
+		return code
 	}
 	req := tokens.Request{Audience: *audience, Nonce: *nonce}
 	if fs.NArg() > 0 {
@@ -158,15 +192,14 @@ func tokenCommand(args []string, stdout, stderr io.Writer) int {
 
 // serveCommand serves the token API on a unix socket until SIGINT or
 // SIGTERM.
-func serveCommand(args []string, stderr io.Writer) int {
+func serveCommand(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("confidant-agent serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var f issuerFlags
 	f.register(fs)
 	socket := fs.String("socket", filepath.Join(config.RunDir, config.RunSocketFile), "unix socket to serve GET /v1/token?audience=A[&nonce=N] on")
 	modeStr := fs.String("socket-mode", "0600", "permissions of the socket (who may ask for tokens)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parse(fs, args, stdout, stderr, "Serve fresh tokens to workloads on a unix socket until SIGINT or SIGTERM.\n\nUsage:\n  confidant-agent serve [--socket PATH] [flags]\n\nFlags:"); !ok {
+		return code
 	}
 	mode, err := strconv.ParseUint(*modeStr, 8, 32)
 	if err != nil || mode > 0o777 || fs.NArg() > 0 {
