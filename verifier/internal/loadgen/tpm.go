@@ -183,8 +183,8 @@ type softTPM struct {
 }
 
 // akPublic returns the public area of a P-256 ECDSA/SHA-256 AK with the
-// attributes of go-tpm-tools' AKTemplateECC: fixedTPM, fixedParent,
-// sensitiveDataOrigin, userWithAuth, restricted, sign.
+// attributes of the agent's AK (shared/tpm.AKTemplate): fixedTPM,
+// fixedParent, sensitiveDataOrigin, userWithAuth, noDA, restricted, sign.
 func akPublic(pub *ecdsa.PublicKey) (tpm2.TPMTPublic, error) {
 	ecdhPub, err := pub.ECDH()
 	if err != nil {
@@ -202,6 +202,7 @@ func akPublic(pub *ecdsa.PublicKey) (tpm2.TPMTPublic, error) {
 			FixedParent:         true,
 			SensitiveDataOrigin: true,
 			UserWithAuth:        true,
+			NoDA:                true,
 			Restricted:          true,
 			SignEncrypt:         true,
 		},
