@@ -21,8 +21,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/confidant-cvm/confidant/agent/internal/ext4"
-	"github.com/confidant-cvm/confidant/agent/internal/testenv"
 	"github.com/confidant-cvm/confidant/shared/luks2"
+	"github.com/confidant-cvm/confidant/shared/testenv"
 )
 
 // hkdfSHA256 is RFC 5869 written out with HMAC, independent of crypto/hkdf.

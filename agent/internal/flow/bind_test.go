@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/confidant-cvm/confidant/agent/internal/testenv"
+	"github.com/confidant-cvm/confidant/shared/testenv"
 )
 
 // TestBindFile bind-mounts a file in a private mount namespace (on a thread

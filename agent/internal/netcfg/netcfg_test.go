@@ -17,7 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/confidant-cvm/confidant/agent/internal/testenv"
+	"github.com/confidant-cvm/confidant/shared/testenv"
 )
 
 func TestMessages(t *testing.T) {
