@@ -5,7 +5,7 @@
 //
 //	confidant-loadgen init --dir D
 //	confidant-verifier serve --sim-root D/sim-root.pem --policy D/policy.rego \
-//	  --reference-values D/reference.json --rate-limit 0 ...
+//	  --reference-values D/reference.json ...
 //	confidant-loadgen run --dir D --verifier http://127.0.0.1:8443 --concurrency 32 --duration 30s
 package main
 
@@ -79,7 +79,7 @@ func initCmd(stdout io.Writer) *cobra.Command {
 			}
 			_, err = fmt.Fprintf(stdout, `wrote %s, %s, %s and the signer in %s
 start the verifier with:
-  confidant-verifier serve --sim-root %s --policy %s --reference-values %s --rate-limit 0
+  confidant-verifier serve --sim-root %s --policy %s --reference-values %s
 `, loadgen.RootFile, loadgen.PolicyFile, loadgen.ReferenceFile, s.Path(loadgen.SignerDir),
 				s.Path(loadgen.RootFile), s.Path(loadgen.PolicyFile), s.Path(loadgen.ReferenceFile))
 			return err
@@ -113,8 +113,9 @@ due R per second in all, each is taken by the next free agent, and a flow's
 latency counts from its due time (a wait for a free agent included) — the
 latency agents see when R below the verifier's capacity is offered.
 
-Start the verifier with --rate-limit 0 to measure its capacity: its default
-limit (50 POSTs per second) otherwise shows up as rate_limited errors.`,
+The verifier's defaults have no rate limit, so they measure its capacity; a
+verifier started with --rate-limit limits each client IP, and all the agents
+come from one: its refusals show up as rate_limited errors.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := logger()
