@@ -288,10 +288,16 @@ func readCert(path string) (*x509.Certificate, error) {
 	return server.ParseCertificate(b)
 }
 
+// writeJSON prints v as indented JSON in pure ASCII (termsafe.JSON): the
+// reasons come from evidence, and encoding/json writes C1 controls and bidi
+// overrides raw.
 func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(termsafe.JSON(b), '\n'))
+	return err
 }
 
 func appraiseCmd(stdout io.Writer) *cobra.Command {
