@@ -212,7 +212,8 @@ func serveCmd(logger func() (*slog.Logger, error)) *cobra.Command {
 		Short: "Serve the attestation API",
 		Long: `Serve the attestation API: POST /v1/challenge, POST /v1/attest,
 POST /v1/keys/{name}/release, GET /v1/jwks, GET /.well-known/openid-configuration,
-/healthz, /readyz and /metrics; and the admin API on its own listener
+/healthz, /readyz and /metrics (on its own listener with --metrics-listen);
+and the admin API on its own listener
 (default: the unix socket <state-dir>/admin.sock, see "admin --help").
 
 Without --tls-cert/--tls-key it serves plain HTTP on a loopback address only.
