@@ -38,13 +38,18 @@ lint:
 # cluster is started for the store tests (CONFIDANT_TEST_POSTGRES) and
 # stopped afterwards, also when the tests fail.
 PGDIR ?= $(CURDIR)/.pgtest
+# The hostile corpus tests write their counts by group here; printed at the end.
+CORPUS ?= $(CURDIR)/.corpus-summary
 test: deps lint build fuzz-smoke
 	@./scripts/start-postgres.sh stop $(PGDIR) 2>/dev/null || true
 	@rm -rf $(PGDIR)
+	@rm -f $(CORPUS)
 	@dsn=$$(./scripts/start-postgres.sh start $(PGDIR)) || exit 1; \
 	CONFIDANT_TEST_POSTGRES="$$dsn" CONFIDANT_TEST_REQUIRE_POSTGRES=1 CONFIDANT_TEST_REQUIRE_ROOT=1 CGO_ENABLED=1 \
+	CONFIDANT_CORPUS_SUMMARY=$(CORPUS) CONFIDANT_CORPUS_SUMMARY_HOSTD=$(CORPUS).hostd \
 		$(GO) test -count=1 -timeout 40m ./...; rc=$$?; \
-	./scripts/start-postgres.sh stop $(PGDIR); rm -rf $(PGDIR); exit $$rc
+	./scripts/start-postgres.sh stop $(PGDIR); rm -rf $(PGDIR); \
+	cat $(CORPUS) $(CORPUS).hostd 2>/dev/null; rm -f $(CORPUS) $(CORPUS).hostd; exit $$rc
 
 unit:
 	CGO_ENABLED=1 $(GO) test -count=1 -short ./...
