@@ -129,6 +129,7 @@ func TestAPIRawRequests(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			req, _ := http.NewRequestWithContext(t.Context(), tc.method, "http://hostd"+tc.path, strings.NewReader(tc.body))
+			req.Header.Set("Content-Type", "application/json")
 			resp, err := c.http.Do(req)
 			if err != nil {
 				t.Fatal(err)

@@ -21,9 +21,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -31,6 +33,7 @@ import (
 	"github.com/confidant-cvm/confidant/hostd/internal/guest"
 	"github.com/confidant-cvm/confidant/hostd/internal/preflight"
 	"github.com/confidant-cvm/confidant/hostd/internal/spec"
+	"github.com/confidant-cvm/confidant/shared/termsafe"
 	"github.com/confidant-cvm/confidant/shared/unixsock"
 )
 
@@ -72,9 +75,17 @@ var codes = []struct {
 	{preflight.ErrIsolationUnavailable, "isolation_unavailable", http.StatusPreconditionFailed},
 	{guest.ErrClosed, "shutting_down", http.StatusServiceUnavailable},
 	{errBadRequest, "bad_request", http.StatusBadRequest},
+	{errMediaType, "unsupported_media_type", http.StatusUnsupportedMediaType},
+	{errNoRoute, "not_found", http.StatusNotFound},
+	{errMethod, "method_not_allowed", http.StatusMethodNotAllowed},
 }
 
-var errBadRequest = errors.New("bad request")
+var (
+	errBadRequest = errors.New("bad request")
+	errMediaType  = errors.New("unsupported media type")
+	errNoRoute    = errors.New("no such API route")
+	errMethod     = errors.New("method not allowed")
+)
 
 const maxBody = 64 << 10
 
@@ -85,6 +96,12 @@ func NewHandler(g Guests, log *slog.Logger) http.Handler {
 	}
 	h := &handler{g: g, log: log}
 	r := chi.NewRouter()
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		h.writeError(w, r, fmt.Errorf("%w: not found", errNoRoute))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		h.writeError(w, r, fmt.Errorf("%w: method %s not allowed here", errMethod, termsafe.Escape(r.Method)))
+	})
 	r.Route("/v1/guests", func(r chi.Router) {
 		r.Get("/", h.list)
 		r.Post("/", h.create)
@@ -107,6 +124,10 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) create(w http.ResponseWriter, r *http.Request) {
+	if err := checkJSON(r); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		h.writeError(w, r, fmt.Errorf("%w: reading body: %v", errBadRequest, err))
@@ -123,6 +144,17 @@ func (h *handler) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, g)
+}
+
+// checkJSON refuses a body that does not say it is JSON (UTF-8).
+func checkJSON(r *http.Request) error {
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err == nil && mt == "application/json" {
+		if cs, ok := params["charset"]; !ok || strings.EqualFold(cs, "utf-8") {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: content type %q: want application/json", errMediaType, r.Header.Get("Content-Type"))
 }
 
 func (h *handler) show(w http.ResponseWriter, r *http.Request) {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // ErrStateDir means a spec path resolves into hostd's state directory,
@@ -41,8 +42,14 @@ func OpenOutside(stateDir, path string, flag int) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, flag, 0)
+	// O_NONBLOCK: opening a FIFO must not wait for a writer; a FIFO (or a
+	// character device, socket or directory) is then refused below.
+	f, err := os.OpenFile(path, flag|syscall.O_NONBLOCK, 0)
 	if err != nil {
+		return nil, err
+	}
+	if err := regularOrBlock(f, path); err != nil {
+		f.Close()
 		return nil, err
 	}
 	real, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
@@ -57,6 +64,19 @@ func OpenOutside(stateDir, path string, flag int) (*os.File, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// regularOrBlock refuses an opened file that is neither a regular file nor
+// a block device, and puts the descriptor back into blocking mode.
+func regularOrBlock(f *os.File, path string) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if m := fi.Mode(); !m.IsRegular() && (m&fs.ModeDevice == 0 || m&fs.ModeCharDevice != 0) {
+		return fmt.Errorf("%s is not a regular file or block device", path)
+	}
+	return syscall.SetNonblock(int(f.Fd()), false)
 }
 
 // realDir returns the absolute, symlink-free form of the state directory.

@@ -239,6 +239,9 @@ func ParseJSON(b []byte) (*Spec, error) {
 	if dec.More() {
 		return nil, fmt.Errorf("%w: trailing data after the spec", ErrInvalid)
 	}
+	if err := checkDuplicateKeys(b); err != nil {
+		return nil, fmt.Errorf("%w: decoding JSON: %v", ErrInvalid, err)
+	}
 	return &s, nil
 }
 
@@ -454,7 +457,7 @@ func (s *Spec) Validate(opts ValidateOptions) error {
 			}
 		}
 		if !opts.SkipFileChecks && p.name != "tdx.qgs_socket" {
-			if _, err := os.Stat(p.path); err != nil {
+			if err := checkFileKind(p.name, p.path); err != nil {
 				bad("%s: %v", p.name, err)
 			}
 		}
@@ -575,7 +578,13 @@ func (s *Spec) HostData() [32]byte {
 func SplitVerifier(addr string) (host string, port int, err error) {
 	h, p, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "", 0, fmt.Errorf("address %q: %v", addr, err)
+		// net's error repeats addr unquoted (a newline in it would
+		// reach the API answer raw): keep only its reason.
+		reason := err.Error()
+		if ae := (*net.AddrError)(nil); errors.As(err, &ae) {
+			reason = ae.Err
+		}
+		return "", 0, fmt.Errorf("address %q: %s", addr, reason)
 	}
 	n, err := strconv.Atoi(p)
 	if err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != p {
