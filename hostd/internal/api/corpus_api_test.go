@@ -3,8 +3,13 @@ package api
 import (
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/confidant-cvm/confidant/shared/tee/snp/sim"
 )
 
 // bodyCase posts the good spec, encoded and then changed by edit, as raw
@@ -24,6 +29,39 @@ func bodyCase(name string, edit func(c *hostdCorpus, body string) string, reason
 // after inserts text after the good spec's opening brace.
 func after(text string) func(*hostdCorpus, string) string {
 	return func(_ *hostdCorpus, body string) string { return "{" + text + "," + body[1:] }
+}
+
+// swapCase replaces a file of guest "swapped" after its create, through
+// swap, and starts it: the start must fail on the file as opened (500,
+// since no sentinel stands for it), never wait on it or read hostd's keys.
+func swapCase(name string, swap func(c *hostdCorpus, dir string) error, reason string) hostdCase {
+	return hostdCase{group: specGroup, name: name,
+		send: func(t *testing.T, c *hostdCorpus) hostdResponse {
+			c.restoreSwapped(t)
+			t.Cleanup(func() { c.restoreSwapped(t) })
+			if err := swap(c, c.out); err != nil {
+				t.Fatal(err)
+			}
+			return c.raw(t, http.MethodPost, "/v1/guests/swapped/start", "", nil)
+		},
+		status: http.StatusInternalServerError, code: "internal", reason: reason}
+}
+
+func swapCases() []hostdCase {
+	return []hostdCase{
+		swapCase("kernel swapped for a FIFO after create", func(_ *hostdCorpus, dir string) error {
+			os.Remove(filepath.Join(dir, "swap-vmlinuz"))
+			return syscall.Mkfifo(filepath.Join(dir, "swap-vmlinuz"), 0o600)
+		}, "reading image.kernel: "),
+		swapCase("initrd swapped for a directory after create", func(_ *hostdCorpus, dir string) error {
+			os.Remove(filepath.Join(dir, "swap-initrd"))
+			return os.Mkdir(filepath.Join(dir, "swap-initrd"), 0o700)
+		}, "reading image.initrd: "),
+		swapCase("kernel swapped for a link to the ARK key", func(c *hostdCorpus, dir string) error {
+			os.Remove(filepath.Join(dir, "swap-vmlinuz"))
+			return os.Symlink(filepath.Join(c.stateDir, "sim-sp", sim.ARKKeyFile), filepath.Join(dir, "swap-vmlinuz"))
+		}, "reading image.kernel: path resolves into hostd's state directory"),
+	}
 }
 
 func encodingCases() []hostdCase {

@@ -19,7 +19,7 @@ const (
 // hostdCases is the hostd corpus, group by group.
 func hostdCases() []hostdCase {
 	var all []hostdCase
-	for _, g := range [][]hostdCase{pathCases(), nameCases(), sizeCases(), fieldCases(), encodingCases(), apiCases()} {
+	for _, g := range [][]hostdCase{pathCases(), swapCases(), nameCases(), sizeCases(), fieldCases(), encodingCases(), apiCases()} {
 		all = append(all, g...)
 	}
 	return all

@@ -152,9 +152,33 @@ func (c *hostdCorpus) prepareFiles(t *testing.T) {
 	if r := c.create(t, s); r.status != http.StatusCreated {
 		t.Fatalf("creating the guest with explicit host_data: %v", r)
 	}
+	// A guest whose files are swapped after create (swapCase); it has
+	// been started before, so its boot directory exists.
+	swapped := c.spec("swapped")
+	swapped["image"].(map[string]any)["kernel"] = c.out + "/swap-vmlinuz"
+	swapped["image"].(map[string]any)["initrd"] = c.out + "/swap-initrd"
+	c.restoreSwapped(t)
+	if r := c.create(t, swapped); r.status != http.StatusCreated {
+		t.Fatalf("creating the guest whose files are swapped: %v", r)
+	}
+	must(os.Mkdir(filepath.Join(c.stateDir, "guests", "swapped", "boot"), 0o700))
 	var err error
 	c.base, err = c.m.Get("base")
 	must(err)
+}
+
+// restoreSwapped puts good files back at the paths of guest "swapped".
+func (c *hostdCorpus) restoreSwapped(t *testing.T) {
+	t.Helper()
+	for _, f := range []string{"swap-vmlinuz", "swap-initrd"} {
+		p := filepath.Join(c.out, f)
+		if err := os.RemoveAll(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, make([]byte, 4096), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // spec returns a spec that hostd accepts, as the JSON object the CLI sends.
@@ -281,7 +305,9 @@ func checkHostdLog(t *testing.T, tc hostdCase, logged string) {
 			break
 		}
 	}
-	if !strings.Contains(logged, "code="+tc.code) {
+	if tc.status == http.StatusInternalServerError && !strings.Contains(logged, "API request failed") {
+		t.Errorf("hostd's log does not record the failure: %q", logged)
+	} else if tc.status != http.StatusInternalServerError && !strings.Contains(logged, "code="+tc.code) {
 		t.Errorf("hostd's log does not record the refusal (code=%s): %q", tc.code, logged)
 	}
 }
