@@ -278,11 +278,11 @@ func TestShippedPoliciesInSandbox(t *testing.T) {
 // TestResultPastDeadlineRefused: the bound is on the whole evaluation; a
 // result that arrives after the deadline is not used.
 func TestResultPastDeadlineRefused(t *testing.T) {
-	s, err := Load(context.Background(), []string{"testdata/echo.rego"}, "testdata/ref.json", Options{Timeout: time.Nanosecond})
+	_, err := Load(context.Background(), []string{"testdata/echo.rego"}, "testdata/ref.json", Options{Timeout: time.Nanosecond})
 	if !errors.Is(err, ErrTimeout) {
 		t.Fatalf("load with a 1 ns bound: %v", err)
 	}
-	s, err = Load(context.Background(), []string{"testdata/echo.rego"}, "testdata/ref.json", Options{})
+	s, err := Load(context.Background(), []string{"testdata/echo.rego"}, "testdata/ref.json", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
