@@ -39,6 +39,10 @@ type Mutation struct {
 	// Pkg is the package whose tests must notice (e.g.
 	// "./shared/tee/snp"), Run the go test -run pattern naming them.
 	Pkg, Run string
+	// SecondLine, if set, says why no test can notice this removal alone:
+	// another check in front of it refuses every input that would reach
+	// it. Such a mutation going unnoticed is reported, not failed.
+	SecondLine string
 }
 
 // Outcome of one mutation.

@@ -115,8 +115,16 @@ func TestRunner(t *testing.T) {
 	if WriteTable(&table, results, time.Second) {
 		t.Error("WriteTable reported all caught")
 	}
-	if !strings.Contains(table.String(), "4 mutations: 1 caught, 1 not caught, 1 stale, 1 build errors") {
+	if !strings.Contains(table.String(), "4 mutations: 1 caught, 1 not caught (0 of them second lines no input reaches), 1 stale, 1 build errors") {
 		t.Errorf("table summary:\n%s", table.String())
+	}
+	// A miss marked as a second line is reported with its reason and
+	// does not fail the check.
+	second := results[1]
+	second.Mutation.SecondLine = "refused in front of it"
+	table.Reset()
+	if !WriteTable(&table, []Result{results[0], second}, time.Second) || !strings.Contains(table.String(), "no (second line) | refused in front of it") {
+		t.Errorf("second line not accepted:\n%s", table.String())
 	}
 	if b, err := os.ReadFile(filepath.Join(src, "chk", "chk.go")); err != nil || string(b) != chkSource {
 		t.Fatalf("the source tree was changed (%v)", err)
