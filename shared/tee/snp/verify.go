@@ -407,10 +407,17 @@ func parseCertTable(b []byte) (*abi.CertTable, error) {
 		}
 		entries = append(entries, entry{off, n})
 	}
+	var covered uint64
 	for i, e := range entries {
 		if e.off < uint64(end) || e.off+e.n > uint64(len(b)) {
 			return nil, fmt.Errorf("entry %d (offset %d, length %d) is outside the data (header %d, total %d bytes)", i, e.off, e.n, end, len(b))
 		}
+		covered += e.n
+	}
+	// Entries share no bytes: go-sev-guest copies each one, so overlapping
+	// entries would turn a 64 KiB table into tens of megabytes.
+	if covered > uint64(len(b)-end) {
+		return nil, fmt.Errorf("entries cover %d bytes, more than the %d bytes of data: they overlap", covered, len(b)-end)
 	}
 	if err := table.Unmarshal(b); err != nil {
 		return nil, err
