@@ -102,8 +102,10 @@ func parseStatCPU(stat []byte) (time.Duration, error) {
 	}
 	var ticks uint64
 	for _, s := range f[11:13] {
+		// 2^36 ticks is decades of CPU; two of them in nanoseconds still
+		// fit a time.Duration (2^40 did not: it overflowed to negative).
 		v, err := strconv.ParseUint(s, 10, 63)
-		if err != nil || v > 1<<40 {
+		if err != nil || v > 1<<36 {
 			return 0, fmt.Errorf("malformed stat: CPU time %q", s)
 		}
 		ticks += v
