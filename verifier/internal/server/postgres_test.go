@@ -198,13 +198,19 @@ func TestPostgresOutageUnderLoad(t *testing.T) {
 	}})
 	ctx := context.Background()
 	f.createKey("k", releasePolicy(t, "sim_development.rego"))
-	// The evidence is made before the load: the TPM simulator is one.
-	const flows = 240
-	bodies := make(chan []byte, flows)
+	// The evidence is made before the load (the TPM simulator is one): a
+	// first part for the load before and during the outage, a second
+	// handed to the workers only once the database is back, so that the
+	// load goes on after it however fast the outage's 503s came.
+	const flows, after = 200, 48
+	bodies := make(chan []byte, flows+after)
 	for range flows {
 		bodies <- evidenceFor(t, f.nonce(), testguest.Options{})
 	}
-	close(bodies)
+	later := make([][]byte, after)
+	for i := range later {
+		later[i] = evidenceFor(t, f.nonce(), testguest.Options{})
+	}
 
 	var (
 		mu              sync.Mutex
@@ -260,13 +266,23 @@ func TestPostgresOutageUnderLoad(t *testing.T) {
 	before := ok
 	mu.Unlock()
 	time.Sleep(time.Second)
+	proxy.Restore()
+	for i := 0; f.do(http.MethodGet, "/readyz", nil).status != http.StatusOK; i++ {
+		if i == 100 {
+			t.Fatal("not ready 10 s after the database returned")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	mu.Lock()
 	restored = true
 	mu.Unlock()
-	proxy.Restore()
+	for _, b := range later {
+		bodies <- b
+	}
+	close(bodies)
 	wg.Wait()
 	t.Logf("%d flows: %d answers 200 (%d before the cut, %d after the database returned), %d answers 503 store_unavailable, %d others",
-		flows, ok, before, afterRestore, down, other)
+		flows+after, ok, before, afterRestore, down, other)
 	if before == 0 || down == 0 || afterRestore == 0 {
 		t.Fatalf("the outage was not seen under load (%d answers 503) or the verifier did not recover (%d successes after)", down, afterRestore)
 	}

@@ -373,7 +373,8 @@ func Redact(raw string) string {
 	return u.String()
 }
 
-// unavailable wraps a database error so that it matches ErrUnavailable.
+// unavailable wraps a database error so that it matches ErrUnavailable,
+// and ErrFull or ErrReadOnly when the database said so.
 func unavailable(action string, err error) error {
 	if errors.Is(err, ErrUnavailable) {
 		return fmt.Errorf("%s: %w", action, err)
