@@ -7,6 +7,7 @@ package testenv
 
 import (
 	"os"
+	"syscall"
 	"testing"
 )
 
@@ -45,4 +46,28 @@ func RequireRoot(t testing.TB, why string) {
 	case skip:
 		t.Skipf("%s needs root (euid %d); skipped. Set %s=1 to fail instead, as make test does", why, os.Geteuid(), RequireRootEnv)
 	}
+}
+
+// Tmpfs mounts a tmpfs of size (mount's size=, e.g. "16m") on a new
+// directory for the test and unmounts it when the test ends: a disk that
+// really fills up, and that can be remounted read-only. It needs root
+// (see RequireRoot).
+func Tmpfs(t testing.TB, size string) string {
+	t.Helper()
+	RequireRoot(t, "mounting a tmpfs")
+	dir, err := os.MkdirTemp("", "tmpfs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0700"); err != nil {
+		os.Remove(dir)
+		t.Fatalf("mounting a tmpfs on %s: %v", dir, err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmounting %s: %v", dir, err)
+		}
+		os.Remove(dir)
+	})
+	return dir
 }

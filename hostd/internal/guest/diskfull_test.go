@@ -17,16 +17,7 @@ import (
 // of the guest already there is untouched; once space is free, the same
 // manager creates the guest.
 func TestStateDiskFull(t *testing.T) {
-	testenv.RequireRoot(t, "mounting a small tmpfs")
-	state := shortDir(t)
-	if err := syscall.Mount("tmpfs", state, "tmpfs", 0, "size=1m,mode=0700"); err != nil {
-		t.Fatalf("mounting a tmpfs: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(state, syscall.MNT_DETACH); err != nil {
-			t.Errorf("unmounting %s: %v", state, err)
-		}
-	})
+	state := testenv.Tmpfs(t, "1m")
 	m := newTestManager(t, Options{StateDir: state})
 	img := t.TempDir()
 	ctx := t.Context()

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/confidant-cvm/confidant/shared/testenv"
@@ -17,18 +16,9 @@ import (
 // error says so, the disk image that was there before is untouched, and no
 // partial file is left beside it.
 func TestEncryptDiskFull(t *testing.T) {
-	testenv.RequireRoot(t, "mounting a small tmpfs")
 	input := mkfs(t, 24<<20, "4096")
-	dir := t.TempDir()
 	// 16 MiB of header and keyslots plus 24 MiB of data do not fit in 28.
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=28m,mode=0700"); err != nil {
-		t.Fatalf("mounting a tmpfs: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
-			t.Errorf("unmounting %s: %v", dir, err)
-		}
-	})
+	dir := testenv.Tmpfs(t, "28m")
 	output := filepath.Join(dir, "os-disk.img")
 	previous := bytes.Repeat([]byte("the disk image of the last build "), 1000)
 	if err := os.WriteFile(output, previous, 0o600); err != nil {

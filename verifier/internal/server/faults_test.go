@@ -16,23 +16,6 @@ import (
 	"github.com/confidant-cvm/confidant/verifier/internal/testguest"
 )
 
-// mountTmpfs mounts a tmpfs of size on a new directory for the test: a
-// disk that really fills up, and that can really be made read-only.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	testenv.RequireRoot(t, "mounting a tmpfs")
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0700"); err != nil {
-		t.Fatalf("mounting a tmpfs on %s: %v", dir, err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
-			t.Errorf("unmounting %s: %v", dir, err)
-		}
-	})
-	return dir
-}
-
 // fillDisk writes path until the file system is full.
 func fillDisk(t *testing.T, path string) {
 	t.Helper()
@@ -82,7 +65,7 @@ func storeBack(t *testing.T, f *fixture) {
 // that must write answer 503 saying so, and once space is free again the
 // same process serves them.
 func TestSQLiteDiskFull(t *testing.T) {
-	dir := mountTmpfs(t, "16m")
+	dir := testenv.Tmpfs(t, "16m")
 	f := newFixture(t, fixtureOpts{stateDir: filepath.Join(dir, "state")})
 	f.createKey("k", releasePolicy(t, "sim_development.rego"))
 	tok := f.token(testguest.Options{}, "")

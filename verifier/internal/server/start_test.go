@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/confidant-cvm/confidant/shared/testenv"
 	"github.com/confidant-cvm/confidant/verifier/internal/api"
 	"github.com/confidant-cvm/confidant/verifier/internal/store/pgtest"
 	"github.com/confidant-cvm/confidant/verifier/internal/testguest"
@@ -182,7 +183,7 @@ func TestStartWaitsForPostgres(t *testing.T) {
 // not-ready saying so, and starts once the file system is writable again,
 // without a restart.
 func TestStartWaitsForWritableSQLite(t *testing.T) {
-	dir := mountTmpfs(t, "16m")
+	dir := testenv.Tmpfs(t, "16m")
 	state := filepath.Join(dir, "state")
 	cfg := startConfig(t, state, "")
 	// A store made and closed, as by an earlier run.
