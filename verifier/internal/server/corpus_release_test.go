@@ -36,12 +36,13 @@ func releaseCase(name, key string, mint func(t *testing.T, c *corpus) string, st
 		status: status, code: code, reason: reason, audit: []string{code}}
 }
 
-// signClaims signs claims with the verifier's own current key, issued
-// shift from now.
-func signClaims(t *testing.T, c *corpus, shift time.Duration, edit func(*token.Claims)) string {
+// signClaims signs claims of a simulated guest, as edit changes them,
+// with the verifier's own current key, issued shift from the fixture's
+// now.
+func (f *fixture) signClaims(t testing.TB, shift time.Duration, edit func(*token.Claims)) string {
 	t.Helper()
-	now := func() time.Time { return c.f.clock.now().Add(shift) }
-	iss, err := token.NewIssuer(token.IssuerConfig{Keys: c.f.srv.Keys, Issuer: c.f.cfg.Issuer, Now: now})
+	now := func() time.Time { return f.clock.now().Add(shift) }
+	iss, err := token.NewIssuer(token.IssuerConfig{Keys: f.srv.Keys, Issuer: f.cfg.Issuer, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,20 +140,20 @@ func releaseCases() []hostileCase {
 			return header(`{"alg":"ES256","kid":"`+kid(c)+`","crit":["exp"],"typ":"JWT"}`)(nil, c)
 		}, bad, inv, ""),
 		releaseCase("expired", "sim-key", func(t *testing.T, c *corpus) string {
-			return signClaims(t, c, -2*c.f.cfg.TokenTTL-token.ClockSkew, func(*token.Claims) {})
+			return c.f.signClaims(t, -2*c.f.cfg.TokenTTL-token.ClockSkew, func(*token.Claims) {})
 		}, bad, inv, ""),
 		releaseCase("not yet valid", "sim-key", func(t *testing.T, c *corpus) string {
-			return signClaims(t, c, time.Hour, func(*token.Claims) {})
+			return c.f.signClaims(t, time.Hour, func(*token.Claims) {})
 		}, bad, inv, ""),
 		releaseCase("another issuer", "sim-key", func(t *testing.T, c *corpus) string {
 			return newFixture(t, fixtureOpts{}).token(testguest.Options{}, "")
 		}, bad, inv, ""),
 		releaseCase("another audience", "sim-key", func(_ *testing.T, c *corpus) string { return c.aud }, bad, inv, ""),
 		releaseCase("no runtime key", "sim-key", func(t *testing.T, c *corpus) string {
-			return signClaims(t, c, 0, func(*token.Claims) {})
+			return c.f.signClaims(t, 0, func(*token.Claims) {})
 		}, http.StatusForbidden, api.CodeNoRuntimeKey, ""),
 		releaseCase("symmetric runtime key", "sim-key", func(t *testing.T, c *corpus) string {
-			return signClaims(t, c, 0, func(cl *token.Claims) {
+			return c.f.signClaims(t, 0, func(cl *token.Claims) {
 				cl.Runtime.Keys = json.RawMessage(`{"keys":[{"kty":"oct","k":"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"}]}`)
 			})
 		}, http.StatusForbidden, api.CodeNoRuntimeKey, ""),

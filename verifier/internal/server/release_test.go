@@ -224,22 +224,7 @@ func TestReleaseRefused(t *testing.T) {
 	algNone := b64([]byte(`{"alg":"none","kid":"`+f.srv.Keys.CurrentKID()+`","typ":"JWT"}`)) + "." + parts[1] + "."
 	tampered := parts[0] + "." + b64(bytes.Replace(payload, []byte(`"affirming"`), []byte(`"affirminG"`), 1)) + "." + parts[2]
 
-	iss, err := token.NewIssuer(token.IssuerConfig{Keys: f.srv.Keys, Issuer: f.cfg.Issuer, Now: f.clock.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	signed := func(edit func(c *token.Claims)) string {
-		c := &token.Claims{Subject: "sim-sev-snp:x", Audience: token.Audience{"test-audience"}, Status: token.Affirming,
-			DbgStat: token.DbgDisabledPermanently, TEE: map[string]any{"kind": "sim-sev-snp", "simulated": true,
-				"policy": map[string]any{"debug": false}},
-			Runtime: token.Runtime{Keys: json.RawMessage(`{"keys":[]}`)}}
-		edit(c)
-		tok, err := iss.Sign(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
+	signed := func(edit func(c *token.Claims)) string { return f.signClaims(t, 0, edit) }
 	noRuntimeKey := signed(func(*token.Claims) {})
 	symmetricKey := signed(func(c *token.Claims) {
 		c.Runtime.Keys = json.RawMessage(`{"keys":[{"kty":"oct","k":"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"}]}`)
