@@ -1,13 +1,18 @@
 package server
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/confidant-cvm/confidant/shared/unixsock"
 	"github.com/confidant-cvm/confidant/verifier/internal/api"
 )
 
@@ -99,4 +104,61 @@ func (s *Server) metricsServer() *http.Server {
 		MaxHeaderBytes:    8 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+}
+
+// publicTLS is the TLS configuration of the public listener.
+func publicTLS(cfg Config) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("loading TLS key pair: %w", err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
+}
+
+// AdminListener opens the admin API's listener as configured: a unix
+// socket (mode 0600; a stale socket is replaced, one in use is an error),
+// a TCP listener with mutual TLS, or nil when the admin API is off.
+func (s *Server) AdminListener() (net.Listener, error) {
+	network, addr, err := s.cfg.AdminAddress()
+	if err != nil || network == "" {
+		return nil, err
+	}
+	if network == "unix" {
+		return listenUnix(addr)
+	}
+	cert, err := tls.LoadX509KeyPair(s.cfg.AdminTLSCert, s.cfg.AdminTLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("loading the admin TLS key pair: %w", err)
+	}
+	caPEM, err := os.ReadFile(s.cfg.AdminClientCA)
+	if err != nil {
+		return nil, fmt.Errorf("reading the admin client CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("reading the admin client CA %s: no PEM certificate", s.cfg.AdminClientCA)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening for the admin API: %w", err)
+	}
+	return tls.NewListener(ln, &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{cert},
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+	}), nil
+}
+
+// listenUnix listens on a unix socket only its owner can connect to, from
+// the moment it exists (see unixsock).
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("creating the admin socket directory: %w", err)
+	}
+	ln, err := unixsock.Listen(path)
+	if err != nil {
+		return nil, fmt.Errorf("listening for the admin API: %w", err)
+	}
+	return ln, nil
 }

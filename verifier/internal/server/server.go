@@ -28,7 +28,6 @@ import (
 
 	"github.com/confidant-cvm/confidant/policies"
 	"github.com/confidant-cvm/confidant/shared/evidence"
-	"github.com/confidant-cvm/confidant/shared/unixsock"
 	"github.com/confidant-cvm/confidant/verifier/internal/api"
 	"github.com/confidant-cvm/confidant/verifier/internal/appraise"
 	"github.com/confidant-cvm/confidant/verifier/internal/challenge"
@@ -315,54 +314,6 @@ func ParseCertificate(b []byte) (*x509.Certificate, error) {
 	return c, nil
 }
 
-// AdminListener opens the admin API's listener as configured: a unix
-// socket (mode 0600; a stale socket is replaced, one in use is an error),
-// a TCP listener with mutual TLS, or nil when the admin API is off.
-func (s *Server) AdminListener() (net.Listener, error) {
-	network, addr, err := s.cfg.AdminAddress()
-	if err != nil || network == "" {
-		return nil, err
-	}
-	if network == "unix" {
-		return listenUnix(addr)
-	}
-	cert, err := tls.LoadX509KeyPair(s.cfg.AdminTLSCert, s.cfg.AdminTLSKey)
-	if err != nil {
-		return nil, fmt.Errorf("loading the admin TLS key pair: %w", err)
-	}
-	caPEM, err := os.ReadFile(s.cfg.AdminClientCA)
-	if err != nil {
-		return nil, fmt.Errorf("reading the admin client CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("reading the admin client CA %s: no PEM certificate", s.cfg.AdminClientCA)
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listening for the admin API: %w", err)
-	}
-	return tls.NewListener(ln, &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
-		ClientCAs:    pool,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-	}), nil
-}
-
-// listenUnix listens on a unix socket only its owner can connect to, from
-// the moment it exists (see unixsock).
-func listenUnix(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("creating the admin socket directory: %w", err)
-	}
-	ln, err := unixsock.Listen(path)
-	if err != nil {
-		return nil, fmt.Errorf("listening for the admin API: %w", err)
-	}
-	return ln, nil
-}
-
 // Close releases the store and the policy file watch.
 func (s *Server) Close() error {
 	s.watcher.Close()
@@ -392,12 +343,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, reload <-chan struc
 	}
 	ln = limitListener(ln, s.cfg.MaxConnections)
 	if s.cfg.TLS() {
-		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
-		if err != nil {
+		var err error
+		if srv.TLSConfig, err = publicTLS(s.cfg); err != nil {
 			ln.Close()
-			return fmt.Errorf("loading TLS key pair: %w", err)
+			return err
 		}
-		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	} else {
 		s.log.Warn("serving plain HTTP: tokens and evidence are not protected in transit", "addr", ln.Addr().String())

@@ -108,12 +108,12 @@ func (w *waiting) serve(cfg Config, log *slog.Logger) (stop func(), err error) {
 		WriteTimeout: 10 * time.Second, IdleTimeout: time.Second, MaxHeaderBytes: 32 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	if cfg.TLS() {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		tc, err := publicTLS(cfg)
 		if err != nil {
 			ln.Close()
-			return nil, fmt.Errorf("loading TLS key pair: %w", err)
+			return nil, err
 		}
-		ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}})
+		ln = tls.NewListener(ln, tc)
 	}
 	done := make(chan struct{})
 	go func() {
