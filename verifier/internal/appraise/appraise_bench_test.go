@@ -22,6 +22,41 @@ type fixedPolicies struct{ set *policy.Set }
 
 func (p fixedPolicies) Current() *policy.Set { return p.set }
 
+// simAppraiser appraises the test guest g's evidence with the shipped
+// development policy and reference values holding its measurement (named
+// image) and its PCRs 0 and 7, trusting its simulated root, at a fixed now.
+func simAppraiser(tb testing.TB, g *testguest.Guest, dir, image string) *appraise.Appraiser {
+	tb.Helper()
+	pcrs, err := g.PCRs()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m := testguest.Measurement()
+	ref, err := json.Marshal(map[string]any{"version": 1, "sim-sev-snp": map[string]any{
+		"measurements": map[string]any{hex.EncodeToString(m[:]): map[string]any{"name": image}},
+		"pcrs":         map[string]any{"sha256": map[string]any{"0": []string{pcrs[0]}, "7": []string{pcrs[7]}}},
+	}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	refFile := filepath.Join(dir, "reference.json")
+	if err := os.WriteFile(refFile, ref, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	set, err := policy.Load(context.Background(), []string{"../../../policies/appraisal/sim_development.rego"}, refFile,
+		policy.Options{Reserved: func(name string) bool { return name != "swname" && token.Reserved(name) }})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	now := time.Now()
+	a, err := appraise.New(appraise.Config{Policies: fixedPolicies{set}, SimRoot: g.Signer.RootCert(),
+		Now: func() time.Time { return now }})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return a
+}
+
 // BenchmarkAppraise measures the appraisal without HTTP, the store or
 // signing: decoding the envelope and runtime data, the simulated SNP report
 // (chain cache warm after the first call), the vTPM evidence with a UEFI
@@ -34,34 +69,8 @@ func BenchmarkAppraise(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer g.Close()
-	pcrs, err := g.PCRs()
-	if err != nil {
-		b.Fatal(err)
-	}
-	m := testguest.Measurement()
-	ref, err := json.Marshal(map[string]any{"version": 1, "sim-sev-snp": map[string]any{
-		"measurements": map[string]any{hex.EncodeToString(m[:]): map[string]any{"name": "bench-image"}},
-		"pcrs":         map[string]any{"sha256": map[string]any{"0": []string{pcrs[0]}, "7": []string{pcrs[7]}}},
-	}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	refFile := filepath.Join(dir, "reference.json")
-	if err := os.WriteFile(refFile, ref, 0o644); err != nil {
-		b.Fatal(err)
-	}
+	a := simAppraiser(b, g, dir, "bench-image")
 	ctx := context.Background()
-	set, err := policy.Load(ctx, []string{"../../../policies/appraisal/sim_development.rego"}, refFile,
-		policy.Options{Reserved: func(name string) bool { return name != "swname" && token.Reserved(name) }})
-	if err != nil {
-		b.Fatal(err)
-	}
-	now := time.Now()
-	a, err := appraise.New(appraise.Config{Policies: fixedPolicies{set}, SimRoot: g.Signer.RootCert(),
-		Now: func() time.Time { return now }})
-	if err != nil {
-		b.Fatal(err)
-	}
 	body, err := g.EvidenceJSON(make([]byte, evidence.MinNonceSize), testguest.Options{})
 	if err != nil {
 		b.Fatal(err)

@@ -5,16 +5,11 @@ package appraise_test
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/confidant-cvm/confidant/shared/evidence"
-	"github.com/confidant-cvm/confidant/verifier/internal/appraise"
-	"github.com/confidant-cvm/confidant/verifier/internal/policy"
 	"github.com/confidant-cvm/confidant/verifier/internal/testguest"
 	"github.com/confidant-cvm/confidant/verifier/internal/token"
 )
@@ -30,35 +25,10 @@ func TestSubjectIdentifiesTheVM(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer g.Close()
-	pcrs, err := g.PCRs()
-	if err != nil {
-		t.Fatal(err)
-	}
 	m := testguest.Measurement()
 	meas := hex.EncodeToString(m[:])
-	ref, err := json.Marshal(map[string]any{"version": 1, "sim-sev-snp": map[string]any{
-		"measurements": map[string]any{meas: map[string]any{"name": "one-image"}},
-		"pcrs":         map[string]any{"sha256": map[string]any{"0": []string{pcrs[0]}, "7": []string{pcrs[7]}}},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	refFile := filepath.Join(dir, "reference.json")
-	if err := os.WriteFile(refFile, ref, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	a := simAppraiser(t, g, dir, "one-image")
 	ctx := context.Background()
-	set, err := policy.Load(ctx, []string{"../../../policies/appraisal/sim_development.rego"}, refFile,
-		policy.Options{Reserved: func(name string) bool { return name != "swname" && token.Reserved(name) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	a, err := appraise.New(appraise.Config{Policies: fixedPolicies{set}, SimRoot: g.Signer.RootCert(),
-		Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
 	appraiseWith := func(hostData [32]byte) *token.Claims {
 		t.Helper()
 		body, err := g.EvidenceJSON(make([]byte, evidence.MinNonceSize), testguest.Options{HostData: hostData})
