@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -37,6 +38,13 @@ func startAPI(t *testing.T, pre guest.PreflightFunc) (*Client, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveManager(t, dir, m, nil), filepath.Join(dir, "state")
+}
+
+// serveManager serves the API over m on dir/hostd.sock until the test
+// ends, then closes m, and returns a client of it. log may be nil.
+func serveManager(t *testing.T, dir string, m *guest.Manager, log *slog.Logger) *Client {
+	t.Helper()
 	sock := filepath.Join(dir, "hostd.sock")
 	ln, err := Listen(sock)
 	if err != nil {
@@ -44,13 +52,17 @@ func startAPI(t *testing.T, pre guest.PreflightFunc) (*Client, string) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, NewHandler(m, nil), nil) }()
+	var hlog *slog.Logger
+	if log != nil {
+		hlog = log.WithGroup("api")
+	}
+	go func() { done <- Serve(ctx, ln, NewHandler(m, hlog), log) }()
 	t.Cleanup(func() {
 		cancel()
 		<-done
 		m.Close(context.Background(), guest.OnExitStop)
 	})
-	return NewClient(sock), filepath.Join(dir, "state")
+	return NewClient(sock)
 }
 
 func testSpec(t *testing.T, name string, tee spec.TEE) *spec.Spec {

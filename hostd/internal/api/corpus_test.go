@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -82,20 +81,7 @@ func newHostdCorpus(t *testing.T) *hostdCorpus {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sock := filepath.Join(dir, "hostd.sock")
-	ln, err := Listen(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, NewHandler(c.m, log.WithGroup("api")), log) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		c.m.Close(context.Background(), guest.OnExitStop)
-	})
-	c.client = NewClient(sock)
+	c.client = serveManager(t, dir, c.m, log)
 	c.prepareFiles(t)
 	return c
 }
