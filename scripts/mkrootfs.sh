@@ -150,6 +150,8 @@ mounted() {
 mounted /proc || mount -t proc -o nosuid,nodev,noexec proc /proc
 mounted /sys || mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
 mounted /dev || mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev
+# securityfs: the firmware's TCG event log, which guestcheck reports.
+mounted /sys/kernel/security || mount -t securityfs -o nosuid,nodev,noexec securityfs /sys/kernel/security
 # /run is left as the agent handed it over: it may hold /run/confidant/token.jwt.
 
 echo "confidant-demo: $(cat /etc/hostname) up, kernel $(uname -r)"

@@ -451,8 +451,8 @@ func checkBooted(t *testing.T, r *run) {
 	if !b.OSInitReached {
 		t.Errorf("the demo OS's init did not finish (no %q line)", harness.OSInitReached)
 	}
-	if strings.Join(b.CheckOrder, ",") != "root,temp,dm,token,summary" {
-		t.Fatalf("guestcheck reports %v, want root,temp,dm,token,summary (bad lines: %q)", b.CheckOrder, b.BadChecks)
+	if strings.Join(b.CheckOrder, ",") != "root,temp,dm,token,eventlog,summary" {
+		t.Fatalf("guestcheck reports %v, want root,temp,dm,token,eventlog,summary (bad lines: %q)", b.CheckOrder, b.BadChecks)
 	}
 	var sum harness.SummaryCheck
 	mustCheck(t, b, "summary", &sum)

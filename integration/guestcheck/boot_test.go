@@ -175,7 +175,7 @@ func bootImage(t *testing.T, img string) {
 		reports[head.Check] = json.RawMessage(js)
 		order2 = append(order2, head.Check)
 	}
-	if strings.Join(order2, ",") != "root,temp,dm,token,summary" || marker != len(order2) {
+	if strings.Join(order2, ",") != "root,temp,dm,token,eventlog,summary" || marker != len(order2) {
 		t.Fatalf("guestcheck reports %v, final marker after %d of them:\n%s", order2, marker, log)
 	}
 

@@ -235,6 +235,12 @@ func (c *checker) run(w io.Writer) (bool, error) {
 		return false, err
 	}
 
+	// The event log is informational: a BIOS boot may have none, and the
+	// host decides what it must hold.
+	if err := emit("eventlog", c.eventLogReport()); err != nil {
+		return false, err
+	}
+
 	sum := summaryReport{Check: "summary", OK: len(problems) == 0, Problems: problems}
 	if sum.Problems == nil {
 		sum.Problems = []string{}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,7 +45,8 @@ type scenario struct {
 	tables     fakeTables
 	token      string // "" for none
 	noTempDir  bool
-	noMountDir bool // no mountinfo at all
+	noMountDir bool   // no mountinfo at all
+	eventLog   []byte // nil: no securityfs event log
 }
 
 func goodScenario() scenario {
@@ -81,6 +83,9 @@ func (s scenario) build(t *testing.T) *checker {
 	if s.token != "" {
 		mustWrite(t, filepath.Join(root, "run", "confidant", "token.jwt"), s.token)
 	}
+	if s.eventLog != nil {
+		mustWrite(t, filepath.Join(root, eventLogPath), string(s.eventLog))
+	}
 	return &checker{root: root, tempMount: "/mnt/resource", tokenPath: "/run/confidant/token.jwt", tables: s.tables}
 }
 
@@ -116,7 +121,7 @@ func runChecks(t *testing.T, c *checker) (bool, map[string]map[string]any, strin
 		reports[name] = r
 		order = append(order, name)
 	}
-	if got := strings.Join(order, ","); got != "root,temp,dm,token,summary" {
+	if got := strings.Join(order, ","); got != "root,temp,dm,token,eventlog,summary" {
 		t.Fatalf("reports in order %s", got)
 	}
 	if reports["summary"]["ok"] != ok {
@@ -307,5 +312,24 @@ func TestEmitterWithholdsKeys(t *testing.T) {
 		linePrefix + `{"check":"y","error":"report withheld: it contained key material"}` + "\n"
 	if out.String() != want {
 		t.Errorf("output:\n%s\nwant:\n%s", out.String(), want)
+	}
+}
+
+func TestEventLogReport(t *testing.T) {
+	s := goodScenario()
+	s.eventLog = []byte("\x00\x01spec id event\xff")
+	ok, r, _ := runChecks(t, s.build(t))
+	if !ok {
+		t.Fatalf("not ok: %v", r["summary"])
+	}
+	got, _ := base64.StdEncoding.DecodeString(fmt.Sprint(r["eventlog"]["log"]))
+	if !bytes.Equal(got, s.eventLog) || r["eventlog"]["size"] != float64(len(s.eventLog)) {
+		t.Errorf("eventlog report = %v", r["eventlog"])
+	}
+
+	// No log (a BIOS boot without securityfs) is reported, not a failure.
+	ok, r, _ = runChecks(t, goodScenario().build(t))
+	if !ok || r["eventlog"]["log"] != nil || !strings.Contains(fmt.Sprint(r["eventlog"]["error"]), "opening the event log") {
+		t.Errorf("no log: ok %v, report %v", ok, r["eventlog"])
 	}
 }

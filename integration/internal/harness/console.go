@@ -50,7 +50,7 @@ type Boot struct {
 	// Failure is set when the agent failed.
 	Failure *Failure
 	// Checks are guestcheck's reports by name (root, temp, dm, token,
-	// summary) and CheckOrder the order they came in.
+	// eventlog, summary) and CheckOrder the order they came in.
 	Checks     map[string]json.RawMessage
 	CheckOrder []string
 	// BadChecks are guestcheck lines that were not JSON.
