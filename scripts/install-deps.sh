@@ -16,7 +16,7 @@ packages=(
   # UEFI Secure Boot guests: the systemd UKI stub, Authenticode signing and
   # checking (sbsign/sbverify), the FAT ESP (mkfs.vfat, mtools), event-log
   # decoding for diagnostics (tpm2_eventlog)
-  systemd-boot-efi sbsigntool dosfstools mtools tpm2-tools
+  systemd-boot-efi sbsigntool osslsigncode dosfstools mtools tpm2-tools
   # the shared store for verifier replicas
   postgresql
   # misc used by scripts
