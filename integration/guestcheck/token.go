@@ -17,14 +17,20 @@ var errMalformedToken = errors.New("malformed token")
 const maxTokenBytes = 64 << 10
 
 // tokenClaims are the claims this program shows. Everything else in the
-// token (nonce, runtime keys, PCRs, the signature) is left out.
+// token (nonce, runtime keys, the signature) is left out.
 type tokenClaims struct {
 	Iss        string          `json:"iss"`
 	Sub        string          `json:"sub"`
 	HWModel    string          `json:"hwmodel"`
 	Status     string          `json:"status"`
 	EATProfile string          `json:"eat_profile"`
+	SecBoot    *bool           `json:"secboot,omitempty"`
 	Policy     json.RawMessage `json:"policy,omitempty"`
+	// TPM keeps the quoted PCRs the verifier put in the token, which the
+	// host compares with the values confidant-image predicted.
+	TPM *struct {
+		PCRs map[string]map[string]string `json:"pcrs"`
+	} `json:"tpm,omitempty"`
 }
 
 // decodeClaims decodes the payload of a compact JWS without verifying it:

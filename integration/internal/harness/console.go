@@ -217,8 +217,21 @@ type TokenCheck struct {
 		HWModel    string          `json:"hwmodel"`
 		Status     string          `json:"status"`
 		EATProfile string          `json:"eat_profile"`
+		SecBoot    *bool           `json:"secboot"`
 		Policy     json.RawMessage `json:"policy"`
+		TPM        *struct {
+			PCRs map[string]map[string]string `json:"pcrs"`
+		} `json:"tpm"`
 	} `json:"claims"`
+}
+
+// EventLogCheck is guestcheck's eventlog report: the firmware's TCG event
+// log as the guest's kernel exposes it.
+type EventLogCheck struct {
+	Path  string `json:"path"`
+	Size  int    `json:"size"`
+	Log   []byte `json:"log"` // base64 in the JSON
+	Error string `json:"error"`
 }
 
 // SummaryCheck is guestcheck's verdict.

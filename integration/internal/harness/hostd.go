@@ -99,12 +99,15 @@ func (h *Hostd) run(ctx context.Context, args ...string) ([]byte, error) {
 // GuestSpec is the part of hostd's guest spec the harness sets.
 type GuestSpec struct {
 	Name string
-	// Manifest is the image's manifest.json; Initrd and OSDisk, when set,
-	// override the manifest's files.
-	Manifest, Initrd, OSDisk string
-	VCPUs                    int
-	MemoryMiB                int
-	TempDiskMiB              int
+	// Manifest is the image's manifest.json; Initrd, ESP and OSDisk, when
+	// set, override the manifest's files.
+	Manifest, Initrd, ESP, OSDisk string
+	// SeaBIOS boots the image's kernel directly (the development mode of
+	// images built with --boot direct); false: UEFI with Secure Boot.
+	SeaBIOS     bool
+	VCPUs       int
+	MemoryMiB   int
+	TempDiskMiB int
 	// Verifier is host:port of the verifier on the host.
 	Verifier string
 	// HostData is the 32-byte HOST_DATA of the simulated report, standard
@@ -121,8 +124,14 @@ func (s GuestSpec) YAML() []byte {
 	if s.Initrd != "" {
 		fmt.Fprintf(&b, "  initrd: %s\n", q(s.Initrd))
 	}
+	if s.ESP != "" {
+		fmt.Fprintf(&b, "  esp: %s\n", q(s.ESP))
+	}
 	if s.OSDisk != "" {
 		fmt.Fprintf(&b, "  os_disk: %s\n", q(s.OSDisk))
+	}
+	if s.SeaBIOS {
+		b.WriteString("firmware:\n  kind: seabios\n")
 	}
 	if s.TempDiskMiB > 0 {
 		fmt.Fprintf(&b, "temp_disk_size: %dMiB\n", s.TempDiskMiB)

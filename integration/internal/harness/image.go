@@ -42,6 +42,11 @@ type ImageSpec struct {
 	VCPUs int
 	// TempDisk is the temp disk's device in the guest ("": none).
 	TempDisk string
+	// Direct builds for SeaBIOS direct kernel boot (--boot direct, the
+	// development mode); false: a signed UKI for UEFI Secure Boot, signed
+	// with SecureBoot.
+	Direct     bool
+	SecureBoot SecureBootKey
 }
 
 // Image is a built image: its directory and manifest.
@@ -67,7 +72,12 @@ type Manifest struct {
 	KeyName         string `json:"key_name"`
 	LUKSUUID        string `json:"luks_uuid"`
 	VerifierURL     string `json:"verifier_url"`
-	Measurements    []struct {
+	// Boot is "uefi" (UKI on an ESP, Secure Boot) or "direct" (SeaBIOS).
+	Boot         string `json:"boot"`
+	UKI          string `json:"uki"`
+	ESP          string `json:"esp"`
+	UEFIVars     string `json:"uefi_vars"`
+	Measurements []struct {
 		Kind        string `json:"kind"`
 		Measurement string `json:"measurement"`
 		VCPUs       int    `json:"vcpus"`
@@ -126,6 +136,12 @@ func BuildImage(ctx context.Context, bins Binaries, spec ImageSpec) (*Image, err
 	}
 	if spec.TempDisk != "" {
 		args = append(args, "--temp-disk", spec.TempDisk)
+	}
+	if spec.Direct {
+		args = append(args, "--boot", "direct")
+	} else {
+		args = append(args, "--boot", "uefi",
+			"--secure-boot-key", spec.SecureBoot.Key, "--secure-boot-cert", spec.SecureBoot.Cert)
 	}
 	cmd := exec.CommandContext(ctx, bins.Image, args...)
 	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=1735689600")

@@ -44,6 +44,9 @@ type Lab struct {
 	// from hostd's state.
 	SimRoot string
 	TLS     TLSFiles
+	// SecureBoot is the image builder's Secure Boot key of this lab, made
+	// for it (as a team makes its own PK/KEK/db).
+	SecureBoot SecureBootKey
 	// Logf receives progress lines; nil: none.
 	Logf func(format string, args ...any)
 
@@ -91,6 +94,9 @@ func NewLab(ctx context.Context, o LabOptions) (*Lab, error) {
 	}
 	l.logf("made the demo OS root filesystem (busybox, /sbin/init, confidant-guestcheck) in %v", since(start))
 	if l.TLS, err = MakeTLS(o.Dir); err != nil {
+		return nil, err
+	}
+	if l.SecureBoot, err = MakeSecureBootKey(o.Dir, "Confidant lab Secure Boot key"); err != nil {
 		return nil, err
 	}
 	hdir := filepath.Join(o.Dir, "hostd")
@@ -147,12 +153,22 @@ type World struct {
 	Verifier *Verifier
 	// Image is set by BuildImage.
 	Image *Image
+	// Direct: the world's image boots SeaBIOS direct kernel boot (the
+	// development mode) under the development policy; false: a signed UKI
+	// with UEFI Secure Boot under the production policy.
+	Direct bool
 }
 
-// ShippedDevelopmentPolicy is the repository's appraisal policy for the
-// simulated TEE.
+// ShippedDevelopmentPolicy is the repository's development appraisal
+// policy for the simulated TEE (Secure Boot off is a warning).
 func (l *Lab) ShippedDevelopmentPolicy() string {
 	return filepath.Join(l.Repo, "policies", "appraisal", "sim_development.rego")
+}
+
+// ShippedProductionPolicy is the SEV-SNP production appraisal policy with
+// the simulated root as its trusted chain (Secure Boot on, PCRs pinned).
+func (l *Lab) ShippedProductionPolicy() string {
+	return filepath.Join(l.Repo, "policies", "appraisal", "sim_production.rego")
 }
 
 // emptyReference is the reference values a world's verifier starts with:
@@ -160,11 +176,21 @@ func (l *Lab) ShippedDevelopmentPolicy() string {
 const emptyReference = `{"version": 1}` + "\n"
 
 // NewWorld picks a port and prepares a verifier there: its own SQLite
-// store, the shipped development policy, no reference values yet, trusting
-// hostd's simulated root, HTTPS with the lab's CA. Start it with
-// StartVerifier, then BuildImage.
-func (l *Lab) NewWorld(name string) (*World, error) {
-	w := &World{Lab: l, Name: name, Dir: filepath.Join(l.Dir, name)}
+// store, the shipped production policy, no reference values yet, trusting
+// hostd's simulated root, HTTPS with the lab's CA. Its image boots UEFI
+// with Secure Boot. Start it with StartVerifier, then BuildImage.
+func (l *Lab) NewWorld(name string) (*World, error) { return l.newWorld(name, false) }
+
+// NewDirectWorld is NewWorld for the development mode: the image boots
+// SeaBIOS direct kernel boot, appraised by the development policy.
+func (l *Lab) NewDirectWorld(name string) (*World, error) { return l.newWorld(name, true) }
+
+func (l *Lab) newWorld(name string, direct bool) (*World, error) {
+	w := &World{Lab: l, Name: name, Dir: filepath.Join(l.Dir, name), Direct: direct}
+	policy := l.ShippedProductionPolicy()
+	if direct {
+		policy = l.ShippedDevelopmentPolicy()
+	}
 	if err := os.MkdirAll(w.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating world directory: %w", err)
 	}
@@ -178,7 +204,7 @@ func (l *Lab) NewWorld(name string) (*World, error) {
 	}
 	v, err := NewVerifier(VerifierConfig{
 		Bin: l.Bins.Verifier, Dir: filepath.Join(w.Dir, "v"), Port: port,
-		Policies:        []string{l.ShippedDevelopmentPolicy()},
+		Policies:        []string{policy},
 		ReferenceValues: ref, SimRoot: l.SimRoot, TLS: &l.TLS,
 	})
 	if err != nil {
@@ -216,6 +242,7 @@ func (w *World) BuildImage(ctx context.Context, keyCopy bool) error {
 		VerifierURL: w.Verifier.GuestURL, CA: w.Lab.TLS.CA, KeyName: KeyName,
 		AdminSocket: w.Verifier.AdminSocket(), Out: filepath.Join(w.Dir, "image"),
 		VCPUs: GuestVCPUs, TempDisk: TempDiskDevice,
+		Direct: w.Direct, SecureBoot: w.Lab.SecureBoot,
 	}
 	if keyCopy {
 		spec.KeyFile = filepath.Join(w.Dir, "os-disk.key")
@@ -239,17 +266,24 @@ func (l *Lab) ShippedReleasePolicy(name string) string {
 }
 
 // Guest returns the spec of a guest booting the world's image from its own
-// copy of the OS disk. initrd, if not empty, replaces the image's.
-func (w *World) Guest(name, initrd string) (GuestSpec, error) {
+// copy of the OS disk. bootFile, if not empty, replaces the image's boot
+// file: the initrd of a direct-boot image, the ESP of a UEFI one.
+func (w *World) Guest(name, bootFile string) (GuestSpec, error) {
 	disk := filepath.Join(w.Dir, name+"-os.img")
 	if err := CopyFile(disk, w.Image.Path(w.Image.Manifest.OSDisk)); err != nil {
 		return GuestSpec{}, err
 	}
-	return GuestSpec{
-		Name: name, Manifest: w.Image.ManifestPath(), Initrd: initrd, OSDisk: disk,
+	g := GuestSpec{
+		Name: name, Manifest: w.Image.ManifestPath(), OSDisk: disk, SeaBIOS: w.Direct,
 		VCPUs: GuestVCPUs, MemoryMiB: GuestMemoryMiB, TempDiskMiB: GuestTempDiskMiB,
 		Verifier: w.Verifier.Addr(),
-	}, nil
+	}
+	if w.Direct {
+		g.Initrd = bootFile
+	} else {
+		g.ESP = bootFile
+	}
+	return g, nil
 }
 
 // BootResult is one guest run.
