@@ -77,6 +77,8 @@ func testSpec(t *testing.T, name string, tee spec.TEE) *spec.Spec {
 	}
 	if tee != spec.TEESim {
 		s.Firmware = spec.Firmware{Kind: spec.FirmwareOVMF, Path: filepath.Join(dir, "fw")}
+	} else {
+		s.Firmware = spec.Firmware{Kind: spec.FirmwareSeaBIOS} // a direct-boot image
 	}
 	return s
 }

@@ -218,7 +218,7 @@ func fieldCases() []hostdCase {
 		specCase("cmdline 5000 bytes", set("image.cmdline", strings.Repeat("a", 5000)), "image.cmdline: want at most 4096 printable"),
 		specCase("cpu with a QEMU option", set("cpu", "max,+sev-es"), `cpu "max,+sev-es"`),
 		several(specCase("firmware kind unknown", set("firmware.kind", "uefi"), `firmware.kind "uefi": want seabios`)),
-		specCase("sim guest with ovmf", set("firmware.kind", "ovmf"), "sim guests boot SeaBIOS"),
+		specCase("sim ovmf guest with a direct-boot image", set("firmware.kind", "ovmf"), "this image was built for direct boot"),
 		specCase("sim guest with svsm vtpm", set("vtpm", "svsm"), `vtpm "svsm": sim guests use swtpm or none`),
 		specCase("tpm device unknown", set("tpm_device", "tpm-spapr"), `tpm_device "tpm-spapr"`),
 		specCase("sim guest with a tdx section", set("tdx.qgs_socket", "/run/qgs.sock"), "tdx: only for tdx guests"),

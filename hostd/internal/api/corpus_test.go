@@ -171,7 +171,8 @@ func (c *hostdCorpus) restoreSwapped(t *testing.T) {
 func (c *hostdCorpus) spec(name string) map[string]any {
 	return map[string]any{
 		"name": name, "tee": "sim", "vcpus": 1, "memory": "256MiB", "verifier": "127.0.0.1:8443",
-		"image": map[string]any{"kernel": c.kernel, "initrd": c.initrd, "cmdline": "console=ttyS0"},
+		"image":    map[string]any{"kernel": c.kernel, "initrd": c.initrd, "cmdline": "console=ttyS0"},
+		"firmware": map[string]any{"kind": "seabios"},
 	}
 }
 

@@ -70,6 +70,8 @@ image:
 temp_disk_size: 32MiB
 verifier: 127.0.0.1:9
 vtpm: none
+firmware:
+  kind: seabios
 `), 0o644)
 
 	sctx, stop := context.WithCancel(context.Background())

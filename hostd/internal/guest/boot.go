@@ -31,6 +31,9 @@ type bootFiles struct {
 // originals later. Each file is checked, as opened, to lie outside
 // stateDir (a symlink may have been swapped since the spec was validated).
 func prepareBoot(sp *spec.Spec, dir, stateDir string) (bootFiles, error) {
+	if sp.SimUEFI() {
+		return prepareUEFIBoot(sp, dir, stateDir)
+	}
 	var bf bootFiles
 	kernel, err := readCapped(stateDir, sp.Image.Kernel, maxKernel)
 	if err != nil {
@@ -135,6 +138,11 @@ func (m *Manager) qemuConfig(v *vm, sp *spec.Spec, boot bootFiles, tempDisk stri
 		// HOST_DATA goes into the simulated reports (signerFor).
 		cfg.SPSocket = filepath.Join(v.dir, "sp.sock")
 		cfg.Relay = m.opts.Relay
+	}
+	if sp.SimUEFI() {
+		cfg.UEFI = true
+		cfg.Kernel, cfg.Initrd, cfg.Append = "", "", ""
+		cfg.UEFIVars = filepath.Join(v.dir, varStoreFile)
 	}
 	cfg.VerifierHost, cfg.VerifierPort, _ = spec.SplitVerifier(sp.Verifier)
 	return cfg

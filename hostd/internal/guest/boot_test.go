@@ -112,6 +112,7 @@ func simSpec(fix testboot.Fixture, name, extraCmdline string) *spec.Spec {
 		Image:        spec.Image{Kernel: fix.Kernel, Initrd: fix.Initrd, Cmdline: strings.TrimSpace("console=ttyS0 panic=-1 quiet " + extraCmdline)},
 		TempDiskSize: 64 << 20,
 		Verifier:     "127.0.0.1:9",
+		Firmware:     spec.Firmware{Kind: spec.FirmwareSeaBIOS},
 	}
 }
 

@@ -1,13 +1,11 @@
 package guest
 
 import (
-	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -50,8 +48,9 @@ type runtime struct {
 	cancel   context.CancelFunc
 
 	mu       sync.Mutex
-	stopping bool // a stop was requested
-	killed   bool // the stop had to kill
+	stopping bool   // a stop was requested
+	refusal  string // the firmware refused the boot image (firmware.go)
+	killed   bool   // the stop had to kill
 	shutdown *qemu.ShutdownData
 
 	// eventsDone is closed when the QMP event reader has ended (QEMU
@@ -68,14 +67,6 @@ func (r *runtime) detachNow() {
 	}
 	r.cancel()
 	_ = r.qmp.Close()
-}
-
-// StopOptions modify Stop.
-type StopOptions struct {
-	// Deallocate removes the temp disk; the next start makes a blank one.
-	Deallocate bool
-	// Force kills QEMU at once instead of asking the guest to power off.
-	Force bool
 }
 
 // Start boots a stopped or failed guest. It returns once QEMU runs (the
@@ -150,6 +141,9 @@ func (m *Manager) startLocked(ctx context.Context, v *vm) error {
 	v.status.PID, v.status.PIDStart = r.pid, r.pidStart
 	v.status.SwtpmPID, v.status.SwtpmPIDStart = r.swtpmPID, r.swtpmPIDStart
 	v.status.Measurement = meas
+	if sp.SimUEFI() {
+		v.status.UEFIVars = filepath.Join(v.dir, varStoreFile)
+	}
 	v.status.TempDiskPresent = sp.TempDiskSize > 0
 	v.status.Boots++
 	v.status.StartedAt = m.opts.Now().UTC()
@@ -169,6 +163,12 @@ func (m *Manager) launch(ctx context.Context, v *vm, sp *spec.Spec) (*runtime, s
 	if err != nil {
 		return nil, "", err
 	}
+	if sp.SimUEFI() {
+		// A guest created by an earlier hostd may lack its store.
+		if _, err := installVarStore(m.opts.StateDir, sp.Image.UEFIVars, filepath.Join(v.dir, varStoreFile)); err != nil {
+			return nil, "", err
+		}
+	}
 	tempDisk := ""
 	if sp.TempDiskSize > 0 {
 		tempDisk = filepath.Join(v.dir, "temp.img")
@@ -183,6 +183,14 @@ func (m *Manager) launch(ctx context.Context, v *vm, sp *spec.Spec) (*runtime, s
 	disk, err := openOSDisk(m.opts.StateDir, sp.Image.OSDisk, &cfg)
 	if err != nil {
 		return nil, "", err
+	}
+	if sp.SimUEFI() {
+		esp, err := openESP(m.opts.StateDir, sp.Image.ESP, &cfg, len(disk))
+		if err != nil {
+			closeAll(disk)
+			return nil, "", err
+		}
+		disk = append(disk, esp)
 	}
 	defer closeAll(disk)
 	if sp.TDX.QGSSocket != "" {
@@ -230,7 +238,7 @@ func (m *Manager) launch(ctx context.Context, v *vm, sp *spec.Spec) (*runtime, s
 	if sp.TEE.Simulated() {
 		label = "SIMULATED TEE: no hardware isolation"
 	}
-	appendLine(cfg.SerialLog, fmt.Sprintf("=== confidant-hostd: starting guest %s at %s, %s, measurement %s ===",
+	appendLine(cfg.SerialLog, fmt.Sprintf(startMarker+"%s at %s, %s, measurement %s ===",
 		sp.Name, m.opts.Now().UTC().Format(time.RFC3339), label, orNone(boot.measurement)))
 
 	qlog, err := os.OpenFile(filepath.Join(v.dir, "qemu.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
@@ -311,6 +319,13 @@ func (m *Manager) watch(v *vm, r *runtime, sp spec.Spec, meas string) {
 			}
 		}
 	}()
+	if sp.SimUEFI() {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.watchFirmware(ctx, r, filepath.Join(v.dir, "console.log"), log)
+		}()
+	}
 	if sp.TEE.Simulated() {
 		m.wg.Add(1)
 		go func() {
@@ -389,11 +404,13 @@ func (m *Manager) finish(v *vm, r *runtime) {
 	stopSwtpm(r)
 
 	r.mu.Lock()
-	stopping, killed, sd := r.stopping, r.killed, r.shutdown
+	stopping, killed, sd, refusal := r.stopping, r.killed, r.shutdown, r.refusal
 	r.mu.Unlock()
 
 	state, reason, reboot := StateFailed, "", false
 	switch {
+	case refusal != "":
+		reason = refusal
 	case stopping && killed:
 		state, reason = StateStopped, "stopped by request (killed: the guest did not power off in time)"
 	case stopping:
@@ -455,221 +472,4 @@ func (m *Manager) finish(v *vm, r *runtime) {
 			_ = m.startLocked(m.ctx, v)
 		}()
 	}
-}
-
-func stopSwtpm(r *runtime) {
-	if r.swtpmPID == 0 {
-		return
-	}
-	// swtpm --terminate ends when QEMU hangs up; give it a moment.
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) && sameProcess(r.swtpmPID, r.swtpmPIDStart) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if sameProcess(r.swtpmPID, r.swtpmPIDStart) {
-		_ = syscall.Kill(r.swtpmPID, syscall.SIGTERM)
-		time.Sleep(200 * time.Millisecond)
-		kill(r.swtpmPID, r.swtpmPIDStart)
-	}
-	if r.swtpmCmd != nil {
-		_ = r.swtpmCmd.Wait()
-	}
-}
-
-// Stop powers the guest off (QMP system_powerdown, then SIGKILL after the
-// stop timeout, or at once with Force) and, with Deallocate, removes its
-// temp disk. Stopping a stopped guest only deallocates.
-func (m *Manager) Stop(ctx context.Context, name string, opts StopOptions) (Guest, error) {
-	v, err := m.get(name)
-	if err != nil {
-		return Guest{}, err
-	}
-	v.op.Lock()
-	defer v.op.Unlock()
-	err = m.stopLocked(ctx, v, opts)
-	return v.snapshot(), err
-}
-
-func (m *Manager) stopLocked(ctx context.Context, v *vm, opts StopOptions) error {
-	v.mu.Lock()
-	r := v.run
-	if r != nil {
-		v.status.State = StateStopping
-		m.persist(v)
-	}
-	v.mu.Unlock()
-	if r != nil {
-		r.mu.Lock()
-		r.stopping = true
-		r.mu.Unlock()
-		if !opts.Force {
-			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err := r.qmp.Execute(pctx, "system_powerdown", nil)
-			cancel()
-			if err != nil {
-				m.log.Warn("asking guest to power off", "guest", v.name, "err", err)
-			}
-			t := time.NewTimer(m.opts.StopTimeout)
-			select {
-			case <-r.exited:
-			case <-t.C:
-			case <-ctx.Done():
-			}
-			t.Stop()
-		}
-		select {
-		case <-r.exited:
-		default:
-			r.mu.Lock()
-			r.killed = !opts.Force
-			r.mu.Unlock()
-			kill(r.pid, r.pidStart)
-		}
-		select {
-		case <-r.finished:
-		case <-time.After(30 * time.Second):
-			return fmt.Errorf("stopping guest %q: QEMU (pid %d) did not exit after SIGKILL", v.name, r.pid)
-		}
-	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.status.State == StateStarting || v.status.State == StateStopping {
-		v.status.State = StateStopped
-	}
-	if opts.Deallocate {
-		err := os.Remove(filepath.Join(v.dir, "temp.img"))
-		switch {
-		case err == nil:
-			m.log.Info("deallocated guest (temp disk removed)", "guest", v.name)
-		case !errors.Is(err, os.ErrNotExist):
-			return fmt.Errorf("deallocating guest %q: %w", v.name, err)
-		}
-		v.status.TempDiskPresent = false
-		if v.status.State == StateStopped && !strings.HasSuffix(v.status.Reason, "deallocated") {
-			v.status.Reason = strings.TrimPrefix(v.status.Reason+", deallocated", ", ")
-		}
-	}
-	m.persist(v)
-	return nil
-}
-
-// recover handles a guest loaded at start-up: re-attach when its QEMU
-// still runs, mark it failed when it died while hostd was away.
-func (m *Manager) recover(ctx context.Context, v *vm) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	st := v.status
-	if st.State != StateRunning && st.State != StateStarting && st.State != StateStopping {
-		return
-	}
-	fail := func(reason string) {
-		kill(st.PID, st.PIDStart)
-		kill(st.SwtpmPID, st.SwtpmPIDStart)
-		v.status.State, v.status.Reason = StateFailed, reason
-		v.status.PID, v.status.PIDStart, v.status.SwtpmPID, v.status.SwtpmPIDStart = 0, 0, 0, 0
-		v.status.StoppedAt = m.opts.Now().UTC()
-		m.persist(v)
-		m.log.Warn("guest not recovered", "guest", v.name, "reason", reason)
-	}
-	if st.State == StateStarting || !sameProcess(st.PID, st.PIDStart) {
-		fail(fmt.Sprintf("QEMU (pid %d) exited while hostd was not running (was %s)", st.PID, st.State))
-		return
-	}
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	q, err := qemu.DialQMP(dctx, filepath.Join(v.dir, "qmp.sock"))
-	cancel()
-	if err != nil {
-		fail("cannot re-attach through QMP (QEMU killed): " + err.Error())
-		return
-	}
-	r := &runtime{
-		pid: st.PID, pidStart: st.PIDStart, qmp: q,
-		swtpmPID: st.SwtpmPID, swtpmPIDStart: st.SwtpmPIDStart,
-		exited: make(chan struct{}), finished: make(chan struct{}), detach: make(chan struct{}),
-	}
-	go func() {
-		// Not our child: QMP hang-up, then the process vanishing, is the exit.
-		<-q.Done()
-		for sameProcess(r.pid, r.pidStart) {
-			time.Sleep(50 * time.Millisecond)
-		}
-		close(r.exited)
-	}()
-	v.run = r
-	if st.State == StateStopping {
-		r.stopping = true
-	}
-	v.status.State = StateRunning
-	m.persist(v)
-	m.log.Info("re-attached to running guest", "guest", v.name, "pid", st.PID)
-	m.watch(v, r, v.spec, st.Measurement)
-}
-
-func ensureTempDisk(path string, size int64) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		return nil // survives reboots and hostd restarts
-	}
-	if err != nil {
-		return fmt.Errorf("creating temp disk: %w", err)
-	}
-	err = f.Truncate(size) // sparse: hostd never writes it
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-		return fmt.Errorf("sizing temp disk: %w", err)
-	}
-	return nil
-}
-
-func appendLine(path, line string) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	_, _ = io.WriteString(f, line+"\n")
-}
-
-// lastLine returns the last non-empty line of a (small tail of a) file.
-func lastLine(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return ""
-	}
-	off := max(st.Size()-4096, 0)
-	b := make([]byte, st.Size()-off)
-	if _, err := f.ReadAt(b, off); err != nil && !errors.Is(err, io.EOF) {
-		return ""
-	}
-	lines := bytes.Split(bytes.TrimSpace(b), []byte("\n"))
-	return strings.TrimSpace(string(lines[len(lines)-1]))
-}
-
-func exitText(err error) string {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return "killed by signal " + ws.Signal().String()
-		}
-		return fmt.Sprintf("exit status %d", ee.ExitCode())
-	}
-	if err == nil {
-		return "exit status 0"
-	}
-	return err.Error()
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "(none)"
-	}
-	return s
 }

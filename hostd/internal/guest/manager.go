@@ -296,6 +296,14 @@ func (m *Manager) Create(ctx context.Context, s *spec.Spec) (Guest, error) {
 		os.RemoveAll(dir)
 		return Guest{}, err
 	}
+	if sp.SimUEFI() {
+		vars := filepath.Join(dir, varStoreFile)
+		if _, err := installVarStore(m.opts.StateDir, sp.Image.UEFIVars, vars); err != nil {
+			os.RemoveAll(dir)
+			return Guest{}, err
+		}
+		v.status.UEFIVars = vars
+	}
 	m.persist(v)
 	m.vms[v.name] = v
 	ident := identityOf(id, &sp)

@@ -41,6 +41,10 @@ type Status struct {
 	// guests the MEASUREMENT their reports carry, for sev-snp guests the
 	// value the hardware is expected to report. Empty for tdx.
 	Measurement string `json:"measurement,omitempty"`
+	// UEFIVars is the guest's own UEFI variable store (ovmf guests): made
+	// at create from the image's template, kept across reboots and hostd
+	// restarts, removed with the guest.
+	UEFIVars string `json:"uefi_vars,omitempty"`
 	// TempDiskPresent is false before the first start and after a
 	// deallocation (the next start makes a blank one).
 	TempDiskPresent bool      `json:"temp_disk_present"`

@@ -48,9 +48,19 @@ type Config struct {
 	CPU       string // -cpu model
 
 	// Firmware: a SeaBIOS or OVMF image for -bios, or (IGVM true) an IGVM
-	// file for the igvm-cfg object.
+	// file for the igvm-cfg object, or (UEFI true) the OVMF code image for
+	// pflash unit 0.
 	Firmware string
 	IGVM     bool
+
+	// UEFI (sim only): boot OVMF with Secure Boot from pflash, the UKI on
+	// the ESP; no -kernel, -initrd or -append (see uefi.go).
+	UEFI bool
+	// ESP is the EFI system partition image, attached read-only
+	// ("/dev/fdset/N" for one passed in AddFDs). UEFI only.
+	ESP string
+	// UEFIVars is the guest's own variable store, pflash unit 1. UEFI only.
+	UEFIVars string
 
 	Kernel, Initrd, Append string
 
@@ -118,6 +128,9 @@ func Args(c Config) ([]string, error) {
 	case TEETDX:
 		return tdxArgs(c), nil
 	case TEESim:
+		if c.UEFI {
+			return simUEFIArgs(c), nil
+		}
 		return simArgs(c), nil
 	}
 	return nil, fmt.Errorf("%w: unknown TEE %q", ErrConfig, c.TEE)
@@ -135,8 +148,12 @@ func (c Config) check() error {
 	if c.MemoryMiB < 1 {
 		bad("memory %d MiB", c.MemoryMiB)
 	}
-	if c.Kernel == "" || c.Initrd == "" || c.Firmware == "" {
+	if c.UEFI {
+		errs = append(errs, c.checkUEFI()...)
+	} else if c.Kernel == "" || c.Initrd == "" || c.Firmware == "" {
 		bad("kernel, initrd and firmware are required")
+	} else if c.ESP != "" || c.UEFIVars != "" {
+		bad("an ESP and a variable store are only for UEFI guests")
 	}
 	if c.QMPSocket == "" || c.SerialLog == "" {
 		bad("QMP socket and serial log are required")
@@ -323,13 +340,18 @@ func simArgs(c Config) []string {
 	)
 	a = append(a, boot(c)...)
 	a = append(a, devices(c, false)...)
-	a = append(a,
+	return append(a, simSP(c)...)
+}
+
+// simSP returns the simulated secure processor's virtio-serial port and
+// -no-reboot, the tail of every sim guest's arguments.
+func simSP(c Config) []string {
+	return []string{
 		"-device", "virtio-serial-pci,id=vser0",
-		"-chardev", "socket,id=sp,path="+esc(c.SPSocket)+",server=on,wait=off",
-		"-device", "virtserialport,bus=vser0.0,chardev=sp,name="+SPPortName,
+		"-chardev", "socket,id=sp,path=" + esc(c.SPSocket) + ",server=on,wait=off",
+		"-device", "virtserialport,bus=vser0.0,chardev=sp,name=" + SPPortName,
 		"-no-reboot",
-	)
-	return a
+	}
 }
 
 // snpArgs: QEMU ≥ 9.1 (SEV-SNP guest support merged in 9.1.0),

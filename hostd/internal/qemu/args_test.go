@@ -57,6 +57,7 @@ func TestArgsGolden(t *testing.T) {
 			c.TPMDevice = "tpm-crb"
 			return c
 		},
+		"sim-ovmf": func() Config { return uefiConfig() },
 		"sev-snp": func() Config {
 			c := baseConfig(TEESNP)
 			c.CPU = "EPYC-v4"

@@ -70,7 +70,7 @@ func TestSpecPathsIntoStateDirRefused(t *testing.T) {
 			y := goodYAML
 			switch {
 			case strings.HasPrefix(tc.yaml, "firmware:"):
-				y += tc.yaml + "\n"
+				y = strings.Replace(y, seabiosLines, tc.yaml+"\n", 1)
 			default:
 				key := strings.SplitN(strings.TrimSpace(tc.yaml), ":", 2)[0]
 				y = replaceLine(t, y, "  "+key+":", tc.yaml)

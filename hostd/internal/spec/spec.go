@@ -5,20 +5,11 @@
 package spec
 
 import (
-	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
-	"strings"
-
-	"go.yaml.in/yaml/v3"
 )
 
 // Sentinel errors.
@@ -45,11 +36,13 @@ type FirmwareKind string
 
 // The firmware kinds.
 const (
-	// FirmwareSeaBIOS is QEMU's legacy BIOS, used for sim guests
-	// (direct kernel boot, fast under TCG).
+	// FirmwareSeaBIOS is QEMU's legacy BIOS: direct kernel boot, no
+	// Secure Boot. For sim guests only, and only when the spec asks for
+	// it (the fast development mode).
 	FirmwareSeaBIOS FirmwareKind = "seabios"
-	// FirmwareOVMF is an OVMF build: AmdSev (with the kernel hashes
-	// table) for sev-snp, IntelTdx for tdx.
+	// FirmwareOVMF is an OVMF build: for sim guests (the default) the SMM
+	// Secure Boot build booting the signed UKI from the image's ESP; for
+	// sev-snp AmdSev (with the kernel hashes table); for tdx IntelTdx.
 	FirmwareOVMF FirmwareKind = "ovmf"
 	// FirmwareIGVM is an IGVM file bundling COCONUT-SVSM and OVMF, for
 	// sev-snp guests with the SVSM vTPM.
@@ -102,15 +95,17 @@ const (
 //	memory: 1GiB               # ≥ 128MiB, whole MiB
 //	image:                     # the output of `confidant-image build`
 //	  manifest: out/manifest.json   # optional; fields below override it
-//	  kernel: out/vmlinuz
-//	  initrd: out/initrd.img
-//	  cmdline: "console=ttyS0"
+//	  esp: out/esp.img         # ovmf: FAT ESP with the signed UKI
+//	  uefi_vars: out/uefi-vars.fd   # ovmf: OVMF_VARS_4M template (copied per guest)
+//	  kernel: out/vmlinuz      # seabios, sev-snp, tdx (direct boot)
+//	  initrd: out/initrd.img   # seabios, sev-snp, tdx
+//	  cmdline: "console=ttyS0" # seabios, sev-snp, tdx
 //	  os_disk: out/os.img      # optional (initramfs-only guests)
 //	temp_disk_size: 4GiB       # optional; 0 or absent: no temp disk
 //	verifier: 127.0.0.1:8443   # host:port; the guest reaches it at 10.0.2.100:port
 //	firmware:
-//	  kind: seabios            # seabios (sim) | ovmf | igvm
-//	  path: ""                 # default: /usr/share/seabios/bios-256k.bin for seabios
+//	  kind: ovmf               # ovmf (sim default: Secure Boot) | seabios (sim, development) | igvm
+//	  path: ""                 # sim defaults: OVMF_CODE_4M.secboot.fd, bios-256k.bin
 //	vtpm: swtpm                # swtpm (sim) | svsm (sev-snp with igvm) | none
 //	tpm_device: tpm-crb        # sim: tpm-crb | tpm-tis
 //	cpu: ""                    # vCPU model; default max (sim), EPYC-v4 (sev-snp), host (tdx)
@@ -148,6 +143,12 @@ type Image struct {
 	Initrd   string `yaml:"initrd,omitempty" json:"initrd,omitempty"`
 	Cmdline  string `yaml:"cmdline,omitempty" json:"cmdline,omitempty"`
 	OSDisk   string `yaml:"os_disk,omitempty" json:"os_disk,omitempty"`
+	// ESP is the EFI system partition image holding the signed UKI
+	// (ovmf guests); QEMU gets it read-only.
+	ESP string `yaml:"esp,omitempty" json:"esp,omitempty"`
+	// UEFIVars is the OVMF variable store template (ovmf guests): copied
+	// once into the guest's state directory, never written.
+	UEFIVars string `yaml:"uefi_vars,omitempty" json:"uefi_vars,omitempty"`
 }
 
 // Firmware selects the guest firmware.
@@ -170,16 +171,6 @@ type TDX struct {
 	QGSSocket string `yaml:"qgs_socket,omitempty" json:"qgs_socket,omitempty"`
 }
 
-// Manifest is the image manifest (manifest.json) written by
-// `confidant-image build`. Fields other than these are ignored, so the image
-// tool may add reference values and digests.
-type Manifest struct {
-	Kernel  string `json:"kernel"`
-	Initrd  string `json:"initrd"`
-	Cmdline string `json:"cmdline"`
-	OSDisk  string `json:"os_disk"`
-}
-
 const (
 	maxSpecBytes     = 64 << 10
 	maxManifestBytes = 1 << 20
@@ -191,72 +182,6 @@ const (
 )
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$`)
-
-// ParseYAML decodes a spec strictly: unknown keys, several documents and
-// oversize input are errors. Relative paths are made absolute against
-// baseDir. The result is not validated; call Resolve and Validate.
-func ParseYAML(b []byte, baseDir string) (*Spec, error) {
-	if len(b) > maxSpecBytes {
-		return nil, fmt.Errorf("%w: spec larger than %d bytes", ErrInvalid, maxSpecBytes)
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	var s Spec
-	if err := decodeYAML(dec, &s); err != nil {
-		return nil, fmt.Errorf("%w: decoding YAML: %v", ErrInvalid, err)
-	}
-	var extra any
-	if err := decodeYAML(dec, &extra); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%w: more than one YAML document", ErrInvalid)
-	}
-	s.absPaths(baseDir)
-	return &s, nil
-}
-
-// decodeYAML recovers from panics in the YAML decoder (hostile input must
-// not bring the CLI or daemon down).
-func decodeYAML(dec *yaml.Decoder, v any) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("YAML decoder panicked: %v", r)
-		}
-	}()
-	return dec.Decode(v)
-}
-
-// ParseJSON decodes a spec sent to the daemon strictly (unknown fields and
-// trailing data are errors). The result is not validated.
-func ParseJSON(b []byte) (*Spec, error) {
-	if len(b) > maxSpecBytes {
-		return nil, fmt.Errorf("%w: spec larger than %d bytes", ErrInvalid, maxSpecBytes)
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	var s Spec
-	if err := dec.Decode(&s); err != nil {
-		return nil, fmt.Errorf("%w: decoding JSON: %v", ErrInvalid, err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: trailing data after the spec", ErrInvalid)
-	}
-	if err := checkDuplicateKeys(b); err != nil {
-		return nil, fmt.Errorf("%w: decoding JSON: %v", ErrInvalid, err)
-	}
-	return &s, nil
-}
-
-func (s *Spec) absPaths(baseDir string) {
-	abs := func(p *string) {
-		if *p != "" && !filepath.IsAbs(*p) {
-			*p = filepath.Join(baseDir, *p)
-		}
-	}
-	abs(&s.Image.Manifest)
-	abs(&s.Image.Kernel)
-	abs(&s.Image.Initrd)
-	abs(&s.Image.OSDisk)
-	abs(&s.Firmware.Path)
-}
 
 // Resolve fills the image fields left empty from the manifest (if one is
 // named), and the defaults that depend on the TEE. It reads the manifest
@@ -273,24 +198,15 @@ func (s *Spec) resolve(stateDir string) error {
 		if err != nil {
 			return err
 		}
-		dir := filepath.Dir(s.Image.Manifest)
-		fill := func(dst *string, v string, isPath bool) {
-			if *dst != "" || v == "" {
-				return
-			}
-			if isPath && !filepath.IsAbs(v) {
-				v = filepath.Join(dir, v)
-			}
-			*dst = v
-		}
-		fill(&s.Image.Kernel, m.Kernel, true)
-		fill(&s.Image.Initrd, m.Initrd, true)
-		fill(&s.Image.Cmdline, m.Cmdline, false)
-		fill(&s.Image.OSDisk, m.OSDisk, true)
+		m.fill(s, filepath.Dir(s.Image.Manifest))
 	}
 	switch s.TEE {
 	case TEESim:
-		s.Firmware.Kind = cmp(s.Firmware.Kind, FirmwareSeaBIOS)
+		// UEFI with Secure Boot unless the spec asks for SeaBIOS.
+		s.Firmware.Kind = cmp(s.Firmware.Kind, FirmwareOVMF)
+		if s.Firmware.Kind == FirmwareOVMF {
+			s.Firmware.Path = cmp(s.Firmware.Path, DefaultOVMFSecboot)
+		}
 		s.VTPM = cmp(s.VTPM, VTPMSwtpm)
 		s.CPU = cmp(s.CPU, "max")
 	case TEESNP:
@@ -323,62 +239,6 @@ func cmp[T comparable](v, def T) T {
 		return def
 	}
 	return v
-}
-
-// LoadManifest reads an image manifest. Its paths, when relative, are
-// relative to the manifest's directory.
-func LoadManifest(path string) (*Manifest, error) { return loadManifest(path, "") }
-
-// loadManifest reads a manifest; with stateDir set, one that resolves into
-// it is refused before a byte is read.
-func loadManifest(path, stateDir string) (*Manifest, error) {
-	var f *os.File
-	var err error
-	if stateDir != "" {
-		if err = checkPath(path); err == nil {
-			f, err = OpenOutside(stateDir, path, os.O_RDONLY)
-		}
-		if errors.Is(err, ErrStateDir) {
-			return nil, fmt.Errorf("%w: image.manifest: %w", ErrInvalid, err)
-		}
-	} else {
-		f, err = os.Open(path)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: opening image manifest: %v", ErrInvalid, err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxManifestBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("%w: reading image manifest: %v", ErrInvalid, err)
-	}
-	return ParseManifest(b)
-}
-
-// ParseManifest decodes an image manifest. kernel and initrd are required.
-func ParseManifest(b []byte) (*Manifest, error) {
-	if len(b) > maxManifestBytes {
-		return nil, fmt.Errorf("%w: image manifest larger than %d bytes", ErrInvalid, maxManifestBytes)
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	var m Manifest
-	if err := dec.Decode(&m); err != nil {
-		return nil, fmt.Errorf("%w: decoding image manifest: %v", ErrInvalid, err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: trailing data after the image manifest", ErrInvalid)
-	}
-	var errs []error
-	if m.Kernel == "" {
-		errs = append(errs, errors.New("manifest has no kernel"))
-	}
-	if m.Initrd == "" {
-		errs = append(errs, errors.New("manifest has no initrd"))
-	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
-	}
-	return &m, nil
 }
 
 // ValidateOptions are the daemon's choices that validation depends on.
@@ -423,11 +283,18 @@ func (s *Spec) Validate(opts ValidateOptions) error {
 	}
 
 	// Image.
-	if s.Image.Kernel == "" {
-		bad("image.kernel: missing (give it or a manifest)")
-	}
-	if s.Image.Initrd == "" {
-		bad("image.initrd: missing (give it or a manifest)")
+	if s.SimUEFI() {
+		s.validateSimUEFI(bad, opts)
+	} else {
+		if s.Image.Kernel == "" {
+			bad("image.kernel: missing (give it or a manifest)")
+		}
+		if s.Image.Initrd == "" {
+			bad("image.initrd: missing (give it or a manifest)")
+		}
+		if s.Image.ESP != "" || s.Image.UEFIVars != "" {
+			bad("image.esp, image.uefi_vars: only sim guests with firmware.kind ovmf boot from an ESP here (this guest boots the kernel directly)")
+		}
 	}
 	if len(s.Image.Cmdline) > maxCmdline || !printable(s.Image.Cmdline) {
 		bad("image.cmdline: want at most %d printable ASCII characters", maxCmdline)
@@ -440,6 +307,8 @@ func (s *Spec) Validate(opts ValidateOptions) error {
 		{"image.kernel", s.Image.Kernel, true},
 		{"image.initrd", s.Image.Initrd, true},
 		{"image.os_disk", s.Image.OSDisk, false},
+		{"image.esp", s.Image.ESP, false},
+		{"image.uefi_vars", s.Image.UEFIVars, false},
 		{"firmware.path", s.Firmware.Path, false},
 		{"tdx.qgs_socket", s.TDX.QGSSocket, false},
 	} {
@@ -474,8 +343,8 @@ func (s *Spec) Validate(opts ValidateOptions) error {
 	}
 	switch s.TEE {
 	case TEESim:
-		if s.Firmware.Kind != FirmwareSeaBIOS {
-			bad("firmware.kind %q: sim guests boot SeaBIOS (the simulated measurement covers it)", s.Firmware.Kind)
+		if s.Firmware.Kind != FirmwareOVMF && s.Firmware.Kind != FirmwareSeaBIOS {
+			bad("firmware.kind %q: sim guests boot ovmf (Secure Boot) or, for development, seabios", s.Firmware.Kind)
 		}
 		if s.VTPM != VTPMSwtpm && s.VTPM != VTPMNone {
 			bad("vtpm %q: sim guests use swtpm or none", s.VTPM)
@@ -571,61 +440,4 @@ func (s *Spec) HostData() [32]byte {
 		copy(out[:], b)
 	}
 	return out
-}
-
-// SplitVerifier checks and splits a verifier address "host:port". host is
-// an IP address or a DNS name; port 1..65535.
-func SplitVerifier(addr string) (host string, port int, err error) {
-	h, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		// net's error repeats addr unquoted (a newline in it would
-		// reach the API answer raw): keep only its reason.
-		reason := err.Error()
-		if ae := (*net.AddrError)(nil); errors.As(err, &ae) {
-			reason = ae.Err
-		}
-		return "", 0, fmt.Errorf("address %q: %s", addr, reason)
-	}
-	n, err := strconv.Atoi(p)
-	if err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != p {
-		return "", 0, fmt.Errorf("address %q: bad port", addr)
-	}
-	if net.ParseIP(h) == nil && !dnsNameRE.MatchString(h) {
-		return "", 0, fmt.Errorf("address %q: host is neither an IP address nor a DNS name", addr)
-	}
-	if strings.Contains(h, ":") {
-		// QEMU's guestfwd syntax cannot carry an IPv6 literal.
-		return "", 0, fmt.Errorf("address %q: IPv6 literals are not supported by QEMU guestfwd", addr)
-	}
-	return h, n, nil
-}
-
-var dnsNameRE = regexp.MustCompile(`^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`)
-
-var cpuRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-
-func validCPU(s string) bool { return cpuRE.MatchString(s) }
-
-// checkPath accepts absolute, clean paths without characters that QEMU or
-// swtpm option syntax would misread.
-func checkPath(p string) error {
-	if !filepath.IsAbs(p) {
-		return fmt.Errorf("path %q is not absolute", p)
-	}
-	if filepath.Clean(p) != p {
-		return fmt.Errorf("path %q is not clean", p)
-	}
-	if len(p) > 4096 || strings.ContainsAny(p, ",=\n\r\t\x00") || !printable(p) {
-		return fmt.Errorf("path %q: contains characters hostd refuses (',', '=', control characters)", p)
-	}
-	return nil
-}
-
-func printable(s string) bool {
-	for _, r := range s {
-		if r < 0x20 || r > 0x7e {
-			return false
-		}
-	}
-	return true
 }

@@ -22,7 +22,15 @@ image:
   os_disk: os.img
 temp_disk_size: 4GiB
 verifier: 127.0.0.1:8443
+firmware:
+  kind: seabios
 `
+
+// seabiosLines is the SeaBIOS opt-in of goodYAML (a direct-boot image).
+const seabiosLines = "firmware:\n  kind: seabios\n"
+
+// directYAML is goodYAML without its firmware choice.
+var directYAML = strings.Replace(goodYAML, seabiosLines, "", 1)
 
 // imageDir writes the files goodYAML names.
 func imageDir(t *testing.T) string {
@@ -86,7 +94,7 @@ func TestManifest(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(mdir, "manifest.json"),
 		[]byte(`{"kernel":"k","initrd":"i","cmdline":"console=ttyS0 root=x","os_disk":"d","reference_values":{"x":1}}`), 0o644)
-	y := "name: m\ntee: sim\nvcpus: 1\nmemory: 512MiB\nverifier: localhost:1\nimage:\n  manifest: out/manifest.json\n  cmdline: override\n"
+	y := "name: m\ntee: sim\nvcpus: 1\nmemory: 512MiB\nverifier: localhost:1\nimage:\n  manifest: out/manifest.json\n  cmdline: override\n" + seabiosLines
 	s, err := parse(t, y, dir)
 	if err != nil {
 		t.Fatal(err)
@@ -114,6 +122,7 @@ func TestRejects(t *testing.T) {
 	snp := "\ntee: sev-snp\nfirmware:\n  kind: ovmf\n  path: " + filepath.Join(dir, "OVMF.fd") + "\n"
 	tdx := "\ntee: tdx\nfirmware:\n  kind: ovmf\n  path: " + filepath.Join(dir, "OVMF.fd") + "\n"
 	edit := func(old, new string) string { return strings.Replace(goodYAML, old, new, 1) }
+	hw := func(old, new string) string { return strings.Replace(directYAML, old, new, 1) }
 	tests := map[string]struct {
 		yaml    string
 		wantSub string
@@ -135,7 +144,10 @@ func TestRejects(t *testing.T) {
 		"kernel not found":   {yaml: edit("kernel: vmlinuz", "kernel: nope"), wantSub: "image.kernel"},
 		"comma in path":      {yaml: edit("os_disk: os.img", "os_disk: a,b.img"), wantSub: "os_disk"},
 		"newline in cmdline": {yaml: edit(`cmdline: "console=ttyS0"`, `cmdline: "a\nb"`), wantSub: "cmdline"},
-		"sim with ovmf":      {yaml: goodYAML + "firmware:\n  kind: ovmf\n", wantSub: "SeaBIOS"},
+		"sim direct image":   {yaml: directYAML, wantSub: "built for direct boot"},
+		"sim direct opt-in":  {yaml: directYAML, wantSub: "firmware: {kind: seabios}"},
+		"sim ovmf direct":    {yaml: edit("kind: seabios", "kind: ovmf"), wantSub: "built for direct boot"},
+		"sim bad firmware":   {yaml: edit("kind: seabios", "kind: igvm"), wantSub: "sim guests boot ovmf"},
 		"sim with svsm":      {yaml: goodYAML + "vtpm: svsm\n", wantSub: "vtpm"},
 		"sim bad tpm device": {yaml: goodYAML + "tpm_device: tpm-spapr\n", wantSub: "tpm_device"},
 		"debug policy":       {yaml: goodYAML + "snp:\n  policy: 0xb0000\n", wantSub: "debug"},
@@ -143,14 +155,14 @@ func TestRejects(t *testing.T) {
 		"no mbo bit":         {yaml: goodYAML + "snp:\n  policy: 0x20000\n", wantSub: "bit 16"},
 		"bad host data":      {yaml: goodYAML + "snp:\n  host_data: AAAA\n", wantSub: "host_data"},
 		"sim with tdx":       {yaml: goodYAML + "tdx:\n  qgs_socket: /x\n", wantSub: "tdx"},
-		"snp seabios":        {yaml: edit("\ntee: sim\n", "\ntee: sev-snp\n") + "firmware:\n  kind: seabios\n", wantSub: "seabios"},
-		"snp no firmware":    {yaml: edit("\ntee: sim\n", "\ntee: sev-snp\n"), wantSub: "firmware.path"},
-		"snp host swtpm":     {yaml: edit("\ntee: sim\n", snp) + "vtpm: swtpm\n", wantSub: "host-visible swtpm"},
-		"snp svsm no igvm":   {yaml: edit("\ntee: sim\n", snp) + "vtpm: svsm\n", wantSub: "igvm"},
-		"snp cbitpos":        {yaml: edit("\ntee: sim\n", snp) + "snp:\n  cbitpos: 7\n", wantSub: "cbitpos"},
-		"tdx host swtpm":     {yaml: edit("\ntee: sim\n", tdx) + "vtpm: swtpm\n", wantSub: "host-visible swtpm"},
-		"tdx igvm":           {yaml: strings.Replace(edit("\ntee: sim\n", tdx), "kind: ovmf", "kind: igvm", 1), wantSub: "tdx guests need OVMF"},
-		"tdx snp fields":     {yaml: edit("\ntee: sim\n", tdx) + "snp:\n  policy: 0x30000\n", wantSub: "snp"},
+		"snp seabios":        {yaml: edit("\ntee: sim\n", "\ntee: sev-snp\n"), wantSub: "seabios"},
+		"snp no firmware":    {yaml: hw("\ntee: sim\n", "\ntee: sev-snp\n"), wantSub: "firmware.path"},
+		"snp host swtpm":     {yaml: hw("\ntee: sim\n", snp) + "vtpm: swtpm\n", wantSub: "host-visible swtpm"},
+		"snp svsm no igvm":   {yaml: hw("\ntee: sim\n", snp) + "vtpm: svsm\n", wantSub: "igvm"},
+		"snp cbitpos":        {yaml: hw("\ntee: sim\n", snp) + "snp:\n  cbitpos: 7\n", wantSub: "cbitpos"},
+		"tdx host swtpm":     {yaml: hw("\ntee: sim\n", tdx) + "vtpm: swtpm\n", wantSub: "host-visible swtpm"},
+		"tdx igvm":           {yaml: strings.Replace(hw("\ntee: sim\n", tdx), "kind: ovmf", "kind: igvm", 1), wantSub: "tdx guests need OVMF"},
+		"tdx snp fields":     {yaml: hw("\ntee: sim\n", tdx) + "snp:\n  policy: 0x30000\n", wantSub: "snp"},
 		"size is a map":      {yaml: edit("memory: 1GiB", "memory: {a: 1}"), wantSub: "scalar"},
 	}
 	for name, tc := range tests {
@@ -176,11 +188,11 @@ func TestHardwareSpecsAccepted(t *testing.T) {
 		"snp igvm svsm":     {extra: "tee: sev-snp\nvtpm: svsm\nfirmware:\n  kind: igvm\n  path: svsm.igvm\n"},
 		"snp swtpm in dev":  {extra: "tee: sev-snp\nvtpm: swtpm\nfirmware:\n  kind: ovmf\n  path: OVMF.fd\n", opts: ValidateOptions{AllowHostVTPM: true}},
 		"tdx":               {extra: "tee: tdx\nfirmware:\n  kind: ovmf\n  path: OVMF.fd\n"},
-		"sim without vtpm":  {extra: "tee: sim\nvtpm: none\n"},
-		"sim with tpm-tis":  {extra: "tee: sim\ntpm_device: tpm-tis\n"},
+		"sim without vtpm":  {extra: "tee: sim\nvtpm: none\n" + seabiosLines},
+		"sim with tpm-tis":  {extra: "tee: sim\ntpm_device: tpm-tis\n" + seabiosLines},
 		"snp with hostdata": {extra: "tee: sev-snp\nfirmware:\n  kind: ovmf\n  path: OVMF.fd\nsnp:\n  host_data: " + strings.Repeat("A", 43) + "=\n"},
 	}
-	base := strings.Replace(goodYAML, "tee: sim\n", "", 1)
+	base := strings.Replace(directYAML, "tee: sim\n", "", 1)
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			s, err := ParseYAML([]byte(base+tc.extra), dir)
