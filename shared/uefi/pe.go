@@ -137,20 +137,12 @@ func (f *peFile) sorted() []peSection {
 	return s
 }
 
-// section returns the named section's bytes as the loader sees them:
-// VirtualSize bytes (the original file that objcopy added), or the raw
-// size when that is smaller (the loader zero-fills the rest, and the
-// systemd stub measures the raw bytes present).
-func (f *peFile) section(pe []byte, name string) ([]byte, bool) {
+// section returns the first section named name.
+func (f *peFile) section(name string) (peSection, bool) {
 	for _, s := range f.sections {
-		if s.name != name {
-			continue
+		if s.name == name {
+			return s, true
 		}
-		n := s.virtualSize
-		if s.rawSize < n {
-			n = s.rawSize
-		}
-		return pe[s.rawOff : s.rawOff+n], true
 	}
-	return nil, false
+	return peSection{}, false
 }
