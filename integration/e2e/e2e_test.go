@@ -1,7 +1,7 @@
 // Package e2e boots Confidant guests end to end on this machine: the four
 // programs built from this repository run as separate processes — the
-// verifier (SQLite store, the shipped development policy, trusting hostd's
-// simulated root), confidant-image building and encrypting the demo OS,
+// verifier (SQLite store, the shipped production policy for the simulated
+// TEE, trusting hostd's simulated root), confidant-image building and encrypting the demo OS,
 // confidant-hostd booting the guest under QEMU (TCG) with swtpm — and the
 // tests read the outcome from the guest's serial console and the
 // verifier's audit log.
@@ -54,8 +54,21 @@ type scenario struct {
 	// (policies/release/NAME.rego) that replaces the one the image build
 	// registered the disk key with.
 	release string
-	tamper  bool
 	mode    verifierMode
+	// direct: the world's image boots SeaBIOS direct kernel boot under the
+	// development policy (the development mode); false: a signed UKI under
+	// UEFI Secure Boot and the production policy.
+	direct bool
+	// bootFile, if set, returns a file that replaces the image's boot file
+	// (the initrd of a direct-boot image, the ESP of a UEFI one), after
+	// setting r.tamper to what was changed.
+	bootFile func(t *testing.T, r *run) string
+	// beforeStart, if set, runs between creating and starting the guest:
+	// what the host does to the guest's state.
+	beforeStart func(t *testing.T, r *run, guest string) error
+	// wantFirmwareRefusal: the firmware refuses to start the boot image,
+	// so the agent never runs.
+	wantFirmwareRefusal bool
 	// wantStage is the stage the agent fails at; "" means the guest boots
 	// its OS.
 	wantStage string
@@ -95,12 +108,22 @@ func TestEndToEnd(t *testing.T) {
 	lab := newLab(ctx, t)
 
 	scenarios := map[string]scenario{
-		// The main flow: attest, release, unlock, temp disk, OS.
-		"boot": {check: checkBooted},
-		// The host changed one byte of the initramfs: the measurement is no
-		// longer a reference value.
+		// The main flow, the production path: UEFI Secure Boot, the signed
+		// UKI, PCRs 4, 7 and 11 as predicted, affirming; then release,
+		// unlock, temp disk, OS.
+		"boot": {check: checkProductionBoot},
+		// The host changed one byte of the signed UKI: the firmware refuses
+		// to start it.
+		"tampered-uki": tamperedUKIScenario(),
+		// The host turned Secure Boot off in the guest's variable store and
+		// boots the changed UKI: it runs, and attestation is denied.
+		"secure-boot-off": secureBootOffScenario(),
+		// Development mode (SeaBIOS direct boot): the host changed one byte
+		// of the initramfs, so the launch measurement is no longer a
+		// reference value.
 		"tampered-initramfs": {
-			tamper: true, wantStage: "attest", wantReason: []string{"evidence_denied", "is not in the reference set"},
+			direct: true, bootFile: tamperInitramfs,
+			wantStage: "attest", wantReason: []string{"evidence_denied", "is not in the reference set"},
 			check: func(t *testing.T, r *run) {
 				want, err := r.world.Image.Measurement(harness.GuestVCPUs)
 				if err != nil {
@@ -157,7 +180,8 @@ func TestEndToEnd(t *testing.T) {
 	// Each scenario is a subtest; they run concurrently (t.Run from
 	// goroutines: not t.Parallel, whose limit is GOMAXPROCS), at most
 	// maxGuests busy guests at a time.
-	order := []string{"verifier-down", "boot", "tampered-initramfs", "policy-forbids", "release-denied", "verifier-late", "verifier-killed"}
+	order := []string{"verifier-down", "boot", "tampered-uki", "secure-boot-off", "tampered-initramfs", "policy-forbids",
+		"release-denied", "verifier-late", "verifier-killed"}
 	for _, name := range order {
 		if _, ok := scenarios[name]; !ok {
 			t.Fatalf("scenario %q in order but not in the table", name)
@@ -255,7 +279,11 @@ func checkNoSecrets(t *testing.T, lab *harness.Lab) {
 // the console and the audit log.
 func runScenario(ctx context.Context, t *testing.T, lab *harness.Lab, name string, sc scenario, slots chan struct{}) *run {
 	t.Helper()
-	w, err := lab.NewWorld(name)
+	newWorld := lab.NewWorld
+	if sc.direct {
+		newWorld = lab.NewDirectWorld
+	}
+	w, err := newWorld(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,17 +324,18 @@ func runScenario(ctx context.Context, t *testing.T, lab *harness.Lab, name strin
 		}
 	}
 
-	initrd := ""
-	if sc.tamper {
-		initrd = filepath.Join(w.Dir, "initrd-tampered.img")
-		if r.tamper, err = harness.TamperInitramfs(initrd, w.Image.Path(w.Image.Manifest.Initrd)); err != nil {
-			t.Fatal(err)
-		}
+	bootFile := ""
+	if sc.bootFile != nil {
+		bootFile = sc.bootFile(t, r)
 		t.Log(r.tamper)
 	}
-	spec, err := w.Guest("e2e-"+name, initrd)
+	spec, err := w.Guest("e2e-"+name, bootFile)
 	if err != nil {
 		t.Fatal(err)
+	}
+	var beforeStart func() error
+	if sc.beforeStart != nil {
+		beforeStart = func() error { return sc.beforeStart(t, r, spec.Name) }
 	}
 
 	var watch func(ctx context.Context, console string)
@@ -336,7 +365,7 @@ func runScenario(ctx context.Context, t *testing.T, lab *harness.Lab, name strin
 			t.Fatal(ctx.Err())
 		}
 	}
-	res, err := lab.Boot(ctx, w.Dir, spec, bootTimeout, watch)
+	res, err := lab.BootWith(ctx, w.Dir, spec, bootTimeout, harness.BootHooks{BeforeStart: beforeStart, Watch: watch})
 	if busy {
 		<-slots
 	}
@@ -384,6 +413,10 @@ func runScenario(ctx context.Context, t *testing.T, lab *harness.Lab, name strin
 func checkOutcome(t *testing.T, sc scenario, r *run) {
 	t.Helper()
 	b := r.res.Boot
+	if sc.wantFirmwareRefusal {
+		checkFirmwareRefused(t, r)
+		return
+	}
 	if r.res.Status.State != "stopped" || r.res.Status.Reason != "guest powered off" {
 		t.Errorf("guest ended %s (%s), want stopped (guest powered off)", r.res.Status.State, r.res.Status.Reason)
 	}
@@ -499,8 +532,14 @@ func checkBooted(t *testing.T, r *run) {
 		t.Errorf("no token in the OS: %s", b.Checks["token"])
 	} else {
 		c := tok.Claims
+		// The production path affirms; the development mode (SeaBIOS, no
+		// Secure Boot) gets a warning.
+		wantStatus := "affirming"
+		if r.world.Direct {
+			wantStatus = "warning"
+		}
 		if !strings.Contains(c.HWModel, "simulated") || c.Iss != r.world.Verifier.URL ||
-			(c.Status != "affirming" && c.Status != "warning") || !strings.HasPrefix(c.Sub, "sim-sev-snp:") {
+			c.Status != wantStatus || !strings.HasPrefix(c.Sub, "sim-sev-snp:") {
 			t.Errorf("token claims: %+v", *c)
 		}
 		// The sub names the image and this VM: the identity hostd gave it.
@@ -622,11 +661,11 @@ func checkNoKey(t *testing.T, w *harness.World, console string) {
 	}
 }
 
-// forbidMeasurement writes the shipped development policy with one rule
-// added: the image's measurement is revoked.
+// forbidMeasurement writes the world's shipped appraisal policy with one
+// rule added: the image's measurement is revoked.
 func forbidMeasurement(t *testing.T, w *harness.World) string {
 	t.Helper()
-	shipped, err := os.ReadFile(w.Lab.ShippedDevelopmentPolicy())
+	shipped, err := os.ReadFile(w.Policy())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,14 +1,15 @@
 // Package demo is make demo: it runs the whole Confidant flow on this
 // machine with the harness — programs built from source, a verifier, an
 // image built and encrypted against it, a guest booted by hostd under the
-// simulated TEE — and narrates it from the agent's console lines, the
-// guest's own report and the verifier's audit log. A second guest boots a
-// tampered initramfs and is refused.
+// simulated TEE with UEFI Secure Boot — and narrates it from the agent's
+// console lines, the guest's own report and the verifier's audit log. Two
+// more guests show the attacks the production path stops: a modified UKI
+// (the firmware refuses it) and a modified UKI booted with Secure Boot
+// turned off by the host (attestation is denied).
 package demo
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,10 +23,14 @@ import (
 
 // Outcomes.
 var (
-	// ErrBootFailed: the untampered guest did not boot its OS.
-	ErrBootFailed = errors.New("the guest did not boot its OS")
-	// ErrTamperNotRefused: the tampered guest was not refused at attest.
-	ErrTamperNotRefused = errors.New("the tampered guest was not refused at attest")
+	// ErrBootFailed: the guest did not boot its OS on the production path
+	// (Secure Boot on, affirming, the predicted PCRs).
+	ErrBootFailed = errors.New("the guest did not boot its OS with Secure Boot on and an affirming verdict")
+	// ErrTamperNotRefused: the firmware started the modified UKI.
+	ErrTamperNotRefused = errors.New("the firmware did not refuse the modified UKI")
+	// ErrSecureBootOffNotDenied: the guest the host booted with Secure Boot
+	// off was not refused at attest.
+	ErrSecureBootOffNotDenied = errors.New("the guest booted with Secure Boot off was not refused at attest")
 )
 
 // Options configure Run.
@@ -76,7 +81,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	n.head("Confidant demo: a confidential VM boots only after attestation")
 	fmt.Fprintf(n.w, "Everything runs on this machine. No SEV-SNP/TDX hardware here, so confidant-hostd\n"+
 		"plays the AMD secure processor (the SIMULATED TEE) and signs real-format SNP reports;\n"+
-		"QEMU (TCG), swtpm, dm-crypt and every Confidant check are the real ones.\n")
+		"QEMU (TCG), OVMF with Secure Boot, swtpm, dm-crypt and every Confidant check are the real ones.\n")
 
 	var bins harness.Binaries
 	if o.Bin != "" {
@@ -91,6 +96,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		return err
 	}
 	n.say("build", "confidant-hostd running (state in %s); its simulated secure processor's root goes to the verifier", lab.Hostd.StateDir)
+	n.say("build", "Secure Boot key and certificate made for this run (%s): the image builder's own PK/KEK/db, as in production", lab.SecureBoot.Cert)
 
 	w, err := lab.NewWorld("demo")
 	if err != nil {
@@ -99,8 +105,8 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err := w.StartVerifier(ctx); err != nil {
 		return err
 	}
-	n.say("verifier", "confidant-verifier serving %s: SQLite store, policy policies/appraisal/sim_development.rego,", w.Verifier.URL)
-	n.say("verifier", "trusting only hostd's simulated root; no reference values yet")
+	n.say("verifier", "confidant-verifier serving %s: SQLite store, policy policies/appraisal/sim_production.rego", w.Verifier.URL)
+	n.say("verifier", "(the SEV-SNP production policy, trusting only hostd's simulated root); no reference values yet")
 	if err := w.BuildImage(ctx, false); err != nil {
 		return err
 	}
@@ -109,25 +115,58 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return err
 	}
-	n.say("encrypt", "confidant-image build: OS disk encrypted into LUKS2 (UUID %s), initramfs with the agent as /init", im.Manifest.LUKSUUID)
-	n.say("encrypt", "reference value (launch measurement, %d vCPU): %s, loaded into the verifier", harness.GuestVCPUs, short(meas))
+	predicted, err := im.PredictedPCRs()
+	if err != nil {
+		return err
+	}
+	n.say("encrypt", "confidant-image build: OS disk encrypted into LUKS2 (UUID %s)", im.Manifest.LUKSUUID)
+	n.say("encrypt", "signed UKI %s (kernel, initramfs with the agent, command line, os-release) on the ESP %s;", im.Manifest.UKI, im.Manifest.ESP)
+	n.say("encrypt", "variable store template %s with the builder's certificate in PK, KEK and db", im.Manifest.UEFIVars)
+	n.say("encrypt", "reference values, loaded into the verifier: launch measurement (OVMF, %d vCPU) %s,", harness.GuestVCPUs, short(meas))
+	n.say("encrypt", "PCRs predicted from the build: 4 %s, 7 %s, 11 %s", first(predicted["4"]), first(predicted["7"]), first(predicted["11"]))
 	n.say("encrypt", "disk key made by the verifier as %q, used once to encrypt, then zeroed: it exists only in the verifier", harness.KeyName)
-	n.say("encrypt", "its release policy (%s) admits only this image's measurement", im.Manifest.ReleasePolicy)
+	n.say("encrypt", "its release policy (%s) requires status affirming and this image's measurement", im.Manifest.ReleasePolicy)
 
-	// Part 1: the real boot.
-	n.head("Part 1: boot the encrypted image")
+	n.head("Part 1: boot the signed UKI with Secure Boot enforced")
+	bootOK, audit, err := part1(ctx, n, lab, w, meas, predicted, o.GuestTimeout)
+	if err != nil {
+		return err
+	}
+	esp := filepath.Join(w.Dir, "esp-modified.img")
+	what, err := harness.TamperESP(esp, im.Path(im.Manifest.ESP), im.Path(im.Manifest.UKI))
+	if err != nil {
+		return err
+	}
+	n.head("Part 2a: the host changes one byte of the signed UKI")
+	n.say("tamper", "%s", what)
+	refused, err := part2a(ctx, n, lab, w, esp, meas, o.GuestTimeout)
+	if err != nil {
+		return err
+	}
+	n.head("Part 2b: the host turns Secure Boot off in the guest's variable store and boots the changed UKI")
+	denied, err := part2b(ctx, n, lab, w, esp, meas, len(audit), o.GuestTimeout)
+	if err != nil {
+		return err
+	}
+	n.summary(bootOK, refused, denied)
+	return errors.Join(cond(!bootOK, ErrBootFailed), cond(!refused, ErrTamperNotRefused), cond(!denied, ErrSecureBootOffNotDenied))
+}
+
+// part1 boots the image as built and reports whether it reached its OS on
+// the production path; it returns the audit log read after it.
+func part1(ctx context.Context, n *narrator, lab *harness.Lab, w *harness.World, meas string, predicted map[string][]string, timeout time.Duration) (bool, []harness.AuditRecord, error) {
 	spec, err := w.Guest("demo", "")
 	if err != nil {
-		return err
+		return false, nil, err
 	}
-	n.say("boot", "confidant-hostd vm start demo (QEMU TCG, swtpm vTPM, temp disk %d MiB) …", harness.GuestTempDiskMiB)
-	res, err := lab.Boot(ctx, w.Dir, spec, o.GuestTimeout, n.live(lab, spec.Name, meas))
+	n.say("boot", "confidant-hostd vm start demo (QEMU TCG, OVMF Secure Boot with the guest's own variable store, swtpm vTPM, temp disk %d MiB) …", harness.GuestTempDiskMiB)
+	res, err := lab.Boot(ctx, w.Dir, spec, timeout, n.live(lab, spec.Name, meas))
 	if err != nil {
-		return err
+		return false, nil, err
 	}
 	n.ending(res.Boot)
-	bootOK := res.Boot.Failure == nil && res.Boot.OSInitReached
 	n.guestReport(res.Boot)
+	pcrsOK := n.pcrs(res.Boot, predicted)
 	audit, aerr := w.Verifier.Audit(ctx)
 	if aerr != nil {
 		n.say("audit", "cannot read the audit log: %v", aerr)
@@ -135,57 +174,100 @@ func Run(ctx context.Context, o Options) (err error) {
 		n.audit(audit, 0)
 	}
 	n.say("boot", "guest %s after %v (%s)", res.Status.State, res.Took.Round(100*time.Millisecond), res.Status.Reason)
+	var tok harness.TokenCheck
+	affirmed := res.Boot.Check("token", &tok) == nil && tok.Claims != nil && tok.Claims.Status == "affirming" &&
+		tok.Claims.SecBoot != nil && *tok.Claims.SecBoot
+	return res.Boot.Failure == nil && res.Boot.OSInitReached && affirmed && pcrsOK, audit, nil
+}
 
-	// Part 2: the host tampers with the initramfs.
-	n.head("Part 2: the host changes one byte of the initramfs")
-	tampered := filepath.Join(w.Dir, "initrd-tampered.img")
-	what, err := harness.TamperInitramfs(tampered, im.Path(im.Manifest.Initrd))
+// part2a boots the changed UKI with Secure Boot on: the firmware refuses it.
+func part2a(ctx context.Context, n *narrator, lab *harness.Lab, w *harness.World, esp, meas string, timeout time.Duration) (bool, error) {
+	spec, err := w.Guest("demo-modified", esp)
 	if err != nil {
-		return err
+		return false, err
 	}
-	n.say("tamper", "%s", what)
-	spec2, err := w.Guest("demo-tampered", tampered)
+	n.say("boot", "confidant-hostd vm start demo-modified (the same image, the changed UKI on its ESP) …")
+	res, err := lab.Boot(ctx, w.Dir, spec, timeout, n.live(lab, spec.Name, meas))
 	if err != nil {
-		return err
+		return false, err
 	}
-	n.say("boot", "confidant-hostd vm start demo-tampered (same image, the tampered initramfs) …")
-	res2, err := lab.Boot(ctx, w.Dir, spec2, o.GuestTimeout, n.live(lab, spec2.Name, meas))
+	for _, l := range strings.Split(res.Console, "\n") {
+		if i := strings.Index(l, "BdsDxe: "); i >= 0 && (strings.Contains(l, "Access Denied") || strings.Contains(l, "No bootable option")) {
+			n.say("firmware", "%s", clip(l[i:], 160))
+		}
+	}
+	n.say("boot", "guest %s after %v (%s)", res.Status.State, res.Took.Round(100*time.Millisecond), res.Status.Reason)
+	return res.Status.State == "failed" && strings.Contains(res.Status.Reason, "firmware refused") &&
+		len(res.Boot.Agent) == 0 && !res.Boot.OSInitReached, nil
+}
+
+// part2b switches Secure Boot off in a new guest's variable store, as the
+// host can, and boots the changed UKI: it runs, and attestation is denied.
+func part2b(ctx context.Context, n *narrator, lab *harness.Lab, w *harness.World, esp, meas string, seen int, timeout time.Duration) (bool, error) {
+	spec, err := w.Guest("demo-sb-off", esp)
 	if err != nil {
-		return err
+		return false, err
 	}
-	n.ending(res2.Boot)
-	refused := res2.Boot.Failure != nil && res2.Boot.Failure.Stage == "attest" && !res2.Boot.OSInitReached
-	seen := len(audit)
-	audit2, aerr := w.Verifier.Audit(ctx)
-	if aerr != nil {
+	vars := lab.Hostd.UEFIVarsPath(spec.Name)
+	hooks := harness.BootHooks{
+		BeforeStart: func() error {
+			n.say("tamper", "SecureBootEnable=0 written into %s (the guest's variable store, a host file)", vars)
+			return harness.SetSecureBoot(vars, false)
+		},
+		Watch: n.live(lab, spec.Name, meas),
+	}
+	n.say("boot", "confidant-hostd vm start demo-sb-off (the changed UKI, Secure Boot off) …")
+	res, err := lab.BootWith(ctx, w.Dir, spec, timeout, hooks)
+	if err != nil {
+		return false, err
+	}
+	n.ending(res.Boot)
+	if audit, aerr := w.Verifier.Audit(ctx); aerr != nil {
 		n.say("audit", "cannot read the audit log: %v", aerr)
 	} else {
-		n.audit(audit2, seen)
+		n.audit(audit, seen)
 	}
-	n.say("boot", "guest %s after %v (%s)", res2.Status.State, res2.Took.Round(100*time.Millisecond), res2.Status.Reason)
+	n.say("boot", "guest %s after %v (%s)", res.Status.State, res.Took.Round(100*time.Millisecond), res.Status.Reason)
+	f := res.Boot.Failure
+	return f != nil && f.Stage == "attest" && strings.Contains(f.Reason, "secure boot is not enabled") && !res.Boot.OSInitReached, nil
+}
 
+// summary says what the run showed.
+func (n *narrator) summary(bootOK, refused, denied bool) {
 	n.head("What you just saw")
 	if bootOK {
 		fmt.Fprint(n.w, `1. confidant-image had the verifier make the disk key, encrypted the demo OS into LUKS2
-   with it before it ever booted, and computed the launch measurement the verifier
-   accepts; the key now exists only in the verifier, bound to that measurement.
-2. The agent (PID 1 of the initramfs) proved the guest's simulated SNP report and its vTPM
-   quote to the verifier and got a signed token; the verifier released the disk key
-   wrapped to a key that lives only in that guest's vTPM.
-3. The agent opened the OS disk, made a fresh LUKS2 temp disk, and switched to the OS; the
-   OS itself confirmed that / and /mnt/resource are dm-crypt (keys redacted).
+   with it, built and signed a Unified Kernel Image with the builder's Secure Boot key, and
+   predicted the PCRs that firmware and stub measure (4: the UKI, 7: the Secure Boot
+   configuration and the certificate that verified it, 11: the UKI's sections).
+2. OVMF verified the UKI against the guest's own variable store and started it; the agent
+   proved the simulated SNP report and the vTPM quote. The production policy affirmed:
+   Secure Boot on, every pinned PCR as predicted, no debug. The verifier released the disk
+   key wrapped to a key that lives only in that guest's vTPM.
+3. The agent opened the OS disk, made a fresh LUKS2 temp disk, and switched to the OS.
 `)
 	} else {
-		fmt.Fprintf(n.w, "1-3. The guest did NOT boot its OS: see the agent's lines above.\n")
+		fmt.Fprintf(n.w, "1-3. The guest did NOT boot its OS on the production path: see the lines above.\n")
 	}
 	if refused {
-		fmt.Fprint(n.w, `4. One changed byte in the initramfs changed the launch measurement: the verifier denied
-   the evidence, no key was released, and the agent powered the guest off.
+		fmt.Fprint(n.w, "4. One changed byte in the signed UKI: the firmware refused to start it (Secure Boot).\n")
+	} else {
+		fmt.Fprint(n.w, "4. The changed UKI was NOT refused by the firmware: see above.\n")
+	}
+	if denied {
+		fmt.Fprint(n.w, `5. With Secure Boot turned off by the host, the changed UKI started, but PCRs 4, 7 and 11
+   no longer matched and Secure Boot was off: attestation was denied and no key left.
 `)
 	} else {
-		fmt.Fprintf(n.w, "4. The tampered guest was NOT refused at attest: see above.\n")
+		fmt.Fprint(n.w, "5. The guest booted with Secure Boot off was NOT refused at attest: see above.\n")
 	}
-	return errors.Join(cond(!bootOK, ErrBootFailed), cond(!refused, ErrTamperNotRefused))
+}
+
+func first(vs []string) string {
+	if len(vs) == 0 {
+		return "(none)"
+	}
+	return short(vs[0])
 }
 
 func cond(c bool, err error) error {
@@ -207,188 +289,4 @@ func short(hex string) string {
 		return hex[:16] + "…" + hex[len(hex)-8:]
 	}
 	return hex
-}
-
-// narrator prints the progress lines.
-type narrator struct {
-	w     io.Writer
-	start time.Time
-}
-
-func (n *narrator) head(s string) {
-	fmt.Fprintf(n.w, "\n== %s\n", s)
-}
-
-// say prints "[  12.3s] label    text".
-func (n *narrator) say(label, format string, args ...any) {
-	fmt.Fprintf(n.w, "[%6.1fs] %-11s %s\n", time.Since(n.start).Seconds(), label, fmt.Sprintf(format, args...))
-}
-
-// labLog narrates the harness's own progress lines.
-func (n *narrator) labLog(format string, args ...any) {
-	label := "build"
-	switch {
-	case strings.Contains(format, "built and encrypted"):
-		label = "encrypt"
-	case strings.Contains(format, "verifier ready"):
-		label = "verifier"
-	}
-	n.say(label, format, args...)
-}
-
-// stageOf names the boot stage an agent progress line belongs to.
-func stageOf(text string) string {
-	if word, _, ok := strings.Cut(text, ": "); ok {
-		switch word {
-		case "attest", "release", "unlock", "tempdisk":
-			return word
-		case "switchroot":
-			return "switch_root"
-		}
-	}
-	return "boot"
-}
-
-// live returns the watch function of a boot: it reports hostd's
-// measurement against the reference value, then narrates the agent's
-// lines as the guest prints them.
-func (n *narrator) live(lab *harness.Lab, name, reference string) func(ctx context.Context, console string) {
-	return func(ctx context.Context, console string) {
-		if st, err := lab.Hostd.Show(ctx, name); err == nil && st.Measurement != "" {
-			n.say("boot", "hostd measured the launch: %s (%s the reference value %s)", short(st.Measurement), sameOrNot(st.Measurement, reference), short(reference))
-		}
-		harness.TailLines(ctx, console, 0, func(line string) {
-			b := harness.ParseConsole(line + "\n")
-			for _, l := range b.Agent {
-				n.agentLine(l)
-			}
-			if f := b.Failure; f != nil {
-				n.say(f.Stage, "FAILED at %s: %s", f.Stage, clip(f.Reason, 400))
-			}
-		})
-	}
-}
-
-// agentLine narrates one progress line of the agent: the early stages
-// summarized, every line from attestation on.
-func (n *narrator) agentLine(l harness.AgentLine) {
-	st := stageOf(l.Text)
-	if st == "boot" && !strings.HasPrefix(l.Text, "started as PID") && !strings.HasPrefix(l.Text, "OS disk:") &&
-		!strings.HasPrefix(l.Text, "TEE interface:") && !strings.HasPrefix(l.Text, "network up:") {
-		return
-	}
-	if strings.HasPrefix(l.Text, "switchroot: stage times") {
-		return
-	}
-	text := strings.TrimPrefix(l.Text, st+": ")
-	if st == "switch_root" {
-		text = strings.TrimPrefix(l.Text, "switchroot: ")
-	}
-	n.say(st, "guest %6.2fs  %s", l.Uptime, clip(text, 150))
-}
-
-// ending narrates how the boot ended.
-func (n *narrator) ending(b harness.Boot) {
-	if f := b.Failure; f != nil && f.Summary != nil {
-		n.say(f.Stage, "agent: %s after completing %s; the OS never ran", f.Summary.Action, strings.Join(f.Summary.Completed, ", "))
-	}
-	if b.OSInitReached {
-		n.say("os", "the demo OS's /sbin/init ran (%s)", harness.OSInitReached)
-	}
-}
-
-// guestReport prints the guest's own report of its disks and token.
-func (n *narrator) guestReport(b harness.Boot) {
-	if len(b.CheckOrder) == 0 {
-		return
-	}
-	var root, temp harness.MountCheck
-	if b.Check("root", &root) == nil {
-		n.say("os", "guest reports /: %s", describeMount(root))
-	}
-	if b.Check("temp", &temp) == nil {
-		n.say("os", "guest reports %s: %s", temp.Mountpoint, describeMount(temp))
-	}
-	var dm harness.DMCheck
-	if b.Check("dm", &dm) == nil {
-		for _, d := range dm.Devices {
-			for _, t := range d.Targets {
-				n.say("os", "dm table %s: %s %s key=%s (%d bytes) sector %d", d.Name, t.Type, t.Cipher, t.Key, t.KeyBytes, t.SectorSize)
-			}
-		}
-	}
-	var tok harness.TokenCheck
-	if b.Check("token", &tok) == nil && tok.Claims != nil {
-		c := tok.Claims
-		fmt.Fprintf(n.w, "\nToken claims, decoded inside the guest from %s (mode %s):\n", tok.Path, tok.Mode)
-		fmt.Fprintf(n.w, "  iss          %s\n  sub          %s\n  hwmodel      %s\n  status       %s\n  eat_profile  %s\n",
-			c.Iss, c.Sub, c.HWModel, c.Status, c.EATProfile)
-		if len(c.Policy) > 0 {
-			var pol map[string]any
-			if json.Unmarshal(c.Policy, &pol) == nil {
-				fmt.Fprintf(n.w, "  policy       id=%v sha256=%.16v…\n", pol["id"], pol["sha256"])
-			}
-		}
-		fmt.Fprintln(n.w)
-	}
-	var sum harness.SummaryCheck
-	if b.Check("summary", &sum) == nil {
-		if sum.OK {
-			n.say("os", "guestcheck: ok (root and temp disk on dm-crypt, temp disk writable, no key material shown)")
-		} else {
-			n.say("os", "guestcheck: NOT ok: %s", strings.Join(sum.Problems, "; "))
-		}
-	}
-}
-
-func describeMount(m harness.MountCheck) string {
-	if !m.Mounted {
-		return "not mounted"
-	}
-	s := fmt.Sprintf("%s on %s", m.FSType, m.Source)
-	if m.DM != nil {
-		s += fmt.Sprintf(" = dm %s (%s, %d-bit key, %s)", m.DM.Name, m.DM.Cipher, m.DM.KeyBytes*8, m.DM.UUID)
-	}
-	if m.DMCrypt {
-		s += ", encrypted"
-	} else {
-		s += ", NOT encrypted"
-	}
-	if m.SizeBytes > 0 {
-		s += fmt.Sprintf(", %d MiB", m.SizeBytes>>20)
-	}
-	if m.Probe != "" {
-		s += ", write probe " + m.Probe
-	}
-	return s
-}
-
-// audit prints the audit records after the first skip.
-func (n *narrator) audit(recs []harness.AuditRecord, skip int) {
-	if skip > len(recs) {
-		skip = len(recs)
-	}
-	for _, r := range recs[skip:] {
-		s := fmt.Sprintf("#%d %s: %s", r.ID, r.Event, r.Outcome)
-		if r.KeyName != "" {
-			s += " key=" + r.KeyName
-		}
-		if r.Subject != "" {
-			s += " sub=" + short(r.Subject)
-		}
-		if r.TokenID != "" {
-			s += " jti=" + r.TokenID
-		}
-		n.say("audit", "verifier %s", s)
-		for _, reason := range r.Reasons {
-			n.say("audit", "    reason: %s", clip(reason, 200))
-		}
-	}
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

@@ -171,6 +171,14 @@ func (l *Lab) ShippedProductionPolicy() string {
 	return filepath.Join(l.Repo, "policies", "appraisal", "sim_production.rego")
 }
 
+// Policy is the shipped appraisal policy the world's verifier runs with.
+func (w *World) Policy() string {
+	if w.Direct {
+		return w.Lab.ShippedDevelopmentPolicy()
+	}
+	return w.Lab.ShippedProductionPolicy()
+}
+
 // emptyReference is the reference values a world's verifier starts with:
 // none, so it denies every guest until the image's are loaded.
 const emptyReference = `{"version": 1}` + "\n"
@@ -187,10 +195,7 @@ func (l *Lab) NewDirectWorld(name string) (*World, error) { return l.newWorld(na
 
 func (l *Lab) newWorld(name string, direct bool) (*World, error) {
 	w := &World{Lab: l, Name: name, Dir: filepath.Join(l.Dir, name), Direct: direct}
-	policy := l.ShippedProductionPolicy()
-	if direct {
-		policy = l.ShippedDevelopmentPolicy()
-	}
+
 	if err := os.MkdirAll(w.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating world directory: %w", err)
 	}
@@ -204,7 +209,7 @@ func (l *Lab) newWorld(name string, direct bool) (*World, error) {
 	}
 	v, err := NewVerifier(VerifierConfig{
 		Bin: l.Bins.Verifier, Dir: filepath.Join(w.Dir, "v"), Port: port,
-		Policies:        []string{policy},
+		Policies:        []string{w.Policy()},
 		ReferenceValues: ref, SimRoot: l.SimRoot, TLS: &l.TLS,
 	})
 	if err != nil {
@@ -303,9 +308,30 @@ type BootResult struct {
 // console. The error is for the harness failing or the guest timing out,
 // never for what the guest itself did.
 func (l *Lab) Boot(ctx context.Context, dir string, s GuestSpec, timeout time.Duration, watch func(ctx context.Context, console string)) (*BootResult, error) {
+	return l.BootWith(ctx, dir, s, timeout, BootHooks{Watch: watch})
+}
+
+// BootHooks are what a caller of BootWith does during a boot.
+type BootHooks struct {
+	// BeforeStart runs after the guest is created and before it starts:
+	// what a host does to a guest's state (its UEFI variable store, say)
+	// between two boots. Its error ends the boot.
+	BeforeStart func() error
+	// Watch is Boot's watch.
+	Watch func(ctx context.Context, console string)
+}
+
+// BootWith is Boot with hooks.
+func (l *Lab) BootWith(ctx context.Context, dir string, s GuestSpec, timeout time.Duration, h BootHooks) (*BootResult, error) {
 	if err := l.Hostd.CreateGuest(ctx, dir, s); err != nil {
 		return nil, err
 	}
+	if h.BeforeStart != nil {
+		if err := h.BeforeStart(); err != nil {
+			return nil, fmt.Errorf("before starting %s: %w", s.Name, err)
+		}
+	}
+	watch := h.Watch
 	res := &BootResult{Name: s.Name}
 	start := time.Now()
 	if err := l.Hostd.StartGuest(ctx, s.Name); err != nil {
