@@ -180,6 +180,12 @@ func (a *Agent) tempdisk(ctx context.Context, p pipeline.Progress) error {
 		p.Stepf("tempdisk: none configured")
 		return nil
 	}
+	// The temp disk is named by device node, which depends on the order
+	// the host attaches disks in; one that is the OS disk would be
+	// formatted over it.
+	if sameDevice(a.st.TempDisk, a.st.OSDisk.Path) {
+		return fmt.Errorf("temp disk %s: %w", a.st.TempDisk, ErrTempIsOSDisk)
+	}
 	res, err := a.hw.SetupTemp(ctx, disks.TempDisk{
 		Device:     a.st.TempDisk,
 		Mount:      filepath.Join(cfg.RootMount, cfg.TempMount),
@@ -270,6 +276,24 @@ func BindFile(src, dst string) error {
 		return copyFile(src, dst, 0o755)
 	}
 	return nil
+}
+
+// ErrTempIsOSDisk means the configured temp disk is the disk the OS was
+// opened from.
+var ErrTempIsOSDisk = errors.New("it is the OS disk (the host attached the disks in another order)")
+
+// sameDevice reports whether two device paths name the same node, through
+// symlinks.
+func sameDevice(a, b string) bool {
+	if a == "" || b == "" {
+		return false
+	}
+	if a == b {
+		return true
+	}
+	ra, errA := filepath.EvalSymlinks(a)
+	rb, errB := filepath.EvalSymlinks(b)
+	return errA == nil && errB == nil && ra == rb
 }
 
 // ErrNotInMemory: the run directory is on a filesystem that may be a disk.

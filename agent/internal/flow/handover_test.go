@@ -430,6 +430,17 @@ func TestHandoverFailures(t *testing.T) {
 			wantStage: "tempdisk", wantErr: []error{disks.ErrForeign}, wantKey: true,
 			wantLine: "FAILED at tempdisk: temp disk: temp disk holds a LUKS2 volume the released key does not open (reset not allowed)",
 		},
+		"temp disk is the OS disk": {
+			setup: func(r *rig) {
+				r.cfg.TempDevice = "/dev/vda"
+				r.hw.SetupTemp = func(context.Context, disks.TempDisk, []byte) (*disks.TempResult, error) {
+					t.Error("SetupTemp called on the OS disk")
+					return nil, errors.New("called")
+				}
+			},
+			wantStage: "tempdisk", wantErr: []error{ErrTempIsOSDisk}, wantKey: true,
+			wantLine: "FAILED at tempdisk: temp disk /dev/vda: it is the OS disk",
+		},
 		"run directory on a disk": {
 			setup: func(r *rig) {
 				r.hw.InMemory = func(dir string) error { return fmt.Errorf("%s: %w", dir, ErrNotInMemory) }
