@@ -30,9 +30,6 @@ package build
 
 import (
 	"context"
-	"crypto/sha256"
-	"debug/elf"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -180,9 +177,21 @@ type Spec struct {
 	// Simulated measurements always use measure.SimVCPUType.
 	VCPUType string
 	// Firmware is the firmware measured: for AgentConfig.TEE sim, the BIOS
-	// hostd boots ("": measure.DefaultSimFirmware); otherwise the OVMF
-	// AmdSev image the SEV-SNP host boots (required).
+	// hostd boots with BootDirect ("": measure.DefaultSimFirmware) or the
+	// OVMF code image with BootUEFI ("": measure.DefaultSimOVMFCode);
+	// otherwise the OVMF AmdSev image the SEV-SNP host boots (required).
 	Firmware string
+	// Boot is BootUEFI or BootDirect; "": BootUEFI. BootUEFI also writes
+	// UKIFile, ESPFile and UEFIVarsFile (uefi.go) and predicts PCRs 4, 7, 11.
+	Boot string
+	// SecureBootKey and SecureBootCert are the PEM RSA key (unencrypted)
+	// and certificate the UKI is signed with and that is enrolled as PK,
+	// KEK and db (BootUEFI: required).
+	SecureBootKey, SecureBootCert string
+	// UKIStub is systemd's EFI stub; "": uki.DefaultStub. UEFIVars is the
+	// blank OVMF variable store template; "": DefaultOVMFVars. OSRelease is
+	// the UKI's os-release file; "": one naming the image. BootUEFI only.
+	UKIStub, UEFIVars, OSRelease string
 	// Mtime dates every initramfs entry (SOURCE_DATE_EPOCH).
 	Mtime int64
 	// Out is the output directory; it must not exist or be empty.
@@ -300,25 +309,21 @@ func Build(ctx context.Context, spec Spec, log *slog.Logger) (_ *Manifest, err e
 
 	// The measurements and the release policy before the key: a key made
 	// on the verifier should not wait on anything that can fail.
-	step("computing the launch measurements")
 	m := &Manifest{
 		Format: ManifestFormat, Name: spec.Name, Version: spec.Version, Tool: "confidant-image " + spec.ToolVersion,
 		Kernel: KernelFile, Initrd: InitrdFile, Cmdline: spec.Cmdline, OSDisk: OSDiskFile,
 		AgentConfig: AgentConfigFile, ReferenceValues: ReferenceValuesFile, ReleasePolicy: ReleasePolicyFile,
 		TEE: spec.AgentConfig.tee(), KeyName: keyName, KeyOrigin: spec.origin(),
-		VerifierURL: spec.AgentConfig.VerifierURL, SourceDateEpoch: spec.Mtime,
+		VerifierURL: spec.AgentConfig.VerifierURL, SourceDateEpoch: spec.Mtime, Boot: BootDirect,
 	}
-	for _, n := range spec.VCPUs {
-		mm, err := measure.Compute(measure.Inputs{
-			Kind: kind, Firmware: spec.Firmware, Kernel: at(KernelFile), Initrd: at(InitrdFile),
-			Cmdline: spec.Cmdline, VCPUs: n, VCPUType: spec.vcpuType(kind),
-		})
-		if err != nil {
+	if spec.boot() == BootUEFI {
+		if err := spec.makeUEFI(ctx, stage, kind, m, step); err != nil {
 			return nil, err
 		}
-		// Record the artifacts by their names in the output directory.
-		mm.Kernel.Path, mm.Initrd.Path = KernelFile, InitrdFile
-		m.Measurements = append(m.Measurements, *mm)
+	}
+	step("computing the launch measurements")
+	if m.Measurements, err = spec.measurements(kind, stage); err != nil {
+		return nil, err
 	}
 	refs, err := referenceValues(m)
 	if err != nil {
@@ -456,7 +461,7 @@ func Build(ctx context.Context, spec Spec, log *slog.Logger) (_ *Manifest, err e
 
 	step("writing the manifest")
 	m.Files = map[string]FileDigest{}
-	for _, name := range []string{KernelFile, InitrdFile, AgentConfigFile, OSDiskFile, ReferenceValuesFile, ReleasePolicyFile} {
+	for _, name := range m.fileNames() {
 		d, err := digestFile(at(name))
 		if err != nil {
 			return nil, err
@@ -627,6 +632,7 @@ func (s *Spec) check() (measure.Kind, error) {
 			bad("tee %s: the OVMF (AmdSev) image the host boots is required to compute the SEV-SNP reference value", s.AgentConfig.tee())
 		}
 	}
+	s.checkBoot(bad)
 	s.checkPlaces(bad)
 	if len(errs) > 0 {
 		return "", errors.Join(errs...)
@@ -689,115 +695,6 @@ func checkCmdlineUUID(cmdline, uuid string) error {
 		if v, ok := strings.CutPrefix(f, "confidant.os_disk_uuid="); ok && strings.ToLower(strings.Trim(v, `"`)) != uuid {
 			return fmt.Errorf("%w: the kernel command line sets confidant.os_disk_uuid=%s but the OS disk is %s", ErrSpec, v, uuid)
 		}
-	}
-	return nil
-}
-
-func printable(s string) bool {
-	for _, r := range s {
-		if r < 0x20 || r > 0x7e {
-			return false
-		}
-	}
-	return true
-}
-
-// checkStatic refuses a file that is not a statically linked ELF
-// executable: the initramfs has no dynamic loader or libraries.
-func checkStatic(file string) error {
-	f, err := elf.Open(file)
-	if err != nil {
-		return fmt.Errorf("%w: %s is not an ELF executable: %v", ErrSpec, file, err)
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("%w: %s is dynamically linked; the initramfs needs a static binary (busybox-static)", ErrSpec, file)
-		}
-	}
-	return nil
-}
-
-// writeFile creates path and fills it with write.
-func writeFile(path string, write func(io.Writer) error) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return fmt.Errorf("creating %s: %w", filepath.Base(path), err)
-	}
-	if err := write(f); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", filepath.Base(path), err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", filepath.Base(path), err)
-	}
-	return nil
-}
-
-// copyFile copies src (at most limit bytes) to a new file dst.
-func copyFile(dst, src string, limit int64) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return fmt.Errorf("opening %s: %w", src, err)
-	}
-	defer in.Close()
-	if st, err := in.Stat(); err != nil {
-		return fmt.Errorf("inspecting %s: %w", src, err)
-	} else if !st.Mode().IsRegular() || st.Size() == 0 || st.Size() > limit {
-		return fmt.Errorf("%w: %s is not a non-empty regular file of at most %d bytes", ErrSpec, src, limit)
-	}
-	return writeFile(dst, func(w io.Writer) error {
-		_, err := io.Copy(w, in)
-		return err
-	})
-}
-
-// digestFile returns the SHA-256 and size of a file.
-func digestFile(path string) (FileDigest, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return FileDigest{}, fmt.Errorf("hashing %s: %w", filepath.Base(path), err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return FileDigest{}, fmt.Errorf("hashing %s: %w", filepath.Base(path), err)
-	}
-	return FileDigest{SHA256: hex.EncodeToString(h.Sum(nil)), Size: n}, nil
-}
-
-// syncTree syncs every file in dir, then dir.
-func syncTree(dir string) error {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return fmt.Errorf("syncing output: %w", err)
-	}
-	for _, e := range ents {
-		f, err := os.Open(filepath.Join(dir, e.Name()))
-		if err != nil {
-			return fmt.Errorf("syncing output: %w", err)
-		}
-		err = f.Sync()
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("syncing %s: %w", e.Name(), err)
-		}
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	if dir == "" {
-		dir = "."
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("opening directory to sync: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing directory %s: %w", dir, err)
 	}
 	return nil
 }

@@ -191,7 +191,7 @@ func TestSpecCheck(t *testing.T) {
 	}
 	good := func() Spec {
 		return Spec{Name: "demo", Version: "1", RootFS: dir, Kernel: "/k", Agent: "/a", Out: filepath.Join(dir, "out"),
-			KeyFile: key, AgentConfig: goodAgentConfig(), Cmdline: "console=ttyS0", VCPUs: []int{2}}
+			KeyFile: key, AgentConfig: goodAgentConfig(), Cmdline: "console=ttyS0", VCPUs: []int{2}, Boot: BootDirect}
 	}
 	tests := map[string]struct {
 		mod  func(*Spec)
@@ -245,6 +245,12 @@ func TestSpecCheck(t *testing.T) {
 			s.Extra = []initramfs.Extra{{Src: "/x", Dst: "/bin//busybox"}}
 		}},
 		"temp disk without busybox": {mod: func(s *Spec) { s.AgentConfig.TempDisk = "/dev/vdb" }, errs: 1},
+		"uefi":                      {mod: func(s *Spec) { s.Boot, s.SecureBootKey, s.SecureBootCert = BootUEFI, "/k.pem", "/c.pem" }},
+		"uefi by default":           {mod: func(s *Spec) { s.Boot, s.SecureBootKey, s.SecureBootCert = "", "/k.pem", "/c.pem" }},
+		"uefi without key":          {mod: func(s *Spec) { s.Boot, s.SecureBootCert = BootUEFI, "/c.pem" }, errs: 1},
+		"default without key":       {mod: func(s *Spec) { s.Boot = "" }, errs: 1},
+		"unknown boot":              {mod: func(s *Spec) { s.Boot = "bios" }, errs: 1},
+		"direct with uefi parts":    {mod: func(s *Spec) { s.SecureBootKey, s.UKIStub, s.UEFIVars, s.OSRelease = "/k", "/s", "/v", "/o" }, errs: 4},
 		"busybox twice": {mod: func(s *Spec) {
 			s.Busybox = "/bin/busybox"
 			s.Extra = []initramfs.Extra{{Src: "/x", Dst: "/bin/busybox"}}
@@ -321,7 +327,7 @@ func TestBuildFailsCleanly(t *testing.T) {
 			parent := t.TempDir()
 			s := Spec{Name: "demo", Version: "1", RootFS: root, Kernel: kernel, Agent: agent,
 				Out: filepath.Join(parent, "out"), KeyFile: filepath.Join(dir, name+".key"), GenerateKey: true,
-				AgentConfig: goodAgentConfig(), VCPUs: []int{1}}
+				AgentConfig: goodAgentConfig(), VCPUs: []int{1}, Boot: BootDirect}
 			if tc.mod != nil {
 				tc.mod(&s)
 			}

@@ -26,12 +26,32 @@ type Manifest struct {
 	// Tool is "confidant-image VERSION".
 	Tool string `json:"tool"`
 
+	// Boot is how the guest boots: BootUEFI (OVMF with Secure Boot
+	// enforced boots UKI from ESP, with the variable store UEFIVars as its
+	// template) or BootDirect (SeaBIOS boots Kernel, Initrd, Cmdline).
+	Boot string `json:"boot"`
 	// Kernel, Initrd, Cmdline and OSDisk are what hostd boots; Cmdline is
 	// passed to QEMU's -append verbatim and is part of the measurement.
+	// With BootUEFI, Kernel, Initrd and Cmdline are empty: they are inside
+	// the UKI (vmlinuz and initrd.img are still written, for review).
 	Kernel  string `json:"kernel"`
 	Initrd  string `json:"initrd"`
 	Cmdline string `json:"cmdline"`
 	OSDisk  string `json:"os_disk"`
+	// UKI is the signed Unified Kernel Image, ESP the FAT EFI system
+	// partition holding it as \EFI\BOOT\BOOTX64.EFI, UEFIVars the OVMF
+	// variable store template with the builder's certificate as PK, KEK and
+	// db (BootUEFI only).
+	UKI      string `json:"uki,omitempty"`
+	ESP      string `json:"esp,omitempty"`
+	UEFIVars string `json:"uefi_vars,omitempty"`
+	// Firmware is the firmware code image the launch digest covers
+	// (BootUEFI only; absolute path on the build machine).
+	Firmware string `json:"firmware,omitempty"`
+	// PCRs are the predicted SHA-256 PCRs 4, 7 and 11 ("4": HEX), and
+	// PCREvents the events they replay from, in log order (BootUEFI only).
+	PCRs      map[string]string `json:"pcrs,omitempty"`
+	PCREvents []PCREvent        `json:"pcr_events,omitempty"`
 
 	// AgentConfig is the agent configuration baked into the initramfs.
 	AgentConfig string `json:"agent_config"`
@@ -91,11 +111,24 @@ type referenceDoc struct {
 
 type referenceSection struct {
 	Measurements map[string]ReferenceValue `json:"measurements"`
+	// PCRs are the accepted PCR values by bank and index:
+	// {"sha256": {"4": [HEX], ...}}.
+	PCRs map[string]map[string][]string `json:"pcrs,omitempty"`
+}
+
+// fileNames are the files of the output directory the manifest lists.
+func (m *Manifest) fileNames() []string {
+	names := []string{KernelFile, InitrdFile, AgentConfigFile, OSDiskFile, ReferenceValuesFile, ReleasePolicyFile}
+	if m.Boot == BootUEFI {
+		names = append(names, UKIFile, ESPFile, UEFIVarsFile)
+	}
+	return names
 }
 
 // referenceValues renders the verifier's reference values file
 // (policies/reference-values.example.json): {"version": 1, KIND:
-// {"measurements": {HEX: {...}}}}, KIND "sev-snp" or "sim-sev-snp".
+// {"measurements": {HEX: {...}}, "pcrs": {"sha256": {"4": [HEX], ...}}}},
+// KIND "sev-snp" or "sim-sev-snp"; "pcrs" only with m.PCRs.
 func referenceValues(m *Manifest) ([]byte, error) {
 	doc := referenceDoc{Version: ReferenceValuesVersion}
 	for _, mm := range m.Measurements {
@@ -112,6 +145,13 @@ func referenceValues(m *Manifest) ([]byte, error) {
 		}
 		(*sec).Measurements[mm.Measurement] = ReferenceValue{
 			Name: m.Name, Version: m.Version, VCPUs: mm.VCPUs, VCPUType: mm.VCPUType,
+		}
+		if len(m.PCRs) > 0 {
+			pcrs := map[string][]string{}
+			for i, v := range m.PCRs {
+				pcrs[i] = []string{v}
+			}
+			(*sec).PCRs = map[string]map[string][]string{"sha256": pcrs}
 		}
 	}
 	b, err := json.MarshalIndent(doc, "", "  ")

@@ -62,7 +62,7 @@ func (fx registryFixture) spec(t *testing.T, keyName string) Spec {
 	cfg.KeyName = keyName
 	return Spec{Name: "tiny", Version: "1", RootFS: fx.root, Kernel: fx.kernel, Agent: "/bin/busybox",
 		Out: filepath.Join(t.TempDir(), "out"), AgentConfig: cfg, Cmdline: "console=ttyS0", VCPUs: []int{1, 2},
-		Registry: fx.client, KeyOrigin: KeyOriginPlatform}
+		Registry: fx.client, KeyOrigin: KeyOriginPlatform, Boot: BootDirect}
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

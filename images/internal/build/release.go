@@ -28,6 +28,9 @@ const MaxReleasePolicy = 256 << 10
 const (
 	ReleasePackageSNP = "confidant.release.image_measurement"
 	ReleasePackageSim = "confidant.release.sim_image_measurement"
+	// ReleasePackageSimUEFI is the simulated TEE's policy for a BootUEFI
+	// image: the production rules (status affirming) on the simulation.
+	ReleasePackageSimUEFI = "confidant.release.sim_secure_boot_image_measurement"
 )
 
 // hexRE matches a launch measurement: SHA-384 in lower-case hex.
@@ -48,6 +51,9 @@ const simHWModel = "confidant simulated AMD SEV-SNP "
 //     (...)"), status affirming or warning as in
 //     policies/release/sim_development.rego (SeaBIOS has no Secure Boot,
 //     which the development appraisal policy reports as a warning).
+//   - simulated, boot uefi (m.Boot BootUEFI): the same, but status
+//     affirming only — what a production appraisal policy says of a guest
+//     with Secure Boot on and PCRs 4, 7 and 11 as predicted.
 //
 // The output depends only on its inputs.
 func ReleasePolicy(m *Manifest, keyName string) ([]byte, error) {
@@ -104,6 +110,10 @@ deny contains msg if {
 }
 `, m.Name, m.Version, keyName, ReleasePackageSNP, set.String())
 	case measure.KindSim:
+		if m.Boot == BootUEFI {
+			writeSimUEFIPolicy(&b, m, keyName, set.String())
+			break
+		}
 		fmt.Fprintf(&b, `# Release policy written by confidant-image build for image %s %s (key %s),
 # for the simulated TEE (development only: whoever controls the host
 # controls the simulated root): the key is released only to a guest whose
@@ -154,6 +164,44 @@ deny contains "guest policy allows debugging" if not input.tee.policy.debug == f
 result := {"allow": count(deny) == 0, "reasons": sort(deny)}
 `)
 	return b.Bytes(), nil
+}
+
+// writeSimUEFIPolicy writes the head of the simulated TEE's release
+// policy for a BootUEFI image: as the simulated direct-boot one, but
+// affirming only.
+func writeSimUEFIPolicy(b *bytes.Buffer, m *Manifest, keyName, set string) {
+	fmt.Fprintf(b, `# Release policy written by confidant-image build for image %s %s (key %s),
+# a UEFI image with Secure Boot, for the simulated TEE (whoever controls the
+# host controls the simulated root, so this is for development and tests of
+# the production path): the key is released only to a guest whose evidence
+# came from the simulated AMD secure processor and was verified against the
+# simulated root, whose appraisal was affirming (a production appraisal
+# policy affirms only with Secure Boot on and PCRs 4, 7 and 11 as this image
+# predicts; a warning is refused), whose launch measurement (the OVMF
+# firmware) is one of the image's, and whose guest policy forbids debugging.
+#
+# Input: the token's claims. data.key: {"name", "version", "origin"}.
+package %s
+
+# The image's launch measurements (hex SHA-384), one per vCPU count.
+%s
+# simulated holds for verified evidence from the simulated TEE.
+simulated if {
+	input.tee.kind == "sim-sev-snp"
+	input.tee.simulated == true
+	startswith(input.hwmodel, %s)
+}
+
+deny contains msg if {
+	not simulated
+	msg := sprintf("hardware is %%v (%%v), want the simulated AMD SEV-SNP", [object.get(input, "hwmodel", "missing"), object.get(input, ["tee", "kind"], "missing")])
+}
+
+deny contains msg if {
+	not input.status == "affirming"
+	msg := sprintf("token status is %%v, want affirming", [object.get(input, "status", "missing")])
+}
+`, m.Name, m.Version, keyName, ReleasePackageSimUEFI, set, regoString(simHWModel))
 }
 
 // regoString quotes s as a Rego string (JSON's syntax).

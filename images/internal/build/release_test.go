@@ -243,3 +243,42 @@ func TestCheckReleasePolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestReleasePolicySimUEFI: the simulated UEFI image's policy passes
+// testdata/sim_secure_boot_test.rego: it releases only with status
+// affirming, never warning, and otherwise as the direct-boot one; and the
+// direct-boot one (which accepts warning) fails the warning test.
+func TestReleasePolicySimUEFI(t *testing.T) {
+	testFile, err := os.ReadFile(filepath.Join("testdata", "sim_secure_boot_test.rego"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := manifestWith(measure.KindSim, strings.Repeat("a1", 48), strings.Repeat("b2", 48))
+	m.Boot = BootUEFI
+	src, err := ReleasePolicy(m, "os-disk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(src), "package "+ReleasePackageSimUEFI+"\n") {
+		t.Fatalf("policy:\n%s", src)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "policy.rego"), src, 0o644)
+	os.WriteFile(filepath.Join(dir, "policy_test.rego"), testFile, 0o644)
+	if failed := runRegoTests(t, dir); len(failed) != 0 {
+		t.Errorf("failed Rego tests %v\n%s", failed, src)
+	}
+
+	// The direct-boot policy under the same tests: warning is released.
+	m.Boot = BootDirect
+	direct, err := ReleasePolicy(m, "os-disk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct = bytes.Replace(direct, []byte("package "+ReleasePackageSim), []byte("package "+ReleasePackageSimUEFI), 1)
+	os.WriteFile(filepath.Join(dir, "policy.rego"), direct, 0o644)
+	failed := runRegoTests(t, dir)
+	if !slices.Contains(failed, "test_warning_denied") {
+		t.Errorf("the direct-boot policy passes test_warning_denied (failed: %v)", failed)
+	}
+}

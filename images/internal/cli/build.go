@@ -15,6 +15,7 @@ import (
 	"github.com/confidant-cvm/confidant/images/internal/admin"
 	"github.com/confidant-cvm/confidant/images/internal/build"
 	"github.com/confidant-cvm/confidant/images/internal/measure"
+	"github.com/confidant-cvm/confidant/images/internal/uki"
 	"github.com/confidant-cvm/confidant/shared/termsafe"
 )
 
@@ -59,12 +60,13 @@ type buildFlags struct {
 	adminSocket   string
 	keyOrigin     string
 	releasePolicy string
+	boot          bootFlags
 }
 
 func newBuildCmd(env Env, g *globalFlags) *cobra.Command {
 	var f buildFlags
 	cmd := &cobra.Command{
-		Use:   "build --rootfs DIR|IMG --kernel VMLINUZ --agent BIN --out DIR --name N --image-version V --verifier-url URL --key-name K (--admin-socket SOCK | --key-file KEY) [flags]",
+		Use:   "build --rootfs DIR|IMG --kernel VMLINUZ --agent BIN --out DIR --name N --image-version V --verifier-url URL --key-name K (--admin-socket SOCK | --key-file KEY) (--secure-boot-key KEY.pem --secure-boot-cert CERT.pem | --boot direct) [flags]",
 		Short: "Build a whole guest image: initramfs, encrypted OS disk, reference values, manifest",
 		Long: fmt.Sprintf(`Build everything a Confidant guest boots from into one new directory --out:
 
@@ -77,16 +79,43 @@ func newBuildCmd(env Env, g *globalFlags) *cobra.Command {
   %-22s --rootfs encrypted into LUKS2 (a directory is first made
                          into ext4 with mke2fs -t ext4 -b 4096 -d)
   %-22s the launch measurements, in the verifier's reference
-                         values format, one per --vcpus count
+                         values format, one per --vcpus count, and with
+                         --boot uefi the predicted PCRs 4, 7 and 11
   %-22s the disk key's release policy: released only to guests
                          with those measurements (or --release-policy)
-  %-22s what confidant-hostd boots ("kernel", "initrd",
-                         "cmdline", "os_disk") and the SHA-256 of every file,
+  %-22s what confidant-hostd boots and the SHA-256 of every file,
                          key name, origin and version, release policy
-                         digest, LUKS UUID, measurements, tool version
+                         digest, LUKS UUID, measurements, predicted PCR
+                         events, tool version
 
-The kernel command line (--cmdline) is measured: confidant-hostd passes the
-manifest's "cmdline" to QEMU verbatim, so the guest reports exactly the
+--boot uefi (the default, the production path) also writes:
+
+  %-22s the Unified Kernel Image (systemd's --uki-stub with the
+                         kernel, the initramfs, --cmdline and an os-release),
+                         signed for Secure Boot with --secure-boot-key
+  %-22s a FAT EFI system partition with it as \EFI\BOOT\BOOTX64.EFI
+  %-22s the UEFI variable store template: --ovmf-vars (blank) with
+                         --secure-boot-cert enrolled as PK, KEK and db
+
+The guest's OVMF verifies the UKI against that store and measures it into
+the vTPM's PCRs 4, 7 and 11, which the build predicts from the UKI and the
+store. The manifest's "kernel", "initrd" and "cmdline" are then empty (they
+are inside the UKI; vmlinuz and initrd.img are written for review). With
+--tee sim the launch measurement covers --ovmf-code alone. Firmware-only
+PCRs 0-3 are not predicted. The signing key must be unencrypted (sbsign
+cannot ask for a passphrase); make your own pair with
+
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=my Secure Boot key/" \
+    -keyout sb.key -out sb.pem
+
+Debian's snakeoil pair (%s, passphrase snakeoil, and
+%s) is for development and tests only: anyone can sign
+with it.
+
+--boot direct is the fast development mode: SeaBIOS boots the manifest's
+"kernel", "initrd" and "cmdline", with no Secure Boot; the measurement covers
+them. The kernel command line (--cmdline) is measured: confidant-hostd passes
+the manifest's "cmdline" to QEMU verbatim, so the guest reports exactly the
 measurement in the reference values (for the same --vcpus). With --tee sim
 the measurement is the simulated TEE's (SeaBIOS, vCPU model %s);
 otherwise it is the SEV-SNP launch digest over --ovmf, the OVMF AmdSev image
@@ -95,8 +124,8 @@ the host boots. TDX reference values are not computed yet.
 The disk key opens the OS disk; the verifier releases it, under --key-name,
 to guests its release policy admits. The generated policy admits exactly
 this image's measurements: on SEV-SNP hardware with an affirming appraisal,
-or with --tee sim on the simulated TEE (status affirming or warning); debug
-off in both. --release-policy FILE replaces it (copied to the output).
+or with --tee sim on the simulated TEE (status affirming; with --boot direct
+affirming or warning); debug off in all. --release-policy FILE replaces it (copied to the output).
 
 With --admin-socket (the verifier's admin socket, <state-dir>/admin.sock)
 the build registers the key itself, with the release policy, and records the
@@ -121,7 +150,8 @@ failed build leaves nothing under --out, removes a key file it wrote and
 deletes the key it registered (if the verifier cannot be reached for that,
 the error says so). --out must not exist or be empty.`,
 			build.KernelFile, build.InitrdFile, build.AgentConfigFile, build.OSDiskFile,
-			build.ReferenceValuesFile, build.ReleasePolicyFile, build.ManifestFile, measure.SimVCPUType),
+			build.ReferenceValuesFile, build.ReleasePolicyFile, build.ManifestFile,
+			build.UKIFile, build.ESPFile, build.UEFIVarsFile, uki.SnakeoilKey, uki.SnakeoilCert, measure.SimVCPUType),
 		Example: `  CGO_ENABLED=0 go build -o confidant-agent ./agent/cmd/confidant-agent
   scripts/mkrootfs.sh rootfs.img
   confidant-image build --name demo --image-version 1 \
@@ -129,8 +159,12 @@ the error says so). --out must not exist or be empty.`,
     --agent confidant-agent --tee sim \
     --verifier-url https://10.0.2.100:8443 --ca verifier-ca.pem \
     --key-name demo-os-disk --admin-socket /var/lib/confidant-verifier/admin.sock \
-    --temp-disk /dev/vdb --vcpus 2 --out out/demo
+    --temp-disk /dev/vdb --vcpus 2 --out out/demo \
+    --secure-boot-key sb.key --secure-boot-cert sb.pem
   confidant-hostd vm create -f demo.yaml   # image: {manifest: out/demo/manifest.json}
+
+  # The fast development mode (SeaBIOS, no Secure Boot):
+  confidant-image build ... --boot direct --out out/dev
 
   # A customer-managed key, imported by hand:
   confidant-image build ... --key-file demo.key --generate-key --out out/demo
@@ -176,6 +210,7 @@ the error says so). --out must not exist or be empty.`,
 	fl.StringVar(&f.adminSocket, "admin-socket", "", "the verifier's admin socket: register the key there (default: print how to)")
 	fl.StringVar(&f.keyOrigin, "key-origin", "", "platform (made by the verifier; needs --admin-socket) or customer (--key-file's) (default: platform with --admin-socket and no --key-file)")
 	fl.StringVar(&f.releasePolicy, "release-policy", "", "the key's release policy (Rego) (default: generated for the image's measurements)")
+	f.boot.register(fl)
 	for _, name := range []string{"name", "image-version", "rootfs", "kernel", "agent", "out", "verifier-url", "key-name"} {
 		_ = cmd.MarkFlagRequired(name) // the flags exist: error impossible
 	}
@@ -187,7 +222,7 @@ the error says so). --out must not exist or be empty.`,
 
 // buildSpec turns the flags into a build spec, reporting every problem of
 // the flags themselves (the spec's are reported by build.Build).
-func buildSpec(f buildFlags, busyboxSet bool, env Env) (build.Spec, error) {
+func buildSpec(f buildFlags, changed func(string) bool, env Env) (build.Spec, error) {
 	spec := build.Spec{
 		Name: f.name, Version: f.version, RootFS: f.rootfs, Kernel: f.kernel, Agent: f.agent, Out: f.out,
 		CA: f.ca, Cmdline: f.cmdline, KeyFile: f.key.keyFile, GenerateKey: f.key.generateKey,
@@ -242,6 +277,7 @@ func buildSpec(f buildFlags, busyboxSet bool, env Env) (build.Spec, error) {
 	if f.tee != build.TEESim && f.firmware != "" {
 		errs = append(errs, fmt.Errorf("%w: --firmware is for --tee sim; give the OVMF image with --ovmf", ErrUsage))
 	}
+	errs = append(errs, f.boot.apply(&spec, f, changed)...)
 	if f.rootfsSize != "" {
 		n, err := parseSize(f.rootfsSize)
 		if err != nil {
@@ -270,7 +306,7 @@ func buildSpec(f buildFlags, busyboxSet bool, env Env) (build.Spec, error) {
 		spec.Extra = append(spec.Extra, x)
 		addsBusybox = addsBusybox || filepath.Clean(x.Dst) == build.BusyboxPath
 	}
-	if (f.tempDisk != "" || busyboxSet) && !addsBusybox {
+	if (f.tempDisk != "" || changed("busybox")) && !addsBusybox {
 		spec.Busybox = f.busybox
 	}
 	if f.swapSize != "" {
@@ -344,7 +380,7 @@ func parseSize(s string) (int64, error) {
 }
 
 func runBuild(cmd *cobra.Command, f buildFlags, env Env, g *globalFlags) error {
-	spec, err := buildSpec(f, cmd.Flags().Changed("busybox"), env)
+	spec, err := buildSpec(f, cmd.Flags().Changed, env)
 	if err != nil {
 		return err
 	}
@@ -367,7 +403,8 @@ func runBuild(cmd *cobra.Command, f buildFlags, env Env, g *globalFlags) error {
 	out := env.Stdout
 	fmt.Fprintf(out, "built %s: %s %s\n", f.out, termsafe.Escape(m.Name), termsafe.Escape(m.Version))
 	fmt.Fprintf(out, "  manifest   %s\n", filepath.Join(f.out, build.ManifestFile))
-	fmt.Fprintf(out, "  cmdline    %s\n", termsafe.Escape(m.Cmdline))
+	fmt.Fprintf(out, "  cmdline    %s\n", termsafe.Escape(spec.Cmdline))
+	printUEFI(out, f.out, m)
 	fmt.Fprintf(out, "  luks uuid  %s\n", m.LUKSUUID)
 	for _, mm := range m.Measurements {
 		fmt.Fprintf(out, "  %s measurement (%d vCPUs): %s\n", mm.Kind, mm.VCPUs, mm.Measurement)

@@ -94,12 +94,13 @@ func (fx buildFixture) args(out, key string, extra ...string) []string {
 	return fx.argsNoKey(out, append([]string{"--key-file", key}, extra...)...)
 }
 
-// argsNoKey are the arguments of a sim build without --key-file.
+// argsNoKey are the arguments of a sim build (boot direct) without
+// --key-file.
 func (fx buildFixture) argsNoKey(out string, extra ...string) []string {
 	return append([]string{"build", "--name", "tiny", "--image-version", "1.0",
 		"--rootfs", fx.root, "--kernel", fx.kernel, "--agent", fx.agent, "--tee", "sim",
 		"--verifier-url", "http://10.0.2.100:8443", "--allow-plain-http",
-		"--key-name", "tiny-os", "--temp-disk", "/dev/vdb", "--out", out}, extra...)
+		"--key-name", "tiny-os", "--temp-disk", "/dev/vdb", "--boot", "direct", "--out", out}, extra...)
 }
 
 func sha256File(t *testing.T, path string) (string, int64) {
@@ -605,9 +606,12 @@ func TestHelp(t *testing.T) {
 	for cmd, wants := range map[string][]string{
 		"": {"build", "initramfs", "encrypt", "measure"},
 		"build": {"Examples:", "confidant-image build", "manifest.json", "reference-values.json", "release-policy.rego", "--generate-key", "verbatim", "confidant-hostd",
-			"--admin-socket", "--key-origin platform", "--release-policy", "confidant-verifier admin key import"},
-		"encrypt":   {"Examples:", "confidant-image encrypt", "--key-file", "cryptsetup open --test-passphrase", "0600", "LUKS UUID"},
-		"measure":   {"Examples:", "confidant-image measure --sim", "--ovmf", "EPYC-v4", "/usr/share/seabios/bios-256k.bin", "--output-format"},
+			"--admin-socket", "--key-origin platform", "--release-policy", "confidant-verifier admin key import",
+			"--boot", "--secure-boot-key", "--secure-boot-cert", "--uki-stub", "--ovmf-code", "--ovmf-vars", "--os-release",
+			"uki.efi", "esp.img", "uefi-vars.fd", "openssl req -x509", "snakeoil", "development and tests only", "PCRs 0-3 are not predicted"},
+		"encrypt": {"Examples:", "confidant-image encrypt", "--key-file", "cryptsetup open --test-passphrase", "0600", "LUKS UUID"},
+		"measure": {"Examples:", "confidant-image measure --sim", "--ovmf", "EPYC-v4", "/usr/share/seabios/bios-256k.bin", "--output-format",
+			"--uki", "--uefi-vars", "--json", "--pcrs", "PCR 7", "Firmware-only PCRs 0-3 are not predicted"},
 		"initramfs": {"Examples:", "confidant-image initramfs"},
 	} {
 		args := []string{"--help"}

@@ -168,7 +168,7 @@ func TestMeasureRefuses(t *testing.T) {
 		wantOut string
 	}{
 		"bad format":           {args: []string{"--sim", "--kernel", b.kernel, "--vcpus", "1", "--output-format", "yaml"}, wantErr: ErrUsage},
-		"no vcpus":             {args: []string{"--sim", "--kernel", b.kernel}, wantOut: `required flag(s) "vcpus" not set`},
+		"no vcpus":             {args: []string{"--sim", "--kernel", b.kernel}, wantErr: ErrUsage, wantOut: "--vcpus is required"},
 		"zero vcpus":           {args: []string{"--sim", "--kernel", b.kernel, "--vcpus", "0"}, wantErr: measure.ErrInput},
 		"sim with another cpu": {args: []string{"--sim", "--kernel", b.kernel, "--vcpus", "1", "--vcpu-type", "EPYC-Milan"}, wantErr: measure.ErrInput},
 		"unknown cpu":          {args: []string{"--ovmf", amdSevSuffix, "--vcpus", "1", "--vcpu-type", "Haswell"}, wantErr: snp.ErrUnknownVCPUType},

@@ -38,6 +38,10 @@ const (
 	// DefaultSimFirmware is the SeaBIOS image hostd boots sim guests with
 	// when the spec names none (hostd/internal/spec DefaultSeaBIOS).
 	DefaultSimFirmware = "/usr/share/seabios/bios-256k.bin"
+	// DefaultSimOVMFCode is the OVMF code image hostd boots sim guests of
+	// UEFI images with (Debian's ovmf, the SMM Secure Boot build): the
+	// launch digest of such a guest covers it alone, no kernel.
+	DefaultSimOVMFCode = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
 	// SimVCPUType is the vCPU model hostd names in every simulated launch
 	// digest (hostd/internal/guest SimVCPUType), whatever -cpu QEMU runs.
 	SimVCPUType = "EPYC-v4"
