@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 )
@@ -151,7 +152,7 @@ func replaceAlg(b []byte, from, to uint16) []byte {
 }
 
 func FuzzParseEventLog(f *testing.F) {
-	raw, err := readTestdata(recordedLog)
+	raw, err := os.ReadFile(recordedLog)
 	if err == nil {
 		f.Add(raw)
 		f.Add(raw[:200])

@@ -46,7 +46,3 @@ func runLoose(file string) (string, error) {
 	out, err := exec.Command("osslsigncode", "verify", "-in", file).CombinedOutput()
 	return string(out), err
 }
-
-func readTestdata(path string) ([]byte, error) { return os.ReadFile(path) }
-
-func mkdirAll(dir string) error { return os.MkdirAll(dir, 0o755) }

@@ -2,6 +2,7 @@ package uefi
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -11,7 +12,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"math/big"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -48,17 +51,11 @@ func snakeoilStore(t *testing.T) *VarStore {
 	return s
 }
 
+// eventsEqual compares PCR, type, digest and data.
 func eventsEqual(a, b []Event) bool {
-	return len(a) == len(b) && !slicesContainsFunc(a, b)
-}
-
-func slicesContainsFunc(a, b []Event) bool {
-	for i := range a {
-		if a[i].PCR != b[i].PCR || a[i].Type != b[i].Type || !bytes.Equal(a[i].Digest, b[i].Digest) || !bytes.Equal(a[i].Data, b[i].Data) {
-			return true
-		}
-	}
-	return false
+	return slices.EqualFunc(a, b, func(x, y Event) bool {
+		return x.PCR == y.PCR && x.Type == y.Type && bytes.Equal(x.Digest, y.Digest) && bytes.Equal(x.Data, y.Data)
+	})
 }
 
 // TestPredictPCR7MatchesRecordedBoot: the snakeoil store and a UKI signed
@@ -100,7 +97,7 @@ func TestPredictPCR4MatchesRecordedBoot(t *testing.T) {
 	if d := FirstDifference(predicted, recordedEvents(t), 4); !strings.HasPrefix(d, "PCR 4 event 2 (EV_EFI_BOOT_SERVICES_APPLICATION): predicted ") {
 		t.Errorf("the small UKI is not the recorded one, yet FirstDifference says %q", d)
 	}
-	digest, err := AuthenticodeDigest(uki, 5) // crypto.SHA256
+	digest, err := AuthenticodeDigest(uki, crypto.SHA256)
 	if err != nil || !bytes.Equal(p[2].Digest, digest) {
 		t.Fatalf("boot application digest %x, Authenticode %x (%v)", p[2].Digest, digest, err)
 	}
@@ -120,8 +117,9 @@ func TestPredictPCR11(t *testing.T) {
 		".cmdline": []byte("console=ttyS0 root=LABEL=root"),
 		".linux":   bytes.Repeat([]byte{0x4d, 0x5a, 1, 2, 3}, 30011), // not a multiple of 512
 		".initrd":  bytes.Repeat([]byte("070701"), 5000),
+		".pcrsig":  []byte(`{"sha256":[]}`), // present, never measured
 	}
-	order := []string{".osrel", ".cmdline", ".linux", ".initrd"} // objcopy order differs from the stub's
+	order := []string{".osrel", ".cmdline", ".pcrsig", ".linux", ".initrd"} // not the stub's order
 	build := func(sub string, files map[string][]byte) []byte {
 		d := filepath.Join(dir, sub)
 		var secs [][2]string
@@ -174,7 +172,7 @@ func TestPredictPCR11(t *testing.T) {
 
 func writeFileMkdir(t *testing.T, dir, name string, b []byte) string {
 	t.Helper()
-	if err := mkdirAll(dir); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return writeFile(t, dir, name, b)
@@ -215,7 +213,7 @@ func TestPredictRefusesUnauthorized(t *testing.T) {
 	unsignedPath := smallUKI(t, dir)
 	stranger := mustRead(t, sbsign(t, key, cert, unsignedPath))
 	signed := snakeoilUKI(t)
-	digest, err := AuthenticodeDigest(signed, 5)
+	digest, err := AuthenticodeDigest(signed, crypto.SHA256)
 	if err != nil {
 		t.Fatal(err)
 	}

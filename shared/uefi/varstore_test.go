@@ -22,6 +22,14 @@ func TestVarStoreRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			seen := map[string]bool{}
+			for _, v := range s.Variables() {
+				if k := v.GUID.String() + v.Name; seen[k] {
+					t.Errorf("%s %v is live twice: a deleted copy was kept", v.Name, v.GUID)
+				} else {
+					seen[k] = true
+				}
+			}
 			got, err := s.Bytes()
 			if err != nil || !bytes.Equal(got, raw) {
 				t.Fatalf("unedited round trip: equal %v, error %v", bytes.Equal(got, raw), err)
