@@ -472,22 +472,13 @@ func TestBuildCommandFails(t *testing.T) {
 // TestBuildBootsUnderHostd: confidant-hostd, given the built manifest,
 // boots the image and reports the measurement that is in the reference
 // values — the proof that build, measure and hostd agree on the inputs
-// (files, command line, vCPU type and count).
+// (files, command line, vCPU type and count; with boot uefi the OVMF code).
 func TestBuildBootsUnderHostd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots QEMU")
 	}
 	fx := newBuildFixture(t)
 	hostd := goBuild(t, fx.dir, "hostd/cmd/confidant-hostd", false)
-	out := filepath.Join(fx.dir, "img")
-	if _, stderr, err := runStreams(t, fx.args(out, filepath.Join(fx.dir, "k.key"), "--generate-key", "--vcpus", "1,3")...); err != nil {
-		t.Fatalf("build: %v\n%s", err, stderr)
-	}
-	var refs referenceFile
-	rb, _ := os.ReadFile(filepath.Join(out, "reference-values.json"))
-	if err := json.Unmarshal(rb, &refs); err != nil {
-		t.Fatal(err)
-	}
 
 	// A short path: unix socket names are limited to 108 bytes.
 	run, err := os.MkdirTemp("", "hostd")
@@ -524,7 +515,7 @@ func TestBuildBootsUnderHostd(t *testing.T) {
 			t.Fatal("hostd socket never appeared")
 		}
 	}
-	hostdCmd := func(args ...string) string {
+	hostdCmd := func(t *testing.T, args ...string) string {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
@@ -534,31 +525,54 @@ func TestBuildBootsUnderHostd(t *testing.T) {
 		}
 		return string(out)
 	}
-	spec := filepath.Join(run, "tiny.yaml")
-	if err := os.WriteFile(spec, []byte("name: tiny\ntee: sim\nvcpus: 3\nmemory: 256MiB\nimage:\n  manifest: "+
-		filepath.Join(out, "manifest.json")+"\nverifier: 127.0.0.1:9\nvtpm: none\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	hostdCmd("vm", "create", "-f", spec)
-	hostdCmd("vm", "start", "tiny")
-	var g struct {
-		Spec struct {
-			Image hostdManifest `json:"image"`
-		} `json:"spec"`
-		Status struct {
-			Measurement string `json:"measurement"`
-		} `json:"status"`
-	}
-	if err := json.Unmarshal([]byte(hostdCmd("vm", "show", "tiny", "--json")), &g); err != nil {
-		t.Fatal(err)
-	}
-	hostdCmd("vm", "delete", "tiny")
-	if g.Spec.Image.Cmdline != DefaultCmdline || g.Spec.Image.OSDisk != filepath.Join(out, "os.img") {
-		t.Errorf("hostd read the manifest as %+v", g.Spec.Image)
-	}
-	rv, ok := refs.Sim.Measurements[g.Status.Measurement]
-	if !ok || rv.VCPUs != 3 {
-		t.Errorf("hostd measured %q, not the reference value for 3 vCPUs: %s", g.Status.Measurement, rb)
+	sbKey, sbCert := newSigningPair(t, fx.dir, "builder")
+	for boot, tc := range map[string]struct {
+		args     []string
+		firmware string // the spec's
+		cmdline  string // the manifest's
+	}{
+		"direct": {firmware: "firmware:\n  kind: seabios\n", cmdline: DefaultCmdline},
+		"uefi":   {args: []string{"--boot", "uefi", "--secure-boot-key", sbKey, "--secure-boot-cert", sbCert}},
+	} {
+		t.Run(boot, func(t *testing.T) {
+			out := filepath.Join(fx.dir, "img-"+boot)
+			args := fx.args(out, filepath.Join(fx.dir, boot+".key"), append([]string{"--generate-key", "--vcpus", "1,3"}, tc.args...)...)
+			if _, stderr, err := runStreams(t, args...); err != nil {
+				t.Fatalf("build: %v\n%s", err, stderr)
+			}
+			var refs referenceFile
+			rb, _ := os.ReadFile(filepath.Join(out, "reference-values.json"))
+			if err := json.Unmarshal(rb, &refs); err != nil {
+				t.Fatal(err)
+			}
+			name := "tiny-" + boot
+			spec := filepath.Join(run, name+".yaml")
+			if err := os.WriteFile(spec, []byte("name: "+name+"\ntee: sim\nvcpus: 3\nmemory: 256MiB\nimage:\n  manifest: "+
+				filepath.Join(out, "manifest.json")+"\nverifier: 127.0.0.1:9\nvtpm: none\n"+tc.firmware), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			hostdCmd(t, "vm", "create", "-f", spec)
+			hostdCmd(t, "vm", "start", name)
+			var g struct {
+				Spec struct {
+					Image hostdManifest `json:"image"`
+				} `json:"spec"`
+				Status struct {
+					Measurement string `json:"measurement"`
+				} `json:"status"`
+			}
+			if err := json.Unmarshal([]byte(hostdCmd(t, "vm", "show", name, "--json")), &g); err != nil {
+				t.Fatal(err)
+			}
+			hostdCmd(t, "vm", "delete", name)
+			if g.Spec.Image.Cmdline != tc.cmdline || g.Spec.Image.OSDisk != filepath.Join(out, "os.img") {
+				t.Errorf("hostd read the manifest as %+v", g.Spec.Image)
+			}
+			rv, ok := refs.Sim.Measurements[g.Status.Measurement]
+			if !ok || rv.VCPUs != 3 {
+				t.Errorf("hostd measured %q, not the reference value for 3 vCPUs: %s", g.Status.Measurement, rb)
+			}
+		})
 	}
 }
 
