@@ -392,6 +392,10 @@ func printGuest(w io.Writer, g guest.Guest) error {
 	}
 	fmt.Fprintf(w, "vcpus:        %d\nmemory:       %s\nkernel:       %s\ninitrd:       %s\ncmdline:      %s\n",
 		g.Spec.VCPUs, esc(fmt.Sprint(g.Spec.Memory)), esc(g.Spec.Image.Kernel), esc(g.Spec.Image.Initrd), esc(g.Spec.Image.Cmdline))
+	fmt.Fprintf(w, "firmware:     %s %s\n", esc(string(g.Spec.Firmware.Kind)), esc(g.Spec.Firmware.Path))
+	if g.Spec.Image.ESP != "" || st.UEFIVars != "" {
+		fmt.Fprintf(w, "esp:          %s\nuefi vars:    %s\n", orDash(g.Spec.Image.ESP), orDash(st.UEFIVars))
+	}
 	fmt.Fprintf(w, "os disk:      %s\ntemp disk:    %s (present: %t)\nverifier:     %s\nvtpm:         %s\n",
 		orDash(g.Spec.Image.OSDisk), esc(fmt.Sprint(g.Spec.TempDiskSize)), st.TempDiskPresent, esc(fmt.Sprint(g.Spec.Verifier)),
 		esc(fmt.Sprint(g.Spec.VTPM)))

@@ -17,45 +17,73 @@ const (
 	// RefusalAccessDenied: Secure Boot verification failed (an unsigned,
 	// wrongly signed or modified UKI, or one in dbx).
 	RefusalAccessDenied = "firmware refused the boot image: Secure Boot verification failed (Access Denied)"
+	// RefusalSecurityViolation: an image was loaded but Secure Boot
+	// refused to start it.
+	RefusalSecurityViolation = "firmware refused the boot image: Secure Boot verification failed (Security Violation)"
 	// RefusalNoBootable: no boot option could be started.
 	RefusalNoBootable = "firmware refused the boot image: no bootable option or device was found"
 )
 
+// refusalLines are the boot manager's messages (on a "BdsDxe: " line)
+// that mean the boot image will not run; the first one seen decides.
 var refusalLines = []struct {
 	text   []byte
 	reason string
 }{
 	{[]byte("Access Denied"), RefusalAccessDenied},
+	{[]byte("Security Violation"), RefusalSecurityViolation},
 	{[]byte("No bootable option or device was found"), RefusalNoBootable},
 }
 
-// handoverLines mark the kernel's EFI stub running: from there on the
-// console belongs to the guest, whose output must not stop it.
-var handoverLines = [][]byte{[]byte("EFI stub: "), []byte("Linux version ")}
+var (
+	bdsPrefix   = []byte("BdsDxe: ")
+	bdsStarting = []byte("BdsDxe: starting ")
+)
 
 // startMarker begins the line hostd writes to the console log before each
 // launch; the firmware watch reads what follows the last one.
 const startMarker = "=== confidant-hostd: starting guest "
 
-// maxFirmwareOutput bounds what the watch reads of one boot's console.
-const maxFirmwareOutput = 1 << 20
+// Bounds of the watch: what it reads of one boot's console, and how long
+// it follows a boot whose firmware neither refuses nor hands over.
+const (
+	maxFirmwareOutput = 1 << 20
+	firmwareWatchFor  = 10 * time.Minute
+)
 
-// scanFirmware judges the console output of one boot: the refusal reason
-// when a refusal line comes before the kernel starts, or done when the
-// kernel has started (nothing more to watch).
+// scanFirmware judges the complete lines of one boot's console output. The
+// firmware's boot manager prints "BdsDxe: " lines (after screen control
+// sequences): a refusal among them gives the reason. Once it has started
+// an image ("BdsDxe: starting ..."), any other output means the image runs
+// (the kernel, its stub or the OS print it): done, and from there on the
+// console belongs to the guest, whose output must not stop it.
 func scanFirmware(b []byte) (reason string, done bool) {
-	first, firstReason := -1, ""
-	for _, r := range refusalLines {
-		if i := bytes.Index(b, r.text); i >= 0 && (first < 0 || i < first) {
-			first, firstReason = i, r.reason
+	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+		b = b[:i]
+	} else {
+		return "", false // no complete line yet
+	}
+	started := false
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		line = bytes.TrimRight(line, "\r")
+		i := bytes.Index(line, bdsPrefix)
+		if i < 0 {
+			if started && len(bytes.TrimSpace(line)) > 0 {
+				return "", true
+			}
+			continue
+		}
+		line = line[i:]
+		for _, r := range refusalLines {
+			if bytes.Contains(line, r.text) {
+				return r.reason, true
+			}
+		}
+		if bytes.HasPrefix(line, bdsStarting) {
+			started = true
 		}
 	}
-	for _, h := range handoverLines {
-		if i := bytes.Index(b, h); i >= 0 && (first < 0 || i < first) {
-			return "", true
-		}
-	}
-	return firstReason, first >= 0
+	return "", false
 }
 
 // bootOutput returns the console log after the last start marker (at
@@ -94,11 +122,14 @@ func bootOutput(path string) []byte {
 func (m *Manager) watchFirmware(ctx context.Context, r *runtime, console string, log *slog.Logger) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
+	deadline := time.After(firmwareWatchFor)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-r.exited:
+			return
+		case <-deadline:
 			return
 		case <-t.C:
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/confidant-cvm/confidant/hostd/internal/qemu"
 	"github.com/confidant-cvm/confidant/hostd/internal/spec"
 	"github.com/confidant-cvm/confidant/shared/measure/snp"
+	"github.com/confidant-cvm/confidant/shared/uefi"
 )
 
 // varStoreFile is the guest's own UEFI variable store (ovmf guests), in
@@ -27,7 +28,9 @@ const espFDSet = 2
 // stateDir, and must be a plausible OVMF_VARS_4M store; the copy is
 // written to a temporary file, synced and linked into place (mode 0600).
 // It reports whether it made the copy; a refused template matches
-// spec.ErrInvalid.
+// spec.ErrInvalid. The copy is not re-checked later: what the guest's
+// firmware (or the host) writes into it shows in PCR 7, which attestation
+// compares with the image's reference values.
 func installVarStore(stateDir, template, dst string) (bool, error) {
 	if _, err := os.Lstat(dst); err == nil {
 		return false, nil
@@ -66,11 +69,20 @@ func installVarStore(stateDir, template, dst string) (bool, error) {
 	return true, nil
 }
 
-// checkVarStore refuses bytes that are not a plausible variable store for
-// the 4 MiB OVMF build.
+// checkVarStore refuses bytes that are not a variable store for the
+// 4 MiB OVMF build, or one in which OVMF would not enforce Secure Boot (no
+// PK enrolled, or SecureBootEnable off): an ovmf guest boots only what
+// the image's enrolled certificates allow.
 func checkVarStore(b []byte) error {
 	if len(b) != spec.OVMFVars4MSize {
 		return errors.New(spec.VarsSizeError(int64(len(b))))
+	}
+	vs, err := uefi.ParseVarStore(b)
+	if err != nil {
+		return err
+	}
+	if !vs.SecureBootEnabled() {
+		return errors.New("the store does not enable Secure Boot (no PK enrolled, or SecureBootEnable off): enroll the image's certificates (confidant-image build does)")
 	}
 	return nil
 }

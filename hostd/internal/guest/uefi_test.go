@@ -12,14 +12,31 @@ import (
 
 	"github.com/confidant-cvm/confidant/hostd/internal/spec"
 	"github.com/confidant-cvm/confidant/shared/measure/snp"
+	"github.com/confidant-cvm/confidant/shared/tee/snp/sim"
 )
 
-// uefiImage writes a (not bootable) UEFI image: ESP, a variable store
-// template of varsSize bytes and an OVMF code image, and returns a sim
-// spec booting it with OVMF.
-func uefiImage(t *testing.T, dir, name string, varsSize int) *spec.Spec {
+// Debian's test-only Secure Boot variable stores (package ovmf): the
+// snakeoil one has its test certificate enrolled with Secure Boot on, the
+// blank one has no PK.
+const (
+	snakeoilVars = "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd"
+	blankVars    = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+)
+
+func readFile(t *testing.T, path string) []byte {
 	t.Helper()
-	vars := bytes.Repeat([]byte{0xa5}, varsSize)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (install ovmf: scripts/install-deps.sh)", err)
+	}
+	return b
+}
+
+// uefiImage writes a (not bootable) UEFI image: ESP, the variable store
+// template vars and an OVMF code image, and returns a sim spec booting it
+// with OVMF.
+func uefiImage(t *testing.T, dir, name string, vars []byte) *spec.Spec {
+	t.Helper()
 	files := map[string][]byte{
 		"esp.img":      make([]byte, 64<<10),
 		"uefi-vars.fd": vars,
@@ -48,7 +65,7 @@ func TestVarStoreLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp := uefiImage(t, img, "u", spec.OVMFVars4MSize)
+	sp := uefiImage(t, img, "u", readFile(t, snakeoilVars))
 	g, err := m.Create(ctx, sp)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
@@ -71,7 +88,7 @@ func TestVarStoreLifecycle(t *testing.T) {
 	if err := os.WriteFile(store, guestState, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(sp.Image.UEFIVars, make([]byte, spec.OVMFVars4MSize), 0o644); err != nil {
+	if err := os.WriteFile(sp.Image.UEFIVars, readFile(t, blankVars), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if made, err := installVarStore(state, sp.Image.UEFIVars, store); err != nil || made {
@@ -109,10 +126,20 @@ func TestVarStoreTemplateRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close(ctx, OnExitStop)
-	for name, size := range map[string]int{"2 MiB build": 131072, "one byte short": spec.OVMFVars4MSize - 1, "empty": 0} {
-		sp := uefiImage(t, img, "v", size)
-		if _, err := m.Create(ctx, sp); !errors.Is(err, spec.ErrInvalid) || !strings.Contains(err.Error(), "OVMF_VARS_4M") {
-			t.Errorf("%s: Create = %v, want ErrInvalid naming OVMF_VARS_4M", name, err)
+	good := readFile(t, snakeoilVars)
+	for name, tc := range map[string]struct {
+		vars    []byte
+		wantSub string
+	}{
+		"2 MiB build":     {vars: readFile(t, "/usr/share/OVMF/OVMF_VARS.fd"), wantSub: "OVMF_VARS_4M"},
+		"one byte short":  {vars: good[:len(good)-1], wantSub: "OVMF_VARS_4M"},
+		"empty":           {vars: nil, wantSub: "OVMF_VARS_4M"},
+		"not a store":     {vars: make([]byte, len(good)), wantSub: "firmware volume"},
+		"secure boot off": {vars: readFile(t, blankVars), wantSub: "does not enable Secure Boot"},
+	} {
+		sp := uefiImage(t, img, "v", tc.vars)
+		if _, err := m.Create(ctx, sp); !errors.Is(err, spec.ErrInvalid) || !strings.Contains(err.Error(), tc.wantSub) {
+			t.Errorf("%s: Create = %v, want ErrInvalid mentioning %q", name, err, tc.wantSub)
 		}
 		if _, err := os.Stat(filepath.Join(state, "guests", "v")); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s: guest directory left after a refused create: %v", name, err)
@@ -123,7 +150,7 @@ func TestVarStoreTemplateRefused(t *testing.T) {
 		}
 	}
 	secret := filepath.Join(state, "keys", "x.fd")
-	if err := os.WriteFile(secret, make([]byte, spec.OVMFVars4MSize), 0o600); err != nil {
+	if err := os.WriteFile(secret, good, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := installVarStore(state, secret, filepath.Join(t.TempDir(), "vars")); !errors.Is(err, spec.ErrStateDir) {
@@ -137,7 +164,7 @@ func TestVarStoreTemplateRefused(t *testing.T) {
 // direct boot.
 func TestUEFIMeasurement(t *testing.T) {
 	img := t.TempDir()
-	sp := uefiImage(t, img, "u", spec.OVMFVars4MSize)
+	sp := uefiImage(t, img, "u", readFile(t, snakeoilVars))
 	if err := sp.Resolve(); err != nil {
 		t.Fatal(err)
 	}
@@ -171,21 +198,29 @@ func TestUEFIMeasurement(t *testing.T) {
 }
 
 func TestScanFirmware(t *testing.T) {
-	refused := "\x1b[2J\x1b[01;01HBdsDxe: failed to load Boot0002 \"UEFI Misc Device\" from PciRoot(0x0)/Pci(0x3,0x0): Access Denied\r\n" +
+	// As OVMF 2022.11 printed them here (screen control, CRLF).
+	const cls = "\x1b[2J\x1b[01;01H\x1b[=3h\x1b[2J\x1b[01;01H"
+	refused := cls + "BdsDxe: loading Boot0001 \"UEFI Non-Block Boot Device\" from PciRoot(0x0)/Pci(0x1,0x0)\r\n" +
+		"BdsDxe: failed to load Boot0001 \"UEFI Non-Block Boot Device\" from PciRoot(0x0)/Pci(0x1,0x0): Access Denied\r\n" +
+		"BdsDxe: loading Boot0002 \"EFI Internal Shell\" from Fv(7CB8BDC9-F8EB-4F34-AAEA-3EE4AF6516A1)\r\n" +
+		"BdsDxe: starting Boot0002 \"EFI Internal Shell\" from Fv(7CB8BDC9-F8EB-4F34-AAEA-3EE4AF6516A1)\r\n" +
+		"BdsDxe: failed to start Boot0002 \"EFI Internal Shell\" from Fv(7CB8BDC9): Security Violation\r\n" +
 		"BdsDxe: No bootable option or device was found.\r\nBdsDxe: Press any key to enter the Boot Manager Menu.\r\n"
-	booted := "BdsDxe: loading Boot0001 \"UEFI Non-Block Boot Device\" from PciRoot(0x0)/Pci(0x1,0x0)\n" +
-		"BdsDxe: starting Boot0001 \"UEFI Non-Block Boot Device\" from PciRoot(0x0)/Pci(0x1,0x0)\n" +
-		"EFI stub: UEFI Secure Boot is enabled.\n[    0.000000] Linux version 6.1.0\n"
+	starting := cls + "BdsDxe: loading Boot0001 \"UEFI Non-Block Boot Device\" from PciRoot(0x0)/Pci(0x1,0x0)\r\n" +
+		"BdsDxe: starting Boot0001 \"UEFI Non-Block Boot Device\" from PciRoot(0x0)/Pci(0x1,0x0)\r\n"
 	tests := map[string]struct {
 		out        string
 		wantReason string
 		wantDone   bool
 	}{
 		"secure boot refusal":   {out: refused, wantReason: RefusalAccessDenied, wantDone: true},
-		"nothing to boot":       {out: "BdsDxe: No bootable option or device was found.\n", wantReason: RefusalNoBootable, wantDone: true},
-		"booted":                {out: booted, wantDone: true},
-		"guest prints it later": {out: booted + "app: Access Denied\nNo bootable option or device was found\n", wantDone: true},
-		"still in firmware":     {out: "BdsDxe: loading Boot0001\n"},
+		"refused at start":      {out: starting + "BdsDxe: failed to start Boot0001 \"x\": Security Violation\r\n", wantReason: RefusalSecurityViolation, wantDone: true},
+		"nothing to boot":       {out: cls + "BdsDxe: No bootable option or device was found.\r\n", wantReason: RefusalNoBootable, wantDone: true},
+		"kernel runs":           {out: starting + "EFI stub: UEFI Secure Boot is enabled.\r\n", wantDone: true},
+		"quiet kernel, init":    {out: starting + "SPINIT-REPORT n=1\n", wantDone: true},
+		"guest prints it later": {out: starting + "[    1.0] x\r\nBdsDxe: No bootable option or device was found.\r\napp: Access Denied\n", wantDone: true},
+		"image starting":        {out: starting},
+		"partial refusal line":  {out: cls + "BdsDxe: failed to load Boot0001: Access Den"},
 		"empty":                 {},
 	}
 	for name, tc := range tests {
@@ -205,5 +240,53 @@ func TestBootOutput(t *testing.T) {
 	appendLine(path, "BdsDxe: loading Boot0001")
 	if got := string(bootOutput(path)); got != "BdsDxe: loading Boot0001\n" {
 		t.Fatalf("bootOutput = %q", got)
+	}
+}
+
+// TestUEFIPathsIntoStateDirRefused: an ESP or variable store template that
+// resolves into the state directory is refused at create, naming the field,
+// and an ESP symlink swapped after create is caught at start, before QEMU
+// gets a descriptor.
+func TestUEFIPathsIntoStateDirRefused(t *testing.T) {
+	m := newTestManager(t, Options{QEMU: "/bin/false"})
+	signer, err := sim.LoadOrCreate(filepath.Join(m.opts.StateDir, "sim"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.opts.Signer = signer
+	secret := filepath.Join(m.opts.StateDir, "sim", sim.VCEKKeyFile)
+	dir := t.TempDir()
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(secret, link); err != nil {
+		t.Fatal(err)
+	}
+	for field, mut := range map[string]func(*spec.Spec){
+		"image.esp":       func(s *spec.Spec) { s.Image.ESP = link },
+		"image.uefi_vars": func(s *spec.Spec) { s.Image.UEFIVars = link },
+	} {
+		s := uefiImage(t, dir, "g", readFile(t, snakeoilVars))
+		mut(s)
+		if _, err := m.Create(t.Context(), s); !errors.Is(err, spec.ErrStateDir) || !strings.Contains(err.Error(), field+": ") {
+			t.Errorf("Create() = %v, want ErrStateDir naming %s", err, field)
+		}
+	}
+	s := uefiImage(t, dir, "g", readFile(t, snakeoilVars))
+	s.VTPM = spec.VTPMNone
+	espLink := filepath.Join(dir, "esp-link")
+	if err := os.Symlink(s.Image.ESP, espLink); err != nil {
+		t.Fatal(err)
+	}
+	s.Image.ESP = espLink
+	if _, err := m.Create(t.Context(), s); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(espLink); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, espLink); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Start(t.Context(), "g"); !errors.Is(err, spec.ErrStateDir) || !strings.Contains(err.Error(), "image.esp") {
+		t.Fatalf("Start() = %v, want ErrStateDir naming image.esp", err)
 	}
 }
