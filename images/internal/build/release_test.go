@@ -32,7 +32,7 @@ func manifestWith(kind measure.Kind, hexes ...string) *Manifest {
 }
 
 // runRegoTests runs the Rego tests in dir and returns the names of the
-// failed ones; it fails t when there are none or one errs.
+// failed ones, sorted; it fails t when there are none or one errs.
 func runRegoTests(t *testing.T, dir string) (failed []string) {
 	t.Helper()
 	results, err := tester.Run(context.Background(), dir)
@@ -50,6 +50,7 @@ func runRegoTests(t *testing.T, dir string) (failed []string) {
 			failed = append(failed, r.Name)
 		}
 	}
+	slices.Sort(failed) // OPA's tester does not keep the file's order
 	return failed
 }
 
@@ -280,5 +281,45 @@ func TestReleasePolicySimUEFI(t *testing.T) {
 	failed := runRegoTests(t, dir)
 	if !slices.Contains(failed, "test_warning_denied") {
 		t.Errorf("the direct-boot policy passes test_warning_denied (failed: %v)", failed)
+	}
+}
+
+// TestReferenceValuesPCRs: a UEFI image's predicted PCRs go into its kind's
+// section as one accepted value each; a direct-boot image has no "pcrs".
+func TestReferenceValuesPCRs(t *testing.T) {
+	pcrs := map[string]string{"4": strings.Repeat("04", 32), "7": strings.Repeat("07", 32), "11": strings.Repeat("0b", 32)}
+	for _, kind := range []measure.Kind{measure.KindSNP, measure.KindSim} {
+		m := manifestWith(kind, strings.Repeat("a1", 48))
+		m.Boot, m.PCRs = BootUEFI, pcrs
+		b, err := referenceValues(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc map[string]struct {
+			Measurements map[string]ReferenceValue      `json:"measurements"`
+			PCRs         map[string]map[string][]string `json:"pcrs"`
+		}
+		var raw map[string]json.RawMessage
+		if err := json.Unmarshal(b, &raw); err != nil || string(raw["version"]) != "1" {
+			t.Fatalf("reference values %s: %v", b, err)
+		}
+		delete(raw, "version")
+		rb, _ := json.Marshal(raw)
+		if err := json.Unmarshal(rb, &doc); err != nil {
+			t.Fatal(err)
+		}
+		sec, ok := doc[string(kind)]
+		if !ok || len(doc) != 1 || len(sec.Measurements) != 1 {
+			t.Fatalf("%s: reference values\n%s", kind, b)
+		}
+		for i, v := range pcrs {
+			if !slices.Equal(sec.PCRs["sha256"][i], []string{v}) {
+				t.Errorf("%s: PCR %s = %v, want [%s]", kind, i, sec.PCRs["sha256"][i], v)
+			}
+		}
+		m.Boot, m.PCRs = BootDirect, nil
+		if b, _ := referenceValues(m); bytes.Contains(b, []byte(`"pcrs"`)) {
+			t.Errorf("%s: a direct-boot image has PCRs:\n%s", kind, b)
+		}
 	}
 }
