@@ -44,12 +44,16 @@ var (
 // launch; the firmware watch reads what follows the last one.
 const startMarker = "=== confidant-hostd: starting guest "
 
-// Bounds of the watch: what it reads of one boot's console, and how long
-// it follows a boot whose firmware neither refuses nor hands over.
-const (
-	maxFirmwareOutput = 1 << 20
-	firmwareWatchFor  = 10 * time.Minute
-)
+// maxFirmwareOutput bounds what the watch reads of one boot's console.
+const maxFirmwareOutput = 1 << 20
+
+// DefaultFirmwareTimeout is how long an ovmf guest's firmware may take to
+// start a boot image (Options.FirmwareTimeout); under TCG it takes 5 s.
+const DefaultFirmwareTimeout = 5 * time.Minute
+
+// RefusalTimeoutPrefix begins the reason of a guest whose firmware did not
+// start a boot image in time (it hung or crashed).
+const RefusalTimeoutPrefix = "firmware did not start a boot image within "
 
 // scanFirmware judges the complete lines of one boot's console output. The
 // firmware's boot manager prints "BdsDxe: " lines (after screen control
@@ -116,41 +120,54 @@ func bootOutput(path string) []byte {
 	return b[:min(len(b), maxFirmwareOutput)]
 }
 
-// watchFirmware follows an ovmf guest's console until its kernel starts:
-// when the firmware refuses the boot image, it records the reason and
-// kills QEMU (OVMF would wait forever), and finish marks the guest failed.
+// watchFirmware follows an ovmf guest's console until its boot image
+// runs: when the firmware refuses the image (OVMF would then wait
+// forever), or has not started one within the firmware timeout (it hung
+// or crashed), it records the reason and kills QEMU, and finish marks the
+// guest failed.
 func (m *Manager) watchFirmware(ctx context.Context, r *runtime, console string, log *slog.Logger) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
-	deadline := time.After(firmwareWatchFor)
+	deadline := time.NewTimer(m.opts.FirmwareTimeout)
+	defer deadline.Stop()
 	for {
+		timedOut := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-r.exited:
 			return
-		case <-deadline:
-			return
+		case <-deadline.C:
+			timedOut = true
 		case <-t.C:
 		}
 		b := bootOutput(console)
 		reason, done := scanFirmware(b)
+		if reason == "" && timedOut && !bytes.Contains(b, bdsStarting) {
+			reason = RefusalTimeoutPrefix + m.opts.FirmwareTimeout.String()
+		}
 		if reason != "" {
-			r.mu.Lock()
-			stopping := r.stopping
-			if !stopping {
-				r.refusal = reason
-			}
-			r.mu.Unlock()
-			if stopping {
-				return
-			}
-			log.Warn("stopping guest: its firmware refused the boot image", "reason", reason)
-			kill(r.pid, r.pidStart)
+			m.stopRefused(r, reason, log)
 			return
 		}
-		if done || len(b) >= maxFirmwareOutput {
+		if done || timedOut || len(b) >= maxFirmwareOutput {
 			return
 		}
 	}
+}
+
+// stopRefused records why the firmware did not boot and kills QEMU,
+// unless a stop was requested meanwhile (then that decides).
+func (m *Manager) stopRefused(r *runtime, reason string, log *slog.Logger) {
+	r.mu.Lock()
+	stopping := r.stopping
+	if !stopping {
+		r.refusal = reason
+	}
+	r.mu.Unlock()
+	if stopping {
+		return
+	}
+	log.Warn("stopping guest: its firmware did not boot", "reason", reason)
+	kill(r.pid, r.pidStart)
 }

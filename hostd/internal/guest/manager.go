@@ -83,6 +83,10 @@ type Options struct {
 	// StartTimeout bounds swtpm manufacturing and QEMU start-up (not the
 	// guest's boot); zero: 2m.
 	StartTimeout time.Duration
+	// FirmwareTimeout is how long an ovmf sim guest's firmware may take to
+	// start a boot image before hostd stops the guest as failed; zero:
+	// DefaultFirmwareTimeout.
+	FirmwareTimeout time.Duration
 	// AllowHostVTPM lets sev-snp and tdx specs use a host swtpm
 	// (development only).
 	AllowHostVTPM bool
@@ -145,6 +149,9 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	}
 	if opts.StartTimeout == 0 {
 		opts.StartTimeout = 2 * time.Minute
+	}
+	if opts.FirmwareTimeout == 0 {
+		opts.FirmwareTimeout = DefaultFirmwareTimeout
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

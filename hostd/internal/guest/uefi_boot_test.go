@@ -117,3 +117,43 @@ func TestUEFIGuestSecureBoot(t *testing.T) {
 		t.Errorf("variable store left after delete: %v", err)
 	}
 }
+
+// TestUEFIFirmwareWatchdog: firmware that never starts a boot image (here
+// the 2 MiB OVMF build, which crashes on the 4 MiB build's variable store
+// and hangs printing an exception) is stopped after the firmware timeout,
+// and the guest is marked failed saying so.
+func TestUEFIFirmwareWatchdog(t *testing.T) {
+	stateDir := shortDir(t)
+	killAll(t, stateDir)
+	signer, err := sim.LoadOrCreate(filepath.Join(stateDir, "sim"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	m, err := New(ctx, Options{StateDir: stateDir, Signer: signer, StopTimeout: 2 * time.Second,
+		FirmwareTimeout: 5 * time.Second, Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { m.Close(context.Background(), OnExitStop) }()
+	esp := filepath.Join(t.TempDir(), "esp.img")
+	if err := os.WriteFile(esp, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := &spec.Spec{
+		Name: "hung", TEE: spec.TEESim, VCPUs: 1, Memory: 512 << 20, Verifier: "127.0.0.1:9", VTPM: spec.VTPMNone,
+		Image:    spec.Image{ESP: esp, UEFIVars: testboot.SnakeoilVars},
+		Firmware: spec.Firmware{Path: "/usr/share/OVMF/OVMF_CODE.secboot.fd"},
+	}
+	if _, err := m.Create(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Start(ctx, "hung"); err != nil {
+		t.Fatal(err)
+	}
+	g := waitState(t, m, "hung", StateFailed, 90*time.Second)
+	if g.Status.Reason != RefusalTimeoutPrefix+"5s" {
+		t.Errorf("reason = %q, want %q", g.Status.Reason, RefusalTimeoutPrefix+"5s")
+	}
+}
