@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/confidant-cvm/confidant/images/internal/measure"
+	"github.com/confidant-cvm/confidant/shared/tee/snp/sim"
 )
 
 // ManifestFormat is the version of the manifest layout.
@@ -114,6 +115,29 @@ type referenceSection struct {
 	// PCRs are the accepted PCR values by bank and index:
 	// {"sha256": {"4": [HEX], ...}}.
 	PCRs map[string]map[string][]string `json:"pcrs,omitempty"`
+	// MinimumTCB and AllowSMT are written for simulated UEFI images only,
+	// which policies/appraisal/sim_production.rego appraises as the SEV-SNP
+	// production policy does: the simulated platform's own TCB, and SMT
+	// allowed because hostd's default guest policy allows it (as QEMU's
+	// does), which the simulated PLATFORM_INFO then reports. For hardware
+	// the minimum TCB depends on the hosts and is the security team's.
+	MinimumTCB *referenceTCB `json:"minimum_tcb,omitempty"`
+	AllowSMT   bool          `json:"allow_smt,omitempty"`
+}
+
+// referenceTCB is a minimum TCB in the reference values: the SPL of each
+// firmware component.
+type referenceTCB struct {
+	BL        uint8 `json:"bl"`
+	TEE       uint8 `json:"tee"`
+	SNP       uint8 `json:"snp"`
+	Microcode uint8 `json:"microcode"`
+}
+
+// simMinimumTCB is the simulated platform's TCB (shared/tee/snp/sim).
+func simMinimumTCB() *referenceTCB {
+	t := sim.PlatformTCB()
+	return &referenceTCB{BL: t.BlSpl, TEE: t.TeeSpl, SNP: t.SnpSpl, Microcode: t.UcodeSpl}
 }
 
 // fileNames are the files of the output directory the manifest lists.
@@ -152,6 +176,9 @@ func referenceValues(m *Manifest) ([]byte, error) {
 				pcrs[i] = []string{v}
 			}
 			(*sec).PCRs = map[string]map[string][]string{"sha256": pcrs}
+			if mm.Kind == measure.KindSim {
+				(*sec).MinimumTCB, (*sec).AllowSMT = simMinimumTCB(), true
+			}
 		}
 	}
 	b, err := json.MarshalIndent(doc, "", "  ")

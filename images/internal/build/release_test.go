@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -298,6 +299,8 @@ func TestReferenceValuesPCRs(t *testing.T) {
 		var doc map[string]struct {
 			Measurements map[string]ReferenceValue      `json:"measurements"`
 			PCRs         map[string]map[string][]string `json:"pcrs"`
+			MinimumTCB   *referenceTCB                  `json:"minimum_tcb"`
+			AllowSMT     bool                           `json:"allow_smt"`
 		}
 		var raw map[string]json.RawMessage
 		if err := json.Unmarshal(b, &raw); err != nil || string(raw["version"]) != "1" {
@@ -316,6 +319,16 @@ func TestReferenceValuesPCRs(t *testing.T) {
 			if !slices.Equal(sec.PCRs["sha256"][i], []string{v}) {
 				t.Errorf("%s: PCR %s = %v, want [%s]", kind, i, sec.PCRs["sha256"][i], v)
 			}
+		}
+		// The simulated UEFI section is complete for sim_production: the
+		// simulated platform's TCB as the minimum, SMT as hostd allows it.
+		// Hardware minimums are the security team's.
+		wantTCB := (*referenceTCB)(nil)
+		if kind == measure.KindSim {
+			wantTCB = &referenceTCB{BL: 4, TEE: 0, SNP: 22, Microcode: 213}
+		}
+		if !reflect.DeepEqual(sec.MinimumTCB, wantTCB) || sec.AllowSMT != (kind == measure.KindSim) {
+			t.Errorf("%s: minimum_tcb %+v allow_smt %v, want %+v and %v", kind, sec.MinimumTCB, sec.AllowSMT, wantTCB, kind == measure.KindSim)
 		}
 		m.Boot, m.PCRs = BootDirect, nil
 		if b, _ := referenceValues(m); bytes.Contains(b, []byte(`"pcrs"`)) {

@@ -74,6 +74,10 @@ const (
 // never modified.
 var simTCB = kds.TCBParts{BlSpl: 4, TeeSpl: 0, SnpSpl: 22, UcodeSpl: 213}
 
+// PlatformTCB returns the simulated platform's TCB: what every simulated
+// report carries as its reported, current, committed and launch TCB.
+func PlatformTCB() kds.TCBParts { return simTCB }
+
 // Signer signs reports with a persisted simulated VCEK.
 type Signer struct {
 	ark, ask, vcek *x509.Certificate
