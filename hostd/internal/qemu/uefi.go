@@ -45,7 +45,7 @@ func (c Config) checkUEFI() []error {
 //   - the ESP: -drive if=none,readonly=on + -device virtio-blk-pci with
 //     serial=confidant-esp and bootindex=1 (qemu-options.hx "-drive"
 //     readonly; docs/system/bootindex.rst: OVMF orders its boot options
-//     by the fw_cfg bootorder), before the OS disk.
+//     by the fw_cfg bootorder), after the OS and temp disks.
 //   - no -kernel/-initrd/-append: OVMF loads \EFI\BOOT\BOOTX64.EFI and
 //     verifies it against db (UEFI 2.9 §32.5).
 //   - the rest as simArgs (-cpu, disks, network, vTPM, secure processor).
@@ -62,12 +62,15 @@ func simUEFIArgs(c Config) []string {
 	for _, f := range c.AddFDs {
 		a = append(a, "-add-fd", fmt.Sprintf("fd=%d,set=%d,opaque=%s", f.FD, f.Set, f.Opaque))
 	}
+	rest := c
+	rest.AddFDs = nil // emitted above, before the ESP that may use them
+	a = append(a, devices(rest, false)...)
+	// The ESP comes after the OS and temp disks, so that they keep the
+	// device names they have under SeaBIOS (vda, vdb): the agent names the
+	// temp disk by its node.
 	a = append(a,
 		"-drive", "file="+esc(c.ESP)+",if=none,id=esp,format=raw,readonly=on",
 		"-device", "virtio-blk-pci,drive=esp,serial="+ESPSerial+",bootindex=1",
 	)
-	rest := c
-	rest.AddFDs = nil // emitted above, before the ESP that may use them
-	a = append(a, devices(rest, false)...)
 	return append(a, simSP(c)...)
 }

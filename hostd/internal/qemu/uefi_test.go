@@ -51,8 +51,10 @@ func TestUEFIArgsProperties(t *testing.T) {
 			t.Errorf("UEFI arguments contain %s", w)
 		}
 	}
-	if strings.Index(joined, "id=esp") > strings.Index(joined, "id=osdisk") {
-		t.Errorf("the ESP comes after the OS disk")
+	// The ESP is the last disk: the OS and temp disks keep vda and vdb,
+	// which the agent's configuration names.
+	if strings.Index(joined, "id=esp") < strings.Index(joined, "id=osdisk") || strings.Index(joined, "id=esp") < strings.Index(joined, "id=tempdisk") {
+		t.Errorf("the ESP comes before the OS or temp disk")
 	}
 	if strings.Index(joined, "-add-fd") > strings.Index(joined, "id=esp") || strings.Count(joined, "-add-fd") != 3 {
 		t.Errorf("descriptors not added once each before the ESP")
