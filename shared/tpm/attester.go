@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/google/go-tpm-tools/client"
+	attestpb "github.com/google/go-tpm-tools/proto/attest"
 	"github.com/google/go-tpm/legacy/tpm2"
 	"google.golang.org/protobuf/proto"
 )
@@ -91,11 +93,18 @@ func (a *Attester) Attest(extraData, eventLog []byte) ([]byte, error) {
 		// A nil TCGEventLog would make go-tpm-tools read the system's log.
 		eventLog = []byte{}
 	}
-	att, err := a.ak.Attest(client.AttestOpts{
-		Nonce:              extraData,
-		TCGEventLog:        eventLog,
-		SkipTeeAttestation: true,
-	})
+	var att *attestpb.Attestation
+	var err error
+	for try := 1; ; try++ {
+		att, err = a.ak.Attest(client.AttestOpts{
+			Nonce:              extraData,
+			TCGEventLog:        eventLog,
+			SkipTeeAttestation: true,
+		})
+		if err == nil || !pcrsMovedDuringQuote(err) || try == maxQuoteTries {
+			break
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("attesting: %w", err)
 	}
@@ -104,6 +113,20 @@ func (a *Attester) Attest(extraData, eventLog []byte) ([]byte, error) {
 		return nil, fmt.Errorf("marshalling attestation: %w", err)
 	}
 	return out, nil
+}
+
+// maxQuoteTries bounds the quotes of one Attest that a PCR extended in
+// between spoils.
+const maxQuoteTries = 5
+
+// pcrsMovedDuringQuote reports go-tpm-tools' check that the PCR values it
+// read after the quote are the ones quoted: a PCR was extended in between.
+// Under Secure Boot the kernel's IMA architecture policy extends PCR 10 for
+// every module it loads, and the agent loads modules while it attests.
+// go-tpm-tools has no typed error for it (quote/quote.go
+// validatePCRDigest), hence the message.
+func pcrsMovedDuringQuote(err error) bool {
+	return strings.Contains(err.Error(), "given PCRs digest not matching")
 }
 
 // Close flushes the AK from the TPM. It does not close the TPM itself.

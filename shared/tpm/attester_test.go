@@ -7,11 +7,14 @@ import (
 	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
+	"io"
 	"testing"
 
 	pb "github.com/google/go-tpm-tools/proto/attest"
 	"github.com/google/go-tpm/legacy/tpm2"
+	"github.com/google/go-tpm/tpmutil"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -214,5 +217,61 @@ func BenchmarkAttest(b *testing.B) {
 		if _, err := a.Attest(nonce[:], ubuntu2404Log); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// extendingTPM extends PCR 10 through the simulator right before the
+// command that follows a TPM2_Quote (go-tpm-tools' PCR read), its first
+// times times: a PCR moving between the quote and the read, as the kernel's
+// IMA policy does while the agent loads modules.
+type extendingTPM struct {
+	io.ReadWriter
+	t         *testing.T
+	times     int
+	lastQuote bool
+}
+
+func (e *extendingTPM) Write(b []byte) (int, error) {
+	if e.lastQuote && e.times > 0 {
+		e.times--
+		if err := tpm2.PCRExtend(e.ReadWriter, tpmutil.Handle(10), tpm2.AlgSHA256, bytes.Repeat([]byte{1}, 32), ""); err != nil {
+			e.t.Errorf("extending PCR 10: %v", err)
+		}
+	}
+	// TPM2_Quote is command code 0x158 (TPM 2.0 Part 2, TPM_CC), at bytes
+	// 6-9 of the command header.
+	e.lastQuote = len(b) >= 10 && binary.BigEndian.Uint32(b[6:10]) == 0x158
+	return e.ReadWriter.Write(b)
+}
+
+func TestAttestPCRMovedDuringQuote(t *testing.T) {
+	rw := newSimulator(t)
+	extendLog(t, rw, rhel8Log)
+	e := &extendingTPM{ReadWriter: rw, t: t}
+	a, err := NewAttester(e)
+	if err != nil {
+		t.Fatalf("NewAttester: %v", err)
+	}
+	defer a.Close()
+	nonce := sha256.Sum256([]byte("runtime data"))
+
+	// Moved during the first quotes of each bank: quoted again, and the
+	// result verifies.
+	e.times = maxQuoteTries - 1
+	raw, err := a.Attest(nonce[:], rhel8Log)
+	if err != nil {
+		t.Fatalf("Attest with PCR 10 moving %d times: %v", maxQuoteTries-1, err)
+	}
+	if _, err := Verify(raw, a.AKPublic(), nonce[:], Options{Banks: []string{"sha256"}}); err != nil {
+		t.Errorf("Verify: %v", err)
+	}
+	if e.times != 0 {
+		t.Errorf("%d extensions left: the quote was not retried", e.times)
+	}
+
+	// Moving on every try: the error, not an endless loop.
+	e.times = 1000
+	if _, err := a.Attest(nonce[:], rhel8Log); err == nil || !pcrsMovedDuringQuote(err) {
+		t.Errorf("Attest with PCR 10 always moving = %v, want the PCR digest error", err)
 	}
 }
