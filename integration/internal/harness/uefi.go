@@ -33,7 +33,7 @@ func TamperESP(dst, esp, uki string) (string, error) {
 		return "", fmt.Errorf("tampering with the ESP: %w", err)
 	}
 	at := bytes.Index(img, osrel)
-	if at < 0 || bytes.Index(img[at+1:], osrel) >= 0 {
+	if at < 0 || bytes.Contains(img[at+1:], osrel) {
 		return "", ErrNotTamperableUKI
 	}
 	i := bytes.IndexFunc(osrel, func(r rune) bool { return r >= 'a' && r <= 'z' })
