@@ -124,29 +124,16 @@ deny contains msg if {
 # and whose guest policy forbids debugging.
 #
 # Input: the token's claims. data.key: {"name", "version", "origin"}.
-package %s
-
-# The image's launch measurements (hex SHA-384), one per vCPU count.
-%s
-# simulated holds for verified evidence from the simulated TEE.
-simulated if {
-	input.tee.kind == "sim-sev-snp"
-	input.tee.simulated == true
-	startswith(input.hwmodel, %s)
-}
-
-deny contains msg if {
-	not simulated
-	msg := sprintf("hardware is %%v (%%v), want the simulated AMD SEV-SNP", [object.get(input, "hwmodel", "missing"), object.get(input, ["tee", "kind"], "missing")])
-}
-
+`, m.Name, m.Version, keyName)
+		writeSimPolicyCore(&b, ReleasePackageSim, set.String())
+		b.WriteString(`
 acceptable_status if input.status in {"affirming", "warning"}
 
 deny contains msg if {
 	not acceptable_status
-	msg := sprintf("token status is %%v, want affirming or warning", [object.get(input, "status", "missing")])
+	msg := sprintf("token status is %v, want affirming or warning", [object.get(input, "status", "missing")])
 }
-`, m.Name, m.Version, keyName, ReleasePackageSim, set.String(), regoString(simHWModel))
+`)
 	default:
 		return nil, fmt.Errorf("writing release policy: unknown measurement kind %q", kind)
 	}
@@ -181,7 +168,21 @@ func writeSimUEFIPolicy(b *bytes.Buffer, m *Manifest, keyName, set string) {
 # firmware) is one of the image's, and whose guest policy forbids debugging.
 #
 # Input: the token's claims. data.key: {"name", "version", "origin"}.
-package %s
+`, m.Name, m.Version, keyName)
+	writeSimPolicyCore(b, ReleasePackageSimUEFI, set)
+	b.WriteString(`
+deny contains msg if {
+	not input.status == "affirming"
+	msg := sprintf("token status is %v, want affirming", [object.get(input, "status", "missing")])
+}
+`)
+}
+
+// writeSimPolicyCore writes what both simulated-TEE release policies hold
+// after their header: the package, the image's measurements and the check
+// that the evidence came from the simulated TEE.
+func writeSimPolicyCore(b *bytes.Buffer, pkg, set string) {
+	fmt.Fprintf(b, `package %s
 
 # The image's launch measurements (hex SHA-384), one per vCPU count.
 %s
@@ -196,12 +197,7 @@ deny contains msg if {
 	not simulated
 	msg := sprintf("hardware is %%v (%%v), want the simulated AMD SEV-SNP", [object.get(input, "hwmodel", "missing"), object.get(input, ["tee", "kind"], "missing")])
 }
-
-deny contains msg if {
-	not input.status == "affirming"
-	msg := sprintf("token status is %%v, want affirming", [object.get(input, "status", "missing")])
-}
-`, m.Name, m.Version, keyName, ReleasePackageSimUEFI, set, regoString(simHWModel))
+`, pkg, set, regoString(simHWModel))
 }
 
 // regoString quotes s as a Rego string (JSON's syntax).
