@@ -33,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -281,7 +282,7 @@ func splitErrors(err error) []error {
 	if err == nil {
 		return nil
 	}
-	if j, ok := err.(interface{ Unwrap() []error }); ok && isJoin(err, j.Unwrap()) {
+	if j, ok := err.(interface{ Unwrap() []error }); ok && isJoin(err) {
 		var out []error
 		for _, e := range j.Unwrap() {
 			out = append(out, splitErrors(e)...)
@@ -291,16 +292,11 @@ func splitErrors(err error) []error {
 	return []error{err}
 }
 
-// isJoin reports whether err reads exactly as errors.Join of parts.
-func isJoin(err error, parts []error) bool {
-	msgs := make([]string, 0, len(parts))
-	for _, p := range parts {
-		if p == nil {
-			continue
-		}
-		msgs = append(msgs, p.Error())
-	}
-	return err.Error() == strings.Join(msgs, "\n")
+// isJoin reports whether err was made by errors.Join, by its type (the
+// standard library's, unexported): fmt.Errorf with several %w also unwraps
+// to a list, but is one error with its own message.
+func isJoin(err error) bool {
+	return reflect.TypeOf(err) == reflect.TypeOf(errors.Join(ErrPolicyDenied))
 }
 
 // Reasons lists every failed check an error stands for: the reasons of a

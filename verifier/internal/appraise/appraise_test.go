@@ -28,6 +28,8 @@ func TestSplitErrors(t *testing.T) {
 			want: []string{"a failed", "b failed", "c"}},
 		// fmt.Errorf with two %w keeps its message whole.
 		"multi-wrap": {err: fmt.Errorf("%w: parsing: %w", errA, errB), want: []string{"a failed: parsing: b failed"}},
+		// Even when its message reads exactly as a join's.
+		"multi-wrap read as a join": {err: fmt.Errorf("%w\n%w", errA, errB), want: []string{"a failed\nb failed"}},
 		"wrapped join": {err: wrapEach("verifying", errors.Join(errA, errB)),
 			want: []string{"verifying: a failed", "verifying: b failed"}},
 	}
