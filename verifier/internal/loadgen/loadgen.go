@@ -22,7 +22,6 @@
 package loadgen
 
 import (
-	_ "embed"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -31,6 +30,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/confidant-cvm/confidant/policies"
 	"github.com/confidant-cvm/confidant/shared/evidence"
 	"github.com/confidant-cvm/confidant/shared/tee/snp/sim"
 )
@@ -46,13 +46,6 @@ const (
 	// ReferenceFile is the reference values: serve --reference-values.
 	ReferenceFile = "reference.json"
 )
-
-// DevelopmentPolicy is a copy of policies/appraisal/sim_development.rego
-// (a test keeps them equal): it affirms sim-sev-snp evidence whose
-// measurement and PCRs are reference values, with Secure Boot on.
-//
-//go:embed sim_development.rego
-var DevelopmentPolicy []byte
 
 // Setup is what Init wrote.
 type Setup struct {
@@ -107,7 +100,7 @@ func Init(dir string) (*Setup, error) {
 		data []byte
 	}{
 		{RootFile, signer.RootPEM()},
-		{PolicyFile, DevelopmentPolicy},
+		{PolicyFile, policies.SimDevelopmentAppraisal()},
 		{ReferenceFile, ref},
 	} {
 		if err := writeNew(filepath.Join(dir, f.name), f.data); err != nil {
