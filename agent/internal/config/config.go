@@ -51,11 +51,12 @@ import (
 	"net/url"
 	"path"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/confidant-cvm/confidant/shared/bytesize"
 )
 
 // ErrInvalid is matched by every configuration problem Parse reports.
@@ -613,36 +614,12 @@ func (s *size) UnmarshalYAML(n *yaml.Node) error {
 }
 
 // ParseSize parses a byte count: digits, optionally followed by K, M, G or
-// T (powers of 1024), optionally followed by "iB" ("512M", "512MiB", "2G").
-// It refuses negative numbers, fractions and values above 1 EiB.
+// T (powers of 1024), optionally followed by "iB" ("512M", "512MiB", "2G"),
+// in shared/bytesize's loose syntax. It refuses negative numbers, fractions
+// and values above 1 EiB.
 func ParseSize(v string) (int64, error) {
-	num := strings.TrimSpace(v)
-	unit := strings.TrimLeft(num, "0123456789")
-	num = num[:len(num)-len(unit)]
-	unit = strings.TrimSpace(unit)
-	var shift uint
-	switch strings.TrimSuffix(strings.TrimSuffix(unit, "iB"), "B") {
-	case "":
-		if unit != "" && unit != "B" {
-			return 0, fmt.Errorf("size %q: unknown unit %q", v, unit)
-		}
-	case "K", "k":
-		shift = 10
-	case "M":
-		shift = 20
-	case "G":
-		shift = 30
-	case "T":
-		shift = 40
-	default:
-		return 0, fmt.Errorf("size %q: unknown unit %q", v, unit)
-	}
-	if num == "" {
-		return 0, fmt.Errorf("size %q: want a whole number of bytes, optionally with K, M, G or T", v)
-	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n > (1<<60)>>shift {
-		return 0, fmt.Errorf("size %q: too large", v)
-	}
-	return n << shift, nil
+	return bytesize.Parse(v, bytesize.Options{Max: maxSize, Loose: true})
 }
+
+// maxSize caps ParseSize: 1 EiB.
+const maxSize = 1 << 60

@@ -4,40 +4,21 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/confidant-cvm/confidant/shared/bytesize"
 )
 
 // Size is a byte count written with a binary unit: "512MiB", "4GiB",
 // "1TiB" (also "512M", "4G", "1T"), or a plain byte count.
 type Size int64
 
-var units = []struct {
-	suffix string
-	shift  uint
-}{
-	{"KiB", 10}, {"MiB", 20}, {"GiB", 30}, {"TiB", 40},
-	{"K", 10}, {"M", 20}, {"G", 30}, {"T", 40},
-}
-
-// ParseSize parses a Size.
+// ParseSize parses a Size: the strict syntax of shared/bytesize, at most
+// 4 EiB.
 func ParseSize(s string) (Size, error) {
-	num, shift := s, uint(0)
-	for _, u := range units {
-		if n, ok := strings.CutSuffix(s, u.suffix); ok {
-			num, shift = n, u.shift
-			break
-		}
-	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n < 0 || strconv.FormatInt(n, 10) != num {
-		return 0, fmt.Errorf("size %q: want a whole number with an optional unit KiB, MiB, GiB or TiB", s)
-	}
-	if n > (1<<62)>>shift {
-		return 0, fmt.Errorf("size %q: too large", s)
-	}
-	return Size(n << shift), nil
+	n, err := bytesize.Parse(s, bytesize.Options{})
+	return Size(n), err
 }
 
 // String formats the size with the largest exact binary unit.
