@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -18,8 +18,8 @@ import (
 )
 
 const (
-	golden   = "../../internal/offline/testdata/golden"
-	recorded = "../../internal/offline/testdata"
+	golden   = "../offline/testdata/golden"
+	recorded = "../offline/testdata"
 	policies = "../../../policies"
 )
 

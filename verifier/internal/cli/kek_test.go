@@ -1,8 +1,9 @@
-package main
+package cli
 
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,14 +23,16 @@ import (
 	"github.com/confidant-cvm/confidant/verifier/internal/seal"
 )
 
-// envRunMain makes the test binary run main instead of the tests, so that
+// envRunMain makes the test binary run Main instead of the tests, so that
 // a test can start the real verifier as a child process.
 const envRunMain = "CONFIDANT_VERIFIER_TEST_RUN_MAIN"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(envRunMain) == "1" {
-		main()
-		os.Exit(0)
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }
