@@ -14,9 +14,14 @@ import (
 
 func auditCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Read and verify the audit log"}
+	cmd.AddCommand(auditListCmd(g), auditExportCmd(g), auditVerifyCmd(g))
+	return cmd
+}
+
+func auditListCmd(g *globals) *cobra.Command {
 	var limit int
 	var after int64
-	list := &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "list [--limit N] [--after ID]",
 		Short: "List audit entries: the last N, or N after an id",
 		Args:  cobra.NoArgs,
@@ -60,10 +65,13 @@ func auditCmd(g *globals) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	list.Flags().IntVar(&limit, "limit", 50, "how many entries")
-	list.Flags().Int64Var(&after, "after", 0, "list entries after this id (default: the last --limit entries)")
+	cmd.Flags().IntVar(&limit, "limit", 50, "how many entries")
+	cmd.Flags().Int64Var(&after, "after", 0, "list entries after this id (default: the last --limit entries)")
+	return cmd
+}
 
-	export := &cobra.Command{
+func auditExportCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
 		Use:   "export",
 		Short: "Write every audit entry to stdout as JSON lines",
 		Args:  cobra.NoArgs,
@@ -80,8 +88,11 @@ func auditCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	return cmd
+}
 
-	verify := &cobra.Command{
+func auditVerifyCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Check the audit log's hash chain; exit status 1 when it is broken",
 		Long: `Check the audit log's hash chain from the first entry to the head: a modified,
@@ -116,7 +127,6 @@ different hash for the same head id means the log was rewritten.`,
 			return nil
 		},
 	}
-	cmd.AddCommand(list, export, verify)
 	return cmd
 }
 
