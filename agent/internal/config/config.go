@@ -56,6 +56,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/confidant-cvm/confidant/shared/api"
 	"github.com/confidant-cvm/confidant/shared/bytesize"
 )
 
@@ -291,14 +292,9 @@ func Parse(data []byte, cmdline string, log *slog.Logger) (*Config, error) {
 	return cfg, nil
 }
 
-// The name checks are written out rather than as regular expressions:
-// compiling those at start-up cost the agent, as PID 1 in an emulated guest,
+// The name checks are written out rather than as regular expressions (the
+// key name's is api.ValidKeyName): compiling those at start-up cost the agent, as PID 1 in an emulated guest,
 // tens of milliseconds before its first line.
-
-// validKeyName: 1-128 of [A-Za-z0-9._-], starting alphanumeric.
-func validKeyName(s string) bool {
-	return len(s) >= 1 && len(s) <= 128 && isAlnum(s[0]) && allOf(s, func(c byte) bool { return isAlnum(c) || c == '.' || c == '_' || c == '-' })
-}
 
 // validUUID: canonical 8-4-4-4-12 hexadecimal.
 func validUUID(s string) bool {
@@ -395,8 +391,8 @@ func validate(f *file) (*Config, []error) {
 	if len(cfg.TokenAudience) > 256 {
 		problem("verifier.token_audience longer than 256 bytes")
 	}
-	if !validKeyName(cfg.KeyName) {
-		problem("key_name %q: want 1-128 of [A-Za-z0-9._-], starting alphanumeric", cfg.KeyName)
+	if !api.ValidKeyName(cfg.KeyName) {
+		problem("key_name %q: want %s", cfg.KeyName, api.KeyNameRule)
 	}
 	switch {
 	case cfg.OSDiskUUID == "":

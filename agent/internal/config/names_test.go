@@ -4,6 +4,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/confidant-cvm/confidant/shared/api"
 )
 
 // The patterns the hand-written name checks replace: the reference they are
@@ -23,7 +25,7 @@ func checkNames(t *testing.T, s string) {
 		got  bool
 		re   *regexp.Regexp
 	}{
-		{"validKeyName", validKeyName(s), keyNameRE},
+		{"api.ValidKeyName", api.ValidKeyName(s), keyNameRE},
 		{"validUUID", validUUID(s), uuidRE},
 		{"validPortName(15)", validPortName(s, 15), ifaceRE},
 		{"validPortName(64)", validPortName(s, 64), portRE},

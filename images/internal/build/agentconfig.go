@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/confidant-cvm/confidant/shared/api"
 )
 
 // The agent's TEE interfaces (agent/internal/config).
@@ -59,8 +61,7 @@ const (
 // The agent's own rules (agent/internal/config), checked here so that a
 // build fails at once rather than a guest at boot.
 var (
-	keyNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
-	uuidRE    = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+	uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 )
 
 // check reports every problem of c; haveCA says whether the initramfs gets
@@ -91,8 +92,8 @@ func (c AgentConfig) check(haveCA bool) []error {
 	if len(c.TokenAudience) > 256 {
 		bad("token audience longer than 256 bytes")
 	}
-	if !keyNameRE.MatchString(c.KeyName) {
-		bad("key name %q: want 1-128 of [A-Za-z0-9._-], starting alphanumeric", c.KeyName)
+	if !api.ValidKeyName(c.KeyName) {
+		bad("key name %q: want %s", c.KeyName, api.KeyNameRule)
 	}
 	switch c.TEE {
 	case "", TEEAuto, TEEConfigfsTSM, TEESEVGuest, TEETDXGuest, TEESim:

@@ -33,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	wire "github.com/confidant-cvm/confidant/shared/api"
 	"github.com/confidant-cvm/confidant/shared/evidence"
 	"github.com/confidant-cvm/confidant/verifier/internal/appraise"
 	"github.com/confidant-cvm/confidant/verifier/internal/challenge"
@@ -302,13 +303,9 @@ func (h *handler) jwks(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(b)
 }
 
-// ChallengeResponse is the body of a successful POST /v1/challenge.
-type ChallengeResponse struct {
-	// Nonce is base64url without padding.
-	Nonce string `json:"nonce"`
-	// ExpiresAt is RFC 3339.
-	ExpiresAt time.Time `json:"expires_at"`
-}
+// ChallengeResponse is the body of a successful POST /v1/challenge
+// (shared/api).
+type ChallengeResponse = wire.ChallengeResponse
 
 func (h *handler) challenge(w http.ResponseWriter, r *http.Request) {
 	// The body is ignored (it may be empty); drain what the limit allows.

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	wire "github.com/confidant-cvm/confidant/shared/api"
 	"github.com/confidant-cvm/confidant/shared/evidence"
 	"github.com/confidant-cvm/confidant/verifier/internal/appraise"
 	"github.com/confidant-cvm/confidant/verifier/internal/challenge"
@@ -20,10 +21,8 @@ import (
 	"github.com/confidant-cvm/confidant/verifier/internal/token"
 )
 
-// AttestResponse is the body of a successful POST /v1/attest.
-type AttestResponse struct {
-	Token string `json:"token"`
-}
+// AttestResponse is the body of a successful POST /v1/attest (shared/api).
+type AttestResponse = wire.AttestResponse
 
 func (h *handler) attest(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()

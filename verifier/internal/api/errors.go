@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 
+	wire "github.com/confidant-cvm/confidant/shared/api"
 	"github.com/confidant-cvm/confidant/shared/evidence"
 	"github.com/confidant-cvm/confidant/verifier/internal/appraise"
 	"github.com/confidant-cvm/confidant/verifier/internal/challenge"
@@ -17,39 +18,36 @@ import (
 	"github.com/confidant-cvm/confidant/verifier/internal/token"
 )
 
-// Error codes of the JSON error body. They are stable: clients branch on
-// them.
+// Error codes of the JSON error body, declared in shared/api (the
+// contract clients import). They are stable: clients branch on them.
 const (
-	CodeMalformed        = "malformed_request"
-	CodeTooLarge         = "request_too_large"
-	CodeNonceUnknown     = "nonce_unknown"
-	CodeNonceExpired     = "nonce_expired"
-	CodeNonceReused      = "nonce_reused"
-	CodeDenied           = "evidence_denied"
-	CodeRateLimited      = "rate_limited"
-	CodeStoreUnavailable = "store_unavailable"
-	CodeOverloaded       = "overloaded"
-	CodeNotReady         = "not_ready"
-	CodePolicyError      = "policy_error"
-	CodeInternal         = "internal_error"
-	CodeNotFound         = "not_found"
-	CodeMethodNotAllowed = "method_not_allowed"
-	CodeMediaType        = "unsupported_media_type"
-	// Key release and administration.
-	CodeInvalidToken  = "invalid_token"
-	CodeReleaseDenied = "release_denied"
-	CodeNoRuntimeKey  = "no_runtime_key"
-	CodeKeyUnknown    = "key_unknown"
-	CodeKeyExists     = "key_exists"
-	CodeConflict      = "conflict"
-	CodeInvalidPolicy = "invalid_policy"
+	CodeMalformed        = wire.CodeMalformed
+	CodeTooLarge         = wire.CodeTooLarge
+	CodeNonceUnknown     = wire.CodeNonceUnknown
+	CodeNonceExpired     = wire.CodeNonceExpired
+	CodeNonceReused      = wire.CodeNonceReused
+	CodeDenied           = wire.CodeDenied
+	CodeRateLimited      = wire.CodeRateLimited
+	CodeStoreUnavailable = wire.CodeStoreUnavailable
+	CodeOverloaded       = wire.CodeOverloaded
+	CodeNotReady         = wire.CodeNotReady
+	CodePolicyError      = wire.CodePolicyError
+	CodeInternal         = wire.CodeInternal
+	CodeNotFound         = wire.CodeNotFound
+	CodeMethodNotAllowed = wire.CodeMethodNotAllowed
+	CodeMediaType        = wire.CodeMediaType
+	CodeInvalidToken     = wire.CodeInvalidToken
+	CodeReleaseDenied    = wire.CodeReleaseDenied
+	CodeNoRuntimeKey     = wire.CodeNoRuntimeKey
+	CodeKeyUnknown       = wire.CodeKeyUnknown
+	CodeKeyExists        = wire.CodeKeyExists
+	CodeConflict         = wire.CodeConflict
+	CodeInvalidPolicy    = wire.CodeInvalidPolicy
 )
 
-// ErrorBody is the JSON body of every error response.
-type ErrorBody struct {
-	Error   string   `json:"error"`
-	Reasons []string `json:"reasons"`
-}
+// ErrorBody is the JSON body of every error response: shared/api's, as a
+// type of this package so that classify's table stays terse.
+type ErrorBody wire.ErrorBody
 
 // Errors the handlers produce themselves.
 var (

@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	wire "github.com/confidant-cvm/confidant/shared/api"
 	"github.com/confidant-cvm/confidant/shared/termsafe"
 	"github.com/confidant-cvm/confidant/verifier/internal/release"
 	"github.com/confidant-cvm/confidant/verifier/internal/store"
@@ -25,19 +26,12 @@ const MaxReleaseBody = 4 << 10
 // maxBearer caps the bearer token (a token is a few KiB).
 const maxBearer = 64 << 10
 
-// ReleaseRequest is the optional body of POST /v1/keys/{name}/release.
-type ReleaseRequest struct {
-	// Version asks for one version of the key; 0 or absent: the latest.
-	Version int `json:"version"`
-}
+// ReleaseRequest is the optional body of POST /v1/keys/{name}/release
+// (shared/api).
+type ReleaseRequest = wire.ReleaseRequest
 
-// ReleaseResponse is the body of a successful release.
-type ReleaseResponse struct {
-	// JWE is the key as a compact JWE to the token's runtime key.
-	JWE     string `json:"jwe"`
-	Key     string `json:"key"`
-	Version int    `json:"version"`
-}
+// ReleaseResponse is the body of a successful release (shared/api).
+type ReleaseResponse = wire.ReleaseResponse
 
 // Release outcome recorded in the audit log when the key was released.
 const outcomeGranted = "granted"

@@ -25,12 +25,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strconv"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
+	"github.com/confidant-cvm/confidant/shared/api"
 	"github.com/confidant-cvm/confidant/shared/keywrap"
 	"github.com/confidant-cvm/confidant/shared/termsafe"
 	"github.com/confidant-cvm/confidant/verifier/internal/store"
@@ -155,18 +155,16 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	return &Service{cfg: cfg}, nil
 }
 
-var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
-
 // maxNameInError bounds the escaped name an ErrInvalidName quotes.
 const maxNameInError = 160
 
-// CheckName reports whether name is a valid key name: 1 to 128 letters,
+// CheckName reports whether name is a valid key name (shared/api): 1 to 128 letters,
 // digits, '.', '_' or '-', starting with a letter or digit. A name that
 // passes is printable ASCII, safe to log and to record as it is; the error
 // for one that does not (ErrInvalidName) quotes it escaped and bounded
 // (termsafe.Clip).
 func CheckName(name string) error {
-	if !namePattern.MatchString(name) {
+	if !api.ValidKeyName(name) {
 		return fmt.Errorf("%w \"%s\": want 1-128 of [A-Za-z0-9._-], starting with a letter or digit",
 			ErrInvalidName, termsafe.Clip(name, maxNameInError))
 	}
