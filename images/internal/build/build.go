@@ -30,16 +30,13 @@ package build
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"path"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -218,284 +215,123 @@ func Build(ctx context.Context, spec Spec, log *slog.Logger) (_ *Manifest, err e
 	if err != nil {
 		return nil, err
 	}
-	keyName := spec.AgentConfig.KeyName
+	b := &builder{ctx: ctx, spec: &spec, log: log, kind: kind, keyName: spec.AgentConfig.KeyName}
 	if spec.Registry != nil {
-		if err := checkKeyFree(ctx, spec.Registry, keyName); err != nil {
+		if err := checkKeyFree(ctx, spec.Registry, b.keyName); err != nil {
 			return nil, err
 		}
 	}
-	out := filepath.Clean(spec.Out)
-	parent, base := filepath.Split(out)
-	step := func(s string) {
-		if spec.Step != nil {
-			spec.Step(s)
-		} else {
-			log.Info(s)
-		}
-	}
-
-	var diskKey []byte
-	if spec.origin() == KeyOriginCustomer && !spec.GenerateKey {
-		if diskKey, err = encrypt.ReadKeyFile(spec.KeyFile); err != nil {
-			return nil, err
-		}
-		defer clear(diskKey)
-	}
-	uuid := strings.ToLower(spec.UUID)
-	if uuid == "" {
-		if uuid, err = luks2.NewUUID(spec.Rand); err != nil {
-			return nil, fmt.Errorf("generating LUKS UUID: %w", err)
-		}
-	}
-	if err := checkCmdlineUUID(spec.Cmdline, uuid); err != nil {
+	defer func() { clear(b.diskKey) }()
+	if err := b.prepare(); err != nil {
 		return nil, err
 	}
-
-	stage, err := os.MkdirTemp(parent, "."+base+".build-*")
-	if err != nil {
-		return nil, fmt.Errorf("creating staging directory: %w", err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			os.RemoveAll(stage)
-		}
-	}()
-	at := func(name string) string { return filepath.Join(stage, name) }
-
+	defer b.undo(&err)
 	// The initramfs first: it is quick and catches a bad agent, CA or module.
-	step("writing the agent configuration and the initramfs")
-	agentYAML, err := spec.AgentConfig.YAML(uuid)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(at(AgentConfigFile), agentYAML, 0o644); err != nil {
-		return nil, fmt.Errorf("writing agent configuration: %w", err)
-	}
-	extra := spec.Extra
-	if spec.Busybox != "" {
-		if err := checkStatic(spec.Busybox); err != nil {
+	for _, do := range []func() error{b.initramfs, b.kernel, b.rootFS, b.describe, b.key, b.encrypt, b.writeManifest} {
+		if err := do(); err != nil {
 			return nil, err
 		}
-		extra = append(slices.Clip(extra), initramfs.Extra{Src: spec.Busybox, Dst: BusyboxPath})
 	}
-	ird, err := initramfs.Assemble(initramfs.Spec{
-		Agent: spec.Agent, Config: at(AgentConfigFile), CA: spec.CA,
-		ModulesDir: spec.ModulesDir, Modules: spec.modules(), Extra: extra, Mtime: spec.Mtime,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("assembling initramfs: %w", err)
-	}
-	if err := writeFile(at(InitrdFile), ird.Archive.WriteGzip); err != nil {
+	if err := b.publish(); err != nil {
 		return nil, err
 	}
-	step("copying the kernel")
-	if err := copyFile(at(KernelFile), spec.Kernel, measure.MaxKernel); err != nil {
-		return nil, err
-	}
+	log.Info("built image", "out", b.out, "luks_uuid", b.m.LUKSUUID, "measurements", len(b.m.Measurements))
+	return b.m, nil
+}
 
-	rootImg := spec.RootFS
-	if st, err := os.Stat(spec.RootFS); err != nil {
-		return nil, fmt.Errorf("inspecting root filesystem: %w", err)
-	} else if !st.IsDir() && spec.RootFSSize != 0 {
-		return nil, fmt.Errorf("%w: a root filesystem size is for a directory; %s is an image", ErrSpec, spec.RootFS)
-	} else if st.IsDir() {
-		step("making the ext4 root filesystem")
-		rootImg = at(".rootfs.img")
-		if err := makeExt4(ctx, spec.RootFS, rootImg, spec.RootFSSize, spec.Mtime); err != nil {
-			return nil, err
-		}
-	}
+// builder is the state of one Build, step by step.
+type builder struct {
+	ctx     context.Context
+	spec    *Spec
+	log     *slog.Logger
+	kind    measure.Kind
+	keyName string
+	out     string // the output directory, cleaned
+	stage   string // the directory assembled, renamed to out at the end
+	uuid    string // the OS disk's LUKS UUID
+	rootImg string // the ext4 image encrypted (in stage if made from a directory)
+	m       *Manifest
+	policy  []byte // the release policy
+	diskKey []byte
 
-	// The measurements and the release policy before the key: a key made
-	// on the verifier should not wait on anything that can fail.
-	m := &Manifest{
-		Format: ManifestFormat, Name: spec.Name, Version: spec.Version, Tool: "confidant-image " + spec.ToolVersion,
-		Kernel: KernelFile, Initrd: InitrdFile, Cmdline: spec.Cmdline, OSDisk: OSDiskFile,
-		AgentConfig: AgentConfigFile, ReferenceValues: ReferenceValuesFile, ReleasePolicy: ReleasePolicyFile,
-		TEE: spec.AgentConfig.tee(), KeyName: keyName, KeyOrigin: spec.origin(),
-		VerifierURL: spec.AgentConfig.VerifierURL, SourceDateEpoch: spec.Mtime, Boot: BootDirect,
-	}
-	if spec.boot() == BootUEFI {
-		if err := spec.makeUEFI(ctx, stage, kind, m, step); err != nil {
-			return nil, err
-		}
-	}
-	step("computing the launch measurements")
-	if m.Measurements, err = spec.measurements(kind, stage); err != nil {
-		return nil, err
-	}
-	refs, err := referenceValues(m)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(at(ReferenceValuesFile), refs, 0o644); err != nil {
-		return nil, fmt.Errorf("writing reference values: %w", err)
-	}
-	policy := spec.ReleasePolicy
-	if policy == nil {
-		if policy, err = ReleasePolicy(m, keyName); err != nil {
-			return nil, err
-		}
-	}
-	if err := os.WriteFile(at(ReleasePolicyFile), policy, 0o644); err != nil {
-		return nil, fmt.Errorf("writing release policy: %w", err)
-	}
-	m.ReleasePolicySHA256 = sha256Hex(policy)
+	recovery   *encrypt.KeyFileWriter // the recovery copy of a platform-managed key
+	wroteKey   bool                   // the build wrote the key file
+	registered bool                   // the build registered the key with the verifier
+	ok         bool                   // the output is in place: nothing to undo
+}
 
-	// The disk key. From here on a failure also undoes what was done to
-	// the key: the key file written, the key registered.
-	registered := false
-	defer func() {
-		if ok || !registered {
-			return
-		}
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deleteTimeout)
-		defer cancel()
-		if derr := spec.Registry.DeleteKey(dctx, keyName); derr != nil {
-			err = errors.Join(err, fmt.Errorf("%w: key %s stays registered, deleting it after the failure: %w (delete it with: confidant-verifier admin key delete %s)",
-				ErrKeyLeft, keyName, derr, keyName))
-			return
-		}
-		log.Info("deleted the disk key from the verifier after the failure", "key", keyName)
-	}()
-	register := func(req admin.CreateKeyRequest) (*admin.KeyResponse, error) {
-		resp, err := spec.Registry.CreateKey(ctx, req)
-		var answer *admin.Error
-		switch {
-		case err == nil:
-		case errors.Is(err, admin.ErrBadAnswer):
-			registered = true // made, but not as asked: undone by the deferred delete
-			return nil, err
-		case errors.As(err, &answer):
-			return nil, err // refused: nothing made
-		default:
-			return nil, errors.Join(err, fmt.Errorf("%w: the verifier's answer was lost; check with: confidant-verifier admin key show %s",
-				ErrKeyLeft, keyName))
-		}
-		registered = true
-		var problems []string
-		if resp.Key.Origin != spec.origin() {
-			problems = append(problems, fmt.Sprintf("origin %q, want %q", resp.Key.Origin, spec.origin()))
-		}
-		if resp.Key.ReleasePolicySHA256 != m.ReleasePolicySHA256 {
-			problems = append(problems, fmt.Sprintf("release policy sha256 %s, want %s", resp.Key.ReleasePolicySHA256, m.ReleasePolicySHA256))
-		}
-		if req.ReturnKey && len(resp.KeyMaterial) != encrypt.DiskKeySize {
-			problems = append(problems, fmt.Sprintf("a key of %d bytes, want %d", len(resp.KeyMaterial), encrypt.DiskKeySize))
-		}
-		if len(problems) > 0 {
-			clear(resp.KeyMaterial)
-			return nil, fmt.Errorf("registering key %s: %w: %s", keyName, admin.ErrBadAnswer, strings.Join(problems, "; "))
-		}
-		m.KeyVersion = resp.Version
-		log.Info("registered the disk key with the verifier", "key", keyName, "origin", resp.Key.Origin, "version", resp.Version)
-		return resp, nil
+func (b *builder) step(s string) {
+	if b.spec.Step != nil {
+		b.spec.Step(s)
+	} else {
+		b.log.Info(s)
 	}
-	switch {
-	case spec.origin() == KeyOriginPlatform:
-		var recovery *encrypt.KeyFileWriter
-		if spec.KeyFile != "" {
-			// Before the key is made, so that an unwritable place fails first.
-			if recovery, err = encrypt.NewKeyFileWriter(spec.KeyFile); err != nil {
-				return nil, err
-			}
-			defer recovery.Abort()
-		}
-		step("creating the disk key on the verifier")
-		resp, err := register(admin.CreateKeyRequest{Name: keyName, ReleasePolicy: string(policy), ReturnKey: true})
-		if err != nil {
-			return nil, err
-		}
-		diskKey = resp.KeyMaterial
-		defer clear(diskKey)
-		if recovery != nil {
-			if err := recovery.Commit(diskKey); err != nil {
-				return nil, err
-			}
-			defer func() {
-				if !ok {
-					os.Remove(spec.KeyFile)
-				}
-			}()
-			log.Info("wrote a recovery copy of the disk key", "key_file", spec.KeyFile)
-		}
-	default:
-		if spec.GenerateKey {
-			if diskKey, err = encrypt.CreateKeyFile(spec.KeyFile, spec.Rand); err != nil {
-				return nil, err
-			}
-			defer clear(diskKey)
-			defer func() {
-				if !ok {
-					os.Remove(spec.KeyFile)
-				}
-			}()
-			log.Info("generated a new disk key", "key_file", spec.KeyFile)
-		}
-		if spec.Registry != nil {
-			step("importing the disk key into the verifier")
-			if _, err := register(admin.CreateKeyRequest{Name: keyName, ReleasePolicy: string(policy), KeyMaterial: diskKey}); err != nil {
-				return nil, err
-			}
-		}
-	}
+}
 
-	step("encrypting the OS disk")
-	res, err := encrypt.Encrypt(ctx, encrypt.Spec{
-		Input: rootImg, Output: at(OSDiskFile), DiskKey: diskKey,
-		RecoveryPassphrase: spec.RecoveryPassphrase, RecoveryKDF: spec.RecoveryKDF,
-		UUID: uuid, Label: spec.Label, Progress: spec.Progress, Rand: spec.Rand,
-	}, log)
-	if err != nil {
-		return nil, err
-	}
-	clear(res.DiskKey)
-	clear(diskKey)
-	m.LUKSUUID = res.UUID
-	if rootImg != spec.RootFS {
-		if err := os.Remove(rootImg); err != nil {
-			return nil, fmt.Errorf("removing the plain root filesystem: %w", err)
-		}
-	}
+func (b *builder) at(name string) string { return filepath.Join(b.stage, name) }
 
-	step("writing the manifest")
-	m.Files = map[string]FileDigest{}
-	for _, name := range m.fileNames() {
-		d, err := digestFile(at(name))
-		if err != nil {
-			return nil, err
+// prepare reads a given key, settles the LUKS UUID and makes the staging
+// directory.
+func (b *builder) prepare() (err error) {
+	spec := b.spec
+	if spec.origin() == KeyOriginCustomer && !spec.GenerateKey {
+		if b.diskKey, err = encrypt.ReadKeyFile(spec.KeyFile); err != nil {
+			return err
 		}
-		m.Files[name] = d
 	}
-	if m.Agent, err = digestFile(spec.Agent); err != nil {
-		return nil, err
+	b.uuid = strings.ToLower(spec.UUID)
+	if b.uuid == "" {
+		if b.uuid, err = luks2.NewUUID(spec.Rand); err != nil {
+			return fmt.Errorf("generating LUKS UUID: %w", err)
+		}
 	}
-	mb, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return nil, fmt.Errorf("encoding manifest: %w", err)
+	if err := checkCmdlineUUID(spec.Cmdline, b.uuid); err != nil {
+		return err
 	}
-	if err := os.WriteFile(at(ManifestFile), append(mb, '\n'), 0o644); err != nil {
-		return nil, fmt.Errorf("writing manifest: %w", err)
+	b.out = filepath.Clean(spec.Out)
+	parent, base := filepath.Split(b.out)
+	if b.stage, err = os.MkdirTemp(parent, "."+base+".build-*"); err != nil {
+		return fmt.Errorf("creating staging directory: %w", err)
 	}
-	if err := syncTree(stage); err != nil {
-		return nil, err
+	return nil
+}
+
+// undo, unless the output is in place, removes the key file the build
+// wrote, deletes the key it registered and removes the staging directory.
+func (b *builder) undo(err *error) {
+	if b.recovery != nil {
+		b.recovery.Abort()
 	}
-	if err := os.Chmod(stage, 0o755); err != nil {
-		return nil, fmt.Errorf("setting output directory mode: %w", err)
+	if b.ok {
+		return
+	}
+	if b.wroteKey {
+		os.Remove(b.spec.KeyFile)
+	}
+	if b.registered {
+		if derr := b.deleteKey(); derr != nil {
+			*err = errors.Join(*err, derr)
+		}
+	}
+	os.RemoveAll(b.stage)
+}
+
+// publish syncs the staging directory and renames it into place.
+func (b *builder) publish() error {
+	if err := syncTree(b.stage); err != nil {
+		return err
+	}
+	if err := os.Chmod(b.stage, 0o755); err != nil {
+		return fmt.Errorf("setting output directory mode: %w", err)
 	}
 	// rename(2) replaces an empty directory and fails on a non-empty one,
 	// so a directory filled meanwhile is never clobbered. (os.Rename
 	// refuses any existing directory.)
-	if err := syscall.Rename(stage, out); err != nil {
-		return nil, fmt.Errorf("renaming output directory into place: %w", &os.LinkError{Op: "rename", Old: stage, New: out, Err: err})
+	if err := syscall.Rename(b.stage, b.out); err != nil {
+		return fmt.Errorf("renaming output directory into place: %w", &os.LinkError{Op: "rename", Old: b.stage, New: b.out, Err: err})
 	}
-	ok = true
-	if err := syncDir(parent); err != nil {
-		return nil, err
-	}
-	log.Info("built image", "out", out, "luks_uuid", m.LUKSUUID, "measurements", len(m.Measurements))
-	return m, nil
+	b.ok = true
+	return syncDir(filepath.Dir(b.out))
 }
 
 func (c AgentConfig) tee() string {
@@ -511,190 +347,4 @@ func (s *Spec) origin() string {
 		return KeyOriginCustomer
 	}
 	return s.KeyOrigin
-}
-
-// checkKeyFree makes sure the verifier has no key of that name: a build
-// registers a new key and never touches an existing one.
-func checkKeyFree(ctx context.Context, reg Registry, name string) error {
-	k, err := reg.GetKey(ctx, name)
-	switch {
-	case err == nil:
-		return fmt.Errorf("key %s is already on the verifier (%s-managed, latest version %d); a build registers a new key: choose another key name or delete that key: %w",
-			name, k.Origin, k.LatestVersion, admin.ErrKeyExists)
-	case errors.Is(err, admin.ErrKeyUnknown):
-		return nil
-	default:
-		return fmt.Errorf("asking the verifier whether key %s exists: %w", name, err)
-	}
-}
-
-func (s *Spec) modules() []string {
-	if s.ModulesDir != "" && len(s.Modules) == 0 {
-		return initramfs.DefaultModules()
-	}
-	return s.Modules
-}
-
-func (s *Spec) vcpuType(kind measure.Kind) string {
-	if kind == measure.KindSim {
-		return measure.SimVCPUType
-	}
-	return s.VCPUType
-}
-
-// check validates the spec, reporting every problem, and returns the kind
-// of measurement the image gets.
-func (s *Spec) check() (measure.Kind, error) {
-	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrSpec}, args...)...))
-	}
-	if !nameRE.MatchString(s.Name) {
-		bad("image name %q: want 1-64 of [A-Za-z0-9._-], starting alphanumeric", s.Name)
-	}
-	if !versionRE.MatchString(s.Version) {
-		bad("image version %q: want 1-64 printable ASCII characters", s.Version)
-	}
-	for _, p := range []struct{ what, path string }{
-		{"root filesystem", s.RootFS}, {"kernel", s.Kernel}, {"agent", s.Agent}, {"output directory", s.Out},
-	} {
-		if p.path == "" {
-			bad("the %s is required", p.what)
-		}
-	}
-	switch s.KeyOrigin {
-	case "", KeyOriginCustomer:
-		if s.KeyFile == "" {
-			bad("the key file is required (it holds a customer-managed key)")
-		}
-	case KeyOriginPlatform:
-		if s.Registry == nil {
-			bad("a platform-managed key is made by the verifier: its admin API is required")
-		}
-		if s.GenerateKey {
-			bad("a platform-managed key is made by the verifier, not generated by the build (the key file takes a recovery copy)")
-		}
-	default:
-		bad("key origin %q: want %s or %s", s.KeyOrigin, KeyOriginCustomer, KeyOriginPlatform)
-	}
-	if s.ReleasePolicy != nil {
-		if err := checkReleasePolicy(s.ReleasePolicy); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if s.RootFSSize < 0 || s.RootFSSize%(1<<20) != 0 {
-		bad("root filesystem size %d: want whole MiB", s.RootFSSize)
-	}
-	if s.ModulesDir == "" && len(s.Modules) > 0 {
-		bad("kernel modules need the modules directory")
-	}
-	errs = append(errs, s.AgentConfig.check(s.CA != "")...)
-	hasBusybox := s.Busybox != ""
-	for _, x := range s.Extra {
-		if path.Clean(x.Dst) == BusyboxPath {
-			if hasBusybox {
-				bad("%s is added twice", BusyboxPath)
-			}
-			hasBusybox = true
-		}
-	}
-	if s.AgentConfig.TempDisk != "" && !hasBusybox {
-		bad("a temp disk needs a static busybox at %s in the initramfs (the agent formats it with busybox mke2fs)", BusyboxPath)
-	}
-	if len(s.Cmdline) > maxCmdline || !printable(s.Cmdline) {
-		bad("kernel command line: want at most %d printable ASCII characters (confidant-hostd's limit)", maxCmdline)
-	}
-	if s.UUID != "" && !uuidRE.MatchString(strings.ToLower(s.UUID)) {
-		bad("LUKS UUID %q: want the 8-4-4-4-12 hex form", s.UUID)
-	}
-	if len(s.VCPUs) == 0 {
-		bad("at least one vCPU count is required (the measurement covers it)")
-	}
-	for i, n := range s.VCPUs {
-		if n < 1 || n > MaxVCPUs {
-			bad("%d vCPUs: want 1 to %d (confidant-hostd's range)", n, MaxVCPUs)
-		} else if slices.Contains(s.VCPUs[:i], n) {
-			bad("%d vCPUs given twice", n)
-		}
-	}
-	var kind measure.Kind
-	switch s.AgentConfig.tee() {
-	case TEESim:
-		kind = measure.KindSim
-		if s.VCPUType != "" && s.VCPUType != measure.SimVCPUType {
-			bad("vCPU type %q: simulated guests are always measured as %s", s.VCPUType, measure.SimVCPUType)
-		}
-	case TEETDXGuest:
-		bad("tee tdx-guest: TDX reference values (MRTD, RTMRs) are not computed by this tool yet")
-	default:
-		kind = measure.KindSNP
-		if s.Firmware == "" {
-			bad("tee %s: the OVMF (AmdSev) image the host boots is required to compute the SEV-SNP reference value", s.AgentConfig.tee())
-		}
-	}
-	s.checkBoot(bad)
-	s.checkPlaces(bad)
-	if len(errs) > 0 {
-		return "", errors.Join(errs...)
-	}
-	return kind, nil
-}
-
-// checkPlaces checks the output directory and the key file.
-func (s *Spec) checkPlaces(bad func(string, ...any)) {
-	if s.Out == "" {
-		return
-	}
-	out, err := filepath.Abs(s.Out)
-	if err != nil {
-		bad("output directory: %v", err)
-		return
-	}
-	if ents, err := os.ReadDir(out); err == nil && len(ents) > 0 {
-		bad("%s: %v", out, ErrOutputExists)
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
-		bad("output directory: %v", err)
-	}
-	if st, err := os.Stat(filepath.Dir(out)); err != nil || !st.IsDir() {
-		bad("the parent of the output directory %s must exist", out)
-	}
-	if s.KeyFile == "" {
-		return
-	}
-	key, err := filepath.Abs(s.KeyFile)
-	if err != nil {
-		bad("key file: %v", err)
-		return
-	}
-	// Compare with symlinks resolved where the paths exist.
-	if r, err := filepath.EvalSymlinks(filepath.Dir(key)); err == nil {
-		key = filepath.Join(r, filepath.Base(key))
-	}
-	if r, err := filepath.EvalSymlinks(out); err == nil {
-		out = r
-	} else if r, err := filepath.EvalSymlinks(filepath.Dir(out)); err == nil {
-		out = filepath.Join(r, filepath.Base(out))
-	}
-	if rel, err := filepath.Rel(out, key); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
-		bad("the key file %s is inside the output directory, which goes to untrusted hosts", s.KeyFile)
-	}
-	_, err = os.Lstat(s.KeyFile)
-	newKey := s.GenerateKey || s.KeyOrigin == KeyOriginPlatform
-	switch {
-	case newKey && err == nil:
-		bad("key file %s: %v (refusing to replace a key)", s.KeyFile, encrypt.ErrKeyFileExists)
-	case !newKey && errors.Is(err, os.ErrNotExist):
-		bad("key file %s does not exist (ask for a new key to generate one)", s.KeyFile)
-	}
-}
-
-// checkCmdlineUUID refuses a command line whose confidant.os_disk_uuid
-// (which overrides the configuration) names another disk.
-func checkCmdlineUUID(cmdline, uuid string) error {
-	for _, f := range strings.Fields(cmdline) {
-		if v, ok := strings.CutPrefix(f, "confidant.os_disk_uuid="); ok && strings.ToLower(strings.Trim(v, `"`)) != uuid {
-			return fmt.Errorf("%w: the kernel command line sets confidant.os_disk_uuid=%s but the OS disk is %s", ErrSpec, v, uuid)
-		}
-	}
-	return nil
 }

@@ -57,17 +57,53 @@ const simHWModel = "confidant simulated AMD SEV-SNP "
 //
 // The output depends only on its inputs.
 func ReleasePolicy(m *Manifest, keyName string) ([]byte, error) {
+	kind, set, err := measurementSet(m)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	switch kind {
+	case measure.KindSNP:
+		writeSNPPolicy(&b, m, keyName, set)
+	case measure.KindSim:
+		if m.Boot == BootUEFI {
+			writeSimUEFIPolicy(&b, m, keyName, set)
+			break
+		}
+		writeSimDirectPolicy(&b, m, keyName, set)
+	default:
+		return nil, fmt.Errorf("writing release policy: unknown measurement kind %q", kind)
+	}
+	b.WriteString(`
+# measurement_known holds when the launch measurement is one of the image's.
+measurement_known if image_measurements[input.tee.measurement]
+
+deny contains msg if {
+	not measurement_known
+	msg := sprintf("launch measurement %v is not one of image %v's", [object.get(input, ["tee", "measurement"], "missing"), data.key.name])
+}
+
+deny contains "guest policy allows debugging" if not input.tee.policy.debug == false
+
+result := {"allow": count(deny) == 0, "reasons": sort(deny)}
+`)
+	return b.Bytes(), nil
+}
+
+// measurementSet checks the image's measurements, all of one kind, and
+// writes them as the Rego set image_measurements.
+func measurementSet(m *Manifest) (measure.Kind, string, error) {
 	if len(m.Measurements) == 0 {
-		return nil, fmt.Errorf("writing release policy: no measurements")
+		return "", "", fmt.Errorf("writing release policy: no measurements")
 	}
 	kind := m.Measurements[0].Kind
 	notes := map[string][]string{}
 	for _, mm := range m.Measurements {
 		if mm.Kind != kind {
-			return nil, fmt.Errorf("writing release policy: measurements of two kinds, %s and %s", kind, mm.Kind)
+			return "", "", fmt.Errorf("writing release policy: measurements of two kinds, %s and %s", kind, mm.Kind)
 		}
 		if !hexRE.MatchString(mm.Measurement) {
-			return nil, fmt.Errorf("writing release policy: measurement %q is not lower-case hex SHA-384", mm.Measurement)
+			return "", "", fmt.Errorf("writing release policy: measurement %q is not lower-case hex SHA-384", mm.Measurement)
 		}
 		notes[mm.Measurement] = append(notes[mm.Measurement], fmt.Sprintf("%d vCPUs", mm.VCPUs))
 	}
@@ -77,11 +113,13 @@ func ReleasePolicy(m *Manifest, keyName string) ([]byte, error) {
 		fmt.Fprintf(&set, "\t%s: %s,\n", regoString(h), regoString(m.Name+" "+m.Version+", "+strings.Join(notes[h], ", ")))
 	}
 	set.WriteString("}\n")
+	return kind, set.String(), nil
+}
 
-	var b bytes.Buffer
-	switch kind {
-	case measure.KindSNP:
-		fmt.Fprintf(&b, `# Release policy written by confidant-image build for image %s %s (key %s):
+// writeSNPPolicy writes the head of the release policy of an AMD SEV-SNP
+// image.
+func writeSNPPolicy(b *bytes.Buffer, m *Manifest, keyName, set string) {
+	fmt.Fprintf(b, `# Release policy written by confidant-image build for image %s %s (key %s):
 # the key is released only to an AMD SEV-SNP guest (real hardware) whose
 # appraisal was affirming, whose launch measurement is one of the image's,
 # and whose guest policy forbids debugging. The rules are those of
@@ -108,13 +146,13 @@ deny contains msg if {
 	not input.status == "affirming"
 	msg := sprintf("token status is %%v, want affirming", [object.get(input, "status", "missing")])
 }
-`, m.Name, m.Version, keyName, ReleasePackageSNP, set.String())
-	case measure.KindSim:
-		if m.Boot == BootUEFI {
-			writeSimUEFIPolicy(&b, m, keyName, set.String())
-			break
-		}
-		fmt.Fprintf(&b, `# Release policy written by confidant-image build for image %s %s (key %s),
+`, m.Name, m.Version, keyName, ReleasePackageSNP, set)
+}
+
+// writeSimDirectPolicy writes the head of the simulated TEE's release
+// policy for a BootDirect image.
+func writeSimDirectPolicy(b *bytes.Buffer, m *Manifest, keyName, set string) {
+	fmt.Fprintf(b, `# Release policy written by confidant-image build for image %s %s (key %s),
 # for the simulated TEE (development only: whoever controls the host
 # controls the simulated root): the key is released only to a guest whose
 # evidence came from the simulated AMD secure processor and was verified
@@ -125,8 +163,8 @@ deny contains msg if {
 #
 # Input: the token's claims. data.key: {"name", "version", "origin"}.
 `, m.Name, m.Version, keyName)
-		writeSimPolicyCore(&b, ReleasePackageSim, set.String())
-		b.WriteString(`
+	writeSimPolicyCore(b, ReleasePackageSim, set)
+	b.WriteString(`
 acceptable_status if input.status in {"affirming", "warning"}
 
 deny contains msg if {
@@ -134,23 +172,6 @@ deny contains msg if {
 	msg := sprintf("token status is %v, want affirming or warning", [object.get(input, "status", "missing")])
 }
 `)
-	default:
-		return nil, fmt.Errorf("writing release policy: unknown measurement kind %q", kind)
-	}
-	b.WriteString(`
-# measurement_known holds when the launch measurement is one of the image's.
-measurement_known if image_measurements[input.tee.measurement]
-
-deny contains msg if {
-	not measurement_known
-	msg := sprintf("launch measurement %v is not one of image %v's", [object.get(input, ["tee", "measurement"], "missing"), data.key.name])
-}
-
-deny contains "guest policy allows debugging" if not input.tee.policy.debug == false
-
-result := {"allow": count(deny) == 0, "reasons": sort(deny)}
-`)
-	return b.Bytes(), nil
 }
 
 // writeSimUEFIPolicy writes the head of the simulated TEE's release
