@@ -8,17 +8,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/confidant-cvm/confidant/hostd/internal/qemu"
 	"github.com/confidant-cvm/confidant/hostd/internal/spec"
-	"github.com/confidant-cvm/confidant/hostd/internal/swtpm"
 	"github.com/confidant-cvm/confidant/shared/simsp"
 	"github.com/confidant-cvm/confidant/shared/tee/snp/sim"
 )
@@ -151,148 +148,6 @@ func (m *Manager) startLocked(ctx context.Context, v *vm) error {
 	m.log.Info("started guest", "guest", v.name, "tee", sp.TEE, "simulated", sp.TEE.Simulated(), "pid", r.pid, "measurement", meas)
 	m.watch(v, r, sp, meas)
 	return nil
-}
-
-// launch prepares disks, boot files, vTPM and runs QEMU until QMP answers.
-func (m *Manager) launch(ctx context.Context, v *vm, sp *spec.Spec) (*runtime, string, error) {
-	bootDir := filepath.Join(v.dir, "boot")
-	if err := os.MkdirAll(bootDir, 0o700); err != nil {
-		return nil, "", fmt.Errorf("creating boot directory: %w", err)
-	}
-	boot, err := prepareBoot(sp, bootDir, m.opts.StateDir)
-	if err != nil {
-		return nil, "", err
-	}
-	if sp.SimUEFI() {
-		// A guest created by an earlier hostd may lack its store.
-		if _, err := installVarStore(m.opts.StateDir, sp.Image.UEFIVars, filepath.Join(v.dir, varStoreFile)); err != nil {
-			return nil, "", err
-		}
-	}
-	tempDisk := ""
-	if sp.TempDiskSize > 0 {
-		tempDisk = filepath.Join(v.dir, "temp.img")
-		if err := ensureTempDisk(tempDisk, int64(sp.TempDiskSize)); err != nil {
-			return nil, "", err
-		}
-	}
-	cfg := m.qemuConfig(v, sp, boot, tempDisk)
-	// The OS disk is opened here, checked as opened, and handed to QEMU as
-	// file descriptors: a symlink swapped since validation cannot point
-	// QEMU at hostd's own files.
-	disk, err := openOSDisk(m.opts.StateDir, sp.Image.OSDisk, &cfg)
-	if err != nil {
-		return nil, "", err
-	}
-	if sp.SimUEFI() {
-		esp, err := openESP(m.opts.StateDir, sp.Image.ESP, &cfg, len(disk))
-		if err != nil {
-			closeAll(disk)
-			return nil, "", err
-		}
-		disk = append(disk, esp)
-	}
-	defer closeAll(disk)
-	if sp.TDX.QGSSocket != "" {
-		if err := spec.CheckOutside(m.opts.StateDir, sp.TDX.QGSSocket); err != nil {
-			return nil, "", fmt.Errorf("checking tdx.qgs_socket: %w", err)
-		}
-	}
-
-	r := &runtime{
-		exited:   make(chan struct{}),
-		finished: make(chan struct{}),
-		detach:   make(chan struct{}),
-	}
-	cleanup := func() {
-		if r.swtpmCmd != nil {
-			_ = r.swtpmCmd.Process.Kill()
-			_ = r.swtpmCmd.Wait()
-		}
-	}
-	if sp.VTPM == spec.VTPMSwtpm {
-		tpm := swtpm.TPM{StateDir: filepath.Join(v.dir, "tpm"), KeyFile: m.tpmKeyFile(v.name)}
-		if err := tpm.Manufacture(ctx, m.ca, m.log.With("guest", v.name)); err != nil {
-			return nil, "", err
-		}
-		cmd, err := tpm.Start(ctx, m.opts.Swtpm)
-		if err != nil {
-			return nil, "", err
-		}
-		r.swtpmCmd, r.swtpmPID = cmd, cmd.Process.Pid
-		r.swtpmPIDStart, _ = procStart(r.swtpmPID)
-		cfg.TPMSocket, cfg.TPMDevice = tpm.Socket(), sp.TPMDevice
-	}
-
-	args, err := qemu.Args(cfg)
-	if err != nil {
-		cleanup()
-		return nil, "", err
-	}
-	for _, s := range []string{cfg.QMPSocket, cfg.SPSocket} {
-		if s != "" {
-			_ = os.Remove(s)
-		}
-	}
-	label := "hardware-isolated (" + string(sp.TEE) + ")"
-	if sp.TEE.Simulated() {
-		label = "SIMULATED TEE: no hardware isolation"
-	}
-	appendLine(cfg.SerialLog, fmt.Sprintf(startMarker+"%s at %s, %s, measurement %s ===",
-		sp.Name, m.opts.Now().UTC().Format(time.RFC3339), label, orNone(boot.measurement)))
-
-	qlog, err := os.OpenFile(filepath.Join(v.dir, "qemu.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		cleanup()
-		return nil, "", fmt.Errorf("opening qemu.log: %w", err)
-	}
-	fmt.Fprintf(qlog, "=== %s %s %s\n", m.opts.Now().UTC().Format(time.RFC3339), m.opts.QEMU, strings.Join(args, " "))
-	cmd := exec.Command(m.opts.QEMU, args...)
-	cmd.Dir = v.dir
-	cmd.ExtraFiles = disk
-	cmd.Stdout, cmd.Stderr = qlog, qlog
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	err = cmd.Start()
-	qlog.Close()
-	if err != nil {
-		cleanup()
-		return nil, "", fmt.Errorf("starting QEMU: %w", err)
-	}
-	r.cmd, r.pid = cmd, cmd.Process.Pid
-	r.pidStart, _ = procStart(r.pid)
-	go func() {
-		r.exitErr = cmd.Wait()
-		close(r.exited)
-	}()
-
-	q, err := dialQMP(ctx, cfg.QMPSocket, r.exited)
-	if err != nil {
-		_ = cmd.Process.Kill()
-		<-r.exited
-		cleanup()
-		return nil, "", fmt.Errorf("%w (qemu: %s)", err, lastLine(filepath.Join(v.dir, "qemu.log")))
-	}
-	r.qmp = q
-	return r, boot.measurement, nil
-}
-
-// dialQMP retries until QEMU's QMP socket answers, QEMU exits or ctx ends.
-func dialQMP(ctx context.Context, path string, exited <-chan struct{}) (*qemu.QMP, error) {
-	for {
-		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		q, err := qemu.DialQMP(dctx, path)
-		cancel()
-		if err == nil {
-			return q, nil
-		}
-		select {
-		case <-exited:
-			return nil, errors.New("QEMU exited during start-up")
-		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for QMP: %w", ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }
 
 // watch starts the goroutines that follow a running guest: QMP events,
