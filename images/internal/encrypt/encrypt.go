@@ -96,25 +96,59 @@ func Encrypt(ctx context.Context, spec Spec, log *slog.Logger) (*Result, error) 
 	if rnd == nil {
 		rnd = rand.Reader
 	}
-	in, err := os.Open(spec.Input)
+	in, size, fs, err := openInput(spec)
 	if err != nil {
-		return nil, fmt.Errorf("opening input: %w", err)
+		return nil, err
 	}
 	defer in.Close()
+	diskKey, err := diskKeyOf(spec, rnd)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			clear(diskKey)
+		}
+	}()
+	res, err := writeDisk(ctx, spec, in, size, luksOptions(spec, diskKey, rnd), log)
+	if err != nil {
+		return nil, err
+	}
+	ok = true
+	res.DiskKey, res.BlockSize = diskKey, fs.blockSize
+	return res, nil
+}
+
+// openInput opens the plain root filesystem and checks it.
+func openInput(spec Spec) (_ *os.File, size int64, _ ext4Info, err error) {
+	var fs ext4Info
+	in, err := os.Open(spec.Input)
+	if err != nil {
+		return nil, 0, fs, fmt.Errorf("opening input: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			in.Close()
+		}
+	}()
 	st, err := in.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("inspecting input: %w", err)
+		return nil, 0, fs, fmt.Errorf("inspecting input: %w", err)
 	}
 	if !st.Mode().IsRegular() || st.Size() == 0 {
-		return nil, fmt.Errorf("input %s is not a non-empty regular file", spec.Input)
+		return nil, 0, fs, fmt.Errorf("input %s is not a non-empty regular file", spec.Input)
 	}
-	var fs ext4Info
 	if !spec.AnyFilesystem {
 		if fs, err = checkExt4(in, st.Size()); err != nil {
-			return nil, fmt.Errorf("checking %s: %w", spec.Input, err)
+			return nil, 0, fs, fmt.Errorf("checking %s: %w", spec.Input, err)
 		}
 	}
+	return in, st.Size(), fs, nil
+}
 
+// diskKeyOf is a copy of the spec's disk key, or a new one from rnd.
+func diskKeyOf(spec Spec, rnd io.Reader) ([]byte, error) {
 	diskKey := bytes.Clone(spec.DiskKey)
 	if diskKey == nil {
 		diskKey = make([]byte, DiskKeySize)
@@ -124,12 +158,12 @@ func Encrypt(ctx context.Context, spec Spec, log *slog.Logger) (*Result, error) 
 	} else if len(diskKey) < 16 {
 		return nil, fmt.Errorf("%w: disk key of %d bytes, want at least 16", luks2.ErrInvalidOptions, len(diskKey))
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			clear(diskKey)
-		}
-	}()
+	return diskKey, nil
+}
+
+// luksOptions are the LUKS2 header's: the disk key in keyslot 0, the
+// recovery passphrase, if any, in keyslot 1.
+func luksOptions(spec Spec, diskKey []byte, rnd io.Reader) luks2.Options {
 	opts := luks2.Options{
 		UUID:     spec.UUID,
 		Label:    spec.Label,
@@ -143,28 +177,35 @@ func Encrypt(ctx context.Context, spec Spec, log *slog.Logger) (*Result, error) 
 		}
 		opts.Keyslots = append(opts.Keyslots, luks2.KeyslotSpec{Passphrase: spec.RecoveryPassphrase, KDF: kdf})
 	}
+	return opts
+}
 
+// writeDisk encrypts in into a temporary file beside the output, checks
+// it, and renames it into place. The result lacks DiskKey and BlockSize.
+func writeDisk(ctx context.Context, spec Spec, in *os.File, size int64, opts luks2.Options, log *slog.Logger) (*Result, error) {
+	diskKey := opts.Keyslots[0].Passphrase
 	dir, base := filepath.Split(spec.Output)
 	tmp, err := os.CreateTemp(dir, "."+base+".*.tmp")
 	if err != nil {
 		return nil, fmt.Errorf("creating output: %w", err)
 	}
+	ok := false
 	defer func() {
 		if !ok {
 			tmp.Close()
 			os.Remove(tmp.Name())
 		}
 	}()
-	log.Info("encrypting OS disk", "input", spec.Input, "bytes", st.Size(), "output", spec.Output,
+	log.Info("encrypting OS disk", "input", spec.Input, "bytes", size, "output", spec.Output,
 		"recovery_keyslot", len(opts.Keyslots) > 1)
 	start := time.Now()
-	hdr, err := luks2.EncryptImage(ctx, in, st.Size(), tmp, opts, spec.Progress)
+	hdr, err := luks2.EncryptImage(ctx, in, size, tmp, opts, spec.Progress)
 	if err != nil {
 		return nil, fmt.Errorf("encrypting %s: %w", spec.Input, err)
 	}
 	defer hdr.Wipe()
 	elapsed := time.Since(start)
-	if err := selfCheck(tmp, in, st.Size(), diskKey, hdr); err != nil {
+	if err := selfCheck(tmp, in, size, diskKey, hdr); err != nil {
 		return nil, err
 	}
 	out, err := tmp.Stat()
@@ -183,14 +224,8 @@ func Encrypt(ctx context.Context, spec Spec, log *slog.Logger) (*Result, error) 
 	ok = true
 	log.Info("encrypted OS disk", "uuid", hdr.UUID, "output", spec.Output, "bytes", out.Size(),
 		"data_offset", hdr.DataOffset, "elapsed", elapsed.Round(time.Millisecond),
-		"mib_per_s", float64(st.Size())/(1<<20)/max(elapsed.Seconds(), 1e-9))
-	return &Result{
-		UUID:       hdr.UUID,
-		DiskKey:    diskKey,
-		Size:       out.Size(),
-		DataOffset: hdr.DataOffset,
-		BlockSize:  fs.blockSize,
-	}, nil
+		"mib_per_s", float64(size)/(1<<20)/max(elapsed.Seconds(), 1e-9))
+	return &Result{UUID: hdr.UUID, Size: out.Size(), DataOffset: hdr.DataOffset}, nil
 }
 
 // selfCheck reopens the written disk with the disk key, as the guest will,
