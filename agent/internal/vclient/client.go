@@ -36,6 +36,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/confidant-cvm/confidant/shared/api"
 	"github.com/confidant-cvm/confidant/shared/evidence"
 )
 
@@ -273,7 +274,7 @@ type Challenge struct {
 
 // Challenge asks for a fresh nonce (POST /v1/challenge).
 func (c *Client) Challenge(ctx context.Context) (*Challenge, error) {
-	body, err := c.do(ctx, http.MethodPost, "/v1/challenge", nil, "", nil, maxChallengeBody)
+	body, err := c.do(ctx, http.MethodPost, api.PathChallenge, nil, "", nil, maxChallengeBody)
 	if err != nil {
 		return nil, err
 	}
@@ -281,10 +282,7 @@ func (c *Client) Challenge(ctx context.Context) (*Challenge, error) {
 }
 
 func parseChallenge(body []byte) (*Challenge, error) {
-	var resp struct {
-		Nonce     string    `json:"nonce"`
-		ExpiresAt time.Time `json:"expires_at"`
-	}
+	var resp api.ChallengeResponse
 	if err := json.Unmarshal(body, &resp); err != nil {
 		return nil, fmt.Errorf("%w: challenge: %v", ErrResponse, err)
 	}
@@ -303,9 +301,9 @@ func parseChallenge(body []byte) (*Challenge, error) {
 func (c *Client) SubmitEvidence(ctx context.Context, envelope []byte) (string, error) {
 	q := url.Values{}
 	if c.audience != "" {
-		q.Set("audience", c.audience)
+		q.Set(api.QueryAudience, c.audience)
 	}
-	body, err := c.do(ctx, http.MethodPost, "/v1/attest", q, "application/json", envelope, maxTokenBody)
+	body, err := c.do(ctx, http.MethodPost, api.PathAttest, q, "application/json", envelope, maxTokenBody)
 	if err != nil {
 		return "", err
 	}
@@ -313,9 +311,7 @@ func (c *Client) SubmitEvidence(ctx context.Context, envelope []byte) (string, e
 }
 
 func parseToken(body []byte) (string, error) {
-	var resp struct {
-		Token string `json:"token"`
-	}
+	var resp api.AttestResponse
 	if err := json.Unmarshal(body, &resp); err != nil {
 		return "", fmt.Errorf("%w: token: %v", ErrResponse, err)
 	}
@@ -334,7 +330,7 @@ func (c *Client) ReleaseKey(ctx context.Context, name, token string) ([]byte, er
 		return nil, fmt.Errorf("%w: key name %q", ErrConfig, name)
 	}
 	hdr := http.Header{"Authorization": {"Bearer " + token}}
-	body, ctype, err := c.doRaw(ctx, http.MethodPost, "/v1/keys/"+url.PathEscape(name)+"/release", nil, "", nil, hdr, maxReleaseBody)
+	body, ctype, err := c.doRaw(ctx, http.MethodPost, api.ReleasePath(name), nil, "", nil, hdr, maxReleaseBody)
 	if err != nil {
 		return nil, err
 	}
@@ -345,9 +341,7 @@ func parseRelease(body []byte, ctype string) ([]byte, error) {
 	mt, _, _ := strings.Cut(ctype, ";")
 	switch strings.TrimSpace(strings.ToLower(mt)) {
 	case "application/json":
-		var resp struct {
-			JWE string `json:"jwe"`
-		}
+		var resp api.ReleaseResponse
 		if err := json.Unmarshal(body, &resp); err != nil {
 			return nil, fmt.Errorf("%w: release: %v", ErrResponse, err)
 		}
@@ -419,10 +413,7 @@ func parseAPIError(status int, hdr http.Header, body []byte) *APIError {
 			e.RetryAfter = time.Duration(secs) * time.Second
 		}
 	}
-	var doc struct {
-		Error   string   `json:"error"`
-		Reasons []string `json:"reasons"`
-	}
+	var doc api.ErrorBody
 	if json.Unmarshal(body, &doc) != nil {
 		return e
 	}

@@ -4,10 +4,9 @@
 // platform-managed key and get its material once, import a
 // customer-managed key, delete a key.
 //
-// The wire format is the verifier's (verifier/internal/admin, which Go's
-// internal rule keeps from this module's other components): JSON bodies,
-// key material as base64url without padding, errors as
-// {"error": CODE, "reasons": [...]}.
+// The wire format is the contract both ends import (shared/api/admin, its
+// errors shared/api's): JSON bodies, key material as base64url without
+// padding, errors as {"error": CODE, "reasons": [...]}.
 //
 // Key material is kept out of strings: requests are assembled and answers
 // decoded in byte slices that are zeroed once used. Copies the standard
@@ -27,13 +26,16 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/confidant-cvm/confidant/shared/api"
+	adminapi "github.com/confidant-cvm/confidant/shared/api/admin"
 )
 
-// The API's paths and key origins (verifier/internal/admin).
+// The API's paths and key origins (shared/api/admin).
 const (
-	PathKeys       = "/v1/admin/keys"
-	OriginPlatform = "platform"
-	OriginCustomer = "customer"
+	PathKeys       = adminapi.PathKeys
+	OriginPlatform = adminapi.OriginPlatform
+	OriginCustomer = adminapi.OriginCustomer
 )
 
 // DefaultTimeout bounds one request.
@@ -47,12 +49,12 @@ const maxAnswer = 2 << 20
 // with that code matches them under errors.Is.
 var (
 	// ErrKeyExists: a key of that name exists (409 key_exists).
-	ErrKeyExists = errors.New("key_exists")
+	ErrKeyExists = errors.New(api.CodeKeyExists)
 	// ErrKeyUnknown: no such key (404 key_unknown).
-	ErrKeyUnknown = errors.New("key_unknown")
+	ErrKeyUnknown = errors.New(api.CodeKeyUnknown)
 	// ErrInvalidPolicy: the release policy does not load (400
 	// invalid_policy).
-	ErrInvalidPolicy = errors.New("invalid_policy")
+	ErrInvalidPolicy = errors.New(api.CodeInvalidPolicy)
 )
 
 // ErrBadAnswer means an answer of the verifier did not decode or was not
@@ -86,27 +88,11 @@ func (e *Error) Is(target error) bool {
 	return false
 }
 
-// KeyVersion is one version of a key.
-type KeyVersion struct {
-	Version   int       `json:"version"`
-	KEKID     string    `json:"kek_id"`
-	CreatedAt time.Time `json:"created_at"`
-}
+// KeyVersion is one version of a key (shared/api/admin).
+type KeyVersion = adminapi.KeyVersion
 
-// Key is a key's metadata, never its material.
-type Key struct {
-	Name string `json:"name"`
-	// Origin is OriginPlatform or OriginCustomer.
-	Origin              string `json:"origin"`
-	ReleasePolicySHA256 string `json:"release_policy_sha256"`
-	// ReleasePolicy is the policy's source (only when one key is asked
-	// for).
-	ReleasePolicy string       `json:"release_policy,omitempty"`
-	LatestVersion int          `json:"latest_version"`
-	Versions      []KeyVersion `json:"versions"`
-	CreatedAt     time.Time    `json:"created_at"`
-	UpdatedAt     time.Time    `json:"updated_at"`
-}
+// Key is a key's metadata, never its material (shared/api/admin).
+type Key = adminapi.Key
 
 // CreateKeyRequest creates a key: without KeyMaterial a platform-managed
 // one (the verifier generates 32 random bytes), with it a customer-managed
@@ -123,13 +109,13 @@ type CreateKeyRequest struct {
 	KeyMaterial []byte
 }
 
-// KeyResponse is the answer to a create request.
+// KeyResponse is the answer to a create request: the API's (Key and
+// Version), with the key material decoded into bytes instead of a string.
 type KeyResponse struct {
-	Key Key `json:"key"`
-	// Version is the version the request made (create: 1).
-	Version int `json:"version"`
+	adminapi.KeyResponse
 	// KeyMaterial is the generated key when ReturnKey was asked; the
-	// caller zeroes it once used.
+	// caller zeroes it once used. It shadows the API's string field, which
+	// stays empty.
 	KeyMaterial Secret `json:"key_material"`
 }
 
@@ -219,10 +205,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte) ([]by
 // decodeError turns an error answer into an *Error.
 func decodeError(status int, b []byte) *Error {
 	e := &Error{Status: status, Code: http.StatusText(status)}
-	var doc struct {
-		Error   string   `json:"error"`
-		Reasons []string `json:"reasons"`
-	}
+	var doc api.ErrorBody
 	if json.Unmarshal(b, &doc) == nil && doc.Error != "" {
 		e.Code, e.Reasons = doc.Error, doc.Reasons
 	}
@@ -262,11 +245,9 @@ func readAll(r io.Reader, limit int) ([]byte, error) {
 
 // createBody is the JSON of req, with the key material encoded in place.
 func createBody(req CreateKeyRequest) ([]byte, error) {
-	head := struct {
-		Name          string `json:"name"`
-		ReleasePolicy string `json:"release_policy,omitempty"`
-		ReturnKey     bool   `json:"return_key,omitempty"`
-	}{req.Name, req.ReleasePolicy, req.ReturnKey}
+	// The API's body without key_material (omitted when empty), which is
+	// appended below without passing through a string.
+	head := adminapi.CreateKeyRequest{Name: req.Name, ReleasePolicy: req.ReleasePolicy, ReturnKey: req.ReturnKey}
 	b, err := json.Marshal(head)
 	if err != nil {
 		return nil, err
@@ -351,10 +332,7 @@ func (c *Client) DeleteKey(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("deleting key %s: %w", name, err)
 	}
-	var out struct {
-		Name    string `json:"name"`
-		Version int    `json:"version"`
-	}
+	var out adminapi.DeleteResponse
 	if err := json.Unmarshal(b, &out); err != nil || out.Name != name || out.Version != 0 {
 		return fmt.Errorf("deleting key %s: %w: %q", name, ErrBadAnswer, b)
 	}

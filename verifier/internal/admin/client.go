@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/confidant-cvm/confidant/shared/api"
 )
 
 // DefaultTimeout bounds one admin request.
@@ -141,10 +143,7 @@ func (c *Client) send(ctx context.Context, method, path string, body io.Reader, 
 	}
 	defer resp.Body.Close()
 	e := &Error{Status: resp.StatusCode, Code: http.StatusText(resp.StatusCode)}
-	var doc struct {
-		Error   string   `json:"error"`
-		Reasons []string `json:"reasons"`
-	}
+	var doc api.ErrorBody
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if json.Unmarshal(b, &doc) == nil && doc.Error != "" {
 		e.Code, e.Reasons = doc.Error, doc.Reasons

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/confidant-cvm/confidant/shared/api"
 )
 
 // Outcomes of a flow that are not the verifier's answer.
@@ -156,9 +158,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		DisableCompression:    true,
 		ForceAttemptHTTP2:     false,
 	}
-	c := &Client{base: u, http: &http.Client{Transport: tr, Timeout: timeout}, attestPath: "/v1/attest"}
+	c := &Client{base: u, http: &http.Client{Transport: tr, Timeout: timeout}, attestPath: api.PathAttest}
 	if cfg.Audience != "" {
-		c.attestPath += "?" + url.Values{"audience": {cfg.Audience}}.Encode()
+		c.attestPath += "?" + url.Values{api.QueryAudience: {cfg.Audience}}.Encode()
 	}
 	return c, nil
 }
@@ -168,10 +170,8 @@ func (c *Client) Close() { c.http.CloseIdleConnections() }
 
 // Challenge asks for a nonce (POST /v1/challenge).
 func (c *Client) Challenge(ctx context.Context) ([]byte, error) {
-	var resp struct {
-		Nonce string `json:"nonce"`
-	}
-	if err := c.postJSON(ctx, "/v1/challenge", nil, "", &resp); err != nil {
+	var resp api.ChallengeResponse
+	if err := c.postJSON(ctx, api.PathChallenge, nil, "", &resp); err != nil {
 		return nil, fmt.Errorf("getting challenge: %w", err)
 	}
 	nonce, err := base64.RawURLEncoding.DecodeString(resp.Nonce)
@@ -183,9 +183,7 @@ func (c *Client) Challenge(ctx context.Context) ([]byte, error) {
 
 // Attest sends an evidence envelope (POST /v1/attest) and returns the token.
 func (c *Client) Attest(ctx context.Context, body []byte) (string, error) {
-	var resp struct {
-		Token string `json:"token"`
-	}
+	var resp api.AttestResponse
 	if err := c.postJSON(ctx, c.attestPath, body, "", &resp); err != nil {
 		return "", fmt.Errorf("attesting: %w", err)
 	}
@@ -199,7 +197,7 @@ func (c *Client) Attest(ctx context.Context, body []byte) (string, error) {
 // /v1/keys/{name}/release) and returns the compact JWE. The verifier may
 // answer application/json {"jwe": "..."} or application/jose.
 func (c *Client) Release(ctx context.Context, name, token string) ([]byte, error) {
-	resp, err := c.do(ctx, "/v1/keys/"+url.PathEscape(name)+"/release", nil, token)
+	resp, err := c.do(ctx, api.ReleasePath(name), nil, token)
 	if err != nil {
 		return nil, fmt.Errorf("releasing key %q: %w", name, err)
 	}
@@ -219,9 +217,7 @@ func parseRelease(body []byte, ctype string) ([]byte, error) {
 	mt, _, _ := mime.ParseMediaType(ctype)
 	switch mt {
 	case "application/json":
-		var resp struct {
-			JWE string `json:"jwe"`
-		}
+		var resp api.ReleaseResponse
 		if err := json.Unmarshal(body, &resp); err != nil || resp.JWE == "" {
 			return nil, fmt.Errorf("%w: no jwe in the answer", ErrResponse)
 		}
@@ -274,10 +270,7 @@ func (c *Client) do(ctx context.Context, path string, body []byte, bearer string
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxSmallBody))
 	apiErr := &APIError{Status: resp.StatusCode}
-	var eb struct {
-		Error   string   `json:"error"`
-		Reasons []string `json:"reasons"`
-	}
+	var eb api.ErrorBody
 	if json.Unmarshal(b, &eb) == nil && eb.Error != "" {
 		apiErr.Code, apiErr.Reasons = eb.Error, eb.Reasons
 	} else {
