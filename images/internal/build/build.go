@@ -44,6 +44,7 @@ import (
 	"github.com/confidant-cvm/confidant/images/internal/admin"
 	"github.com/confidant-cvm/confidant/images/internal/encrypt"
 	"github.com/confidant-cvm/confidant/images/internal/measure"
+	"github.com/confidant-cvm/confidant/shared/durable"
 	"github.com/confidant-cvm/confidant/shared/initramfs"
 	"github.com/confidant-cvm/confidant/shared/luks2"
 )
@@ -331,7 +332,7 @@ func (b *builder) publish() error {
 		return fmt.Errorf("renaming output directory into place: %w", &os.LinkError{Op: "rename", Old: b.stage, New: b.out, Err: err})
 	}
 	b.ok = true
-	return syncDir(filepath.Dir(b.out))
+	return durable.SyncDir(filepath.Dir(b.out))
 }
 
 func (c AgentConfig) tee() string {

@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/confidant-cvm/confidant/shared/durable"
 )
 
 func printable(s string) bool {
@@ -101,20 +103,5 @@ func syncTree(dir string) error {
 			return fmt.Errorf("syncing %s: %w", e.Name(), err)
 		}
 	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	if dir == "" {
-		dir = "."
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("opening directory to sync: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing directory %s: %w", dir, err)
-	}
-	return nil
+	return durable.SyncDir(dir)
 }

@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/confidant-cvm/confidant/shared/durable"
 	"github.com/confidant-cvm/confidant/shared/luks2"
 )
 
@@ -218,7 +219,7 @@ func writeDisk(ctx context.Context, spec Spec, in *os.File, size int64, opts luk
 	if err := os.Rename(tmp.Name(), spec.Output); err != nil {
 		return nil, fmt.Errorf("renaming output into place: %w", err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := durable.SyncDir(dir); err != nil {
 		return nil, err
 	}
 	ok = true
@@ -262,21 +263,6 @@ func selfCheck(disk *os.File, in io.ReaderAt, inSize int64, diskKey []byte, hdr 
 		if !bytes.Equal(ct, want) {
 			return fmt.Errorf("%w: data at %d does not decrypt to the input", ErrSelfCheck, off)
 		}
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	if dir == "" {
-		dir = "."
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("opening output directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing output directory: %w", err)
 	}
 	return nil
 }

@@ -5,44 +5,32 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
+
+	"github.com/confidant-cvm/confidant/shared/keyfile"
 )
 
 // Key file outcomes callers branch on.
 var (
 	// ErrKeyFileExists means a new key was asked for but the key file is
 	// already there: an existing key is never overwritten.
-	ErrKeyFileExists = errors.New("key file already exists")
+	ErrKeyFileExists = keyfile.ErrExists
 	// ErrKeyFileMode means the key file is not a regular file, or group or
 	// other users may access it.
-	ErrKeyFileMode = errors.New("key file must be a regular file only its owner can access (chmod 600)")
+	ErrKeyFileMode = keyfile.ErrMode
 	// ErrKeyFileSize means the key file does not hold exactly DiskKeySize bytes.
 	ErrKeyFileSize = errors.New("key file does not hold a 32-byte key")
 )
 
 // ReadKeyFile reads a disk key file: exactly DiskKeySize raw bytes in a
-// regular file that neither group nor others may access. A key file anyone
-// else on the builder can read is refused, like ssh refuses such a private
-// key. The caller zeroes the key once used.
+// regular file that neither group nor others may access (keyfile.Read).
+// The caller zeroes the key once used.
 func ReadKeyFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("opening key file: %w", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("inspecting key file: %w", err)
-	}
-	if !st.Mode().IsRegular() || st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("reading key file %s (mode %v): %w", path, st.Mode(), ErrKeyFileMode)
-	}
-	key := make([]byte, DiskKeySize+1)
-	n, err := io.ReadFull(f, key)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		clear(key)
-		return nil, fmt.Errorf("reading key file: %w", err)
+	key, err := keyfile.Read(path, DiskKeySize)
+	n := len(key)
+	if errors.Is(err, keyfile.ErrTooLarge) {
+		n = DiskKeySize + 1
+	} else if err != nil {
+		return nil, err
 	}
 	if n != DiskKeySize {
 		clear(key)
@@ -52,7 +40,7 @@ func ReadKeyFile(path string) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("reading key file %s: %w: it holds %s (raw bytes, not hex or base64)", path, ErrKeyFileSize, size)
 	}
-	return key[:DiskKeySize], nil
+	return key, nil
 }
 
 // CreateKeyFile generates a DiskKeySize-byte key from rnd (nil:
@@ -80,67 +68,9 @@ func CreateKeyFile(path string, rnd io.Reader) ([]byte, error) {
 	return key, nil
 }
 
-// KeyFileWriter writes a new key file in two steps, so that a key made
-// elsewhere (by the verifier) is asked for only once the file can be
-// written: NewKeyFileWriter creates the temporary file (mode 0600) beside
-// the key file, Commit writes the key and links it into place, never
-// replacing a file. Abort, deferred, removes the temporary file.
-type KeyFileWriter struct {
-	path string
-	tmp  *os.File
-}
+// KeyFileWriter writes a new key file in two steps (keyfile.Writer).
+type KeyFileWriter = keyfile.Writer
 
 // NewKeyFileWriter prepares writing the key file path, which must not
 // exist (ErrKeyFileExists).
-func NewKeyFileWriter(path string) (*KeyFileWriter, error) {
-	if _, err := os.Lstat(path); err == nil {
-		return nil, fmt.Errorf("creating key file %s: %w", path, ErrKeyFileExists)
-	}
-	dir, base := filepath.Split(path)
-	tmp, err := os.CreateTemp(dir, "."+base+".*.tmp") // mode 0600
-	if err != nil {
-		return nil, fmt.Errorf("creating key file: %w", err)
-	}
-	return &KeyFileWriter{path: path, tmp: tmp}, nil
-}
-
-// Commit writes key, syncs it and links it into place as the key file.
-func (w *KeyFileWriter) Commit(key []byte) error {
-	if w.tmp == nil {
-		return errors.New("creating key file: already committed or aborted")
-	}
-	tmp := w.tmp
-	w.tmp = nil
-	defer os.Remove(tmp.Name())
-	_, werr := tmp.Write(key)
-	if werr == nil {
-		werr = tmp.Sync()
-	}
-	if err := tmp.Close(); werr == nil {
-		werr = err
-	}
-	if werr == nil {
-		// link(2) fails with EEXIST instead of replacing, unlike rename(2).
-		if err := os.Link(tmp.Name(), w.path); errors.Is(err, os.ErrExist) {
-			werr = fmt.Errorf("%s: %w", w.path, ErrKeyFileExists)
-		} else {
-			werr = err
-		}
-	}
-	if werr == nil {
-		werr = syncDir(filepath.Dir(w.path))
-	}
-	if werr != nil {
-		return fmt.Errorf("creating key file: %w", werr)
-	}
-	return nil
-}
-
-// Abort removes the temporary file unless the key was committed.
-func (w *KeyFileWriter) Abort() {
-	if w.tmp != nil {
-		w.tmp.Close()
-		os.Remove(w.tmp.Name())
-		w.tmp = nil
-	}
-}
+func NewKeyFileWriter(path string) (*KeyFileWriter, error) { return keyfile.NewWriter(path) }

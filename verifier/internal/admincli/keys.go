@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/confidant-cvm/confidant/shared/keyfile"
 	"github.com/confidant-cvm/confidant/shared/termsafe"
 	"github.com/confidant-cvm/confidant/verifier/internal/admin"
 	"github.com/spf13/cobra"
@@ -34,12 +35,12 @@ gets the default release policy (policies/release/default.rego).`,
 			if err != nil {
 				return err
 			}
-			var out *keyFileWriter
+			var out *keyfile.Writer
 			if returnFile != "" {
 				if out, err = newKeyFileWriter(returnFile); err != nil {
 					return err
 				}
-				defer out.abort()
+				defer out.Abort()
 			}
 			c, err := g.client()
 			if err != nil {
@@ -113,13 +114,13 @@ releasable (by version) until they are deleted, so disks can be re-keyed.`,
 				defer clear(material)
 				req.KeyMaterial = admin.EncodeKey(material)
 			}
-			var out *keyFileWriter
+			var out *keyfile.Writer
 			if returnFile != "" {
 				var err error
 				if out, err = newKeyFileWriter(returnFile); err != nil {
 					return err
 				}
-				defer out.abort()
+				defer out.Abort()
 				req.ReturnKey = true
 			}
 			c, err := g.client()
@@ -279,19 +280,19 @@ func short(sha string) string {
 
 // keyResult writes a returned key to its file and prints the result
 // without the key.
-func (g *globals) keyResult(resp *admin.KeyResponse, out *keyFileWriter, verb string) error {
+func (g *globals) keyResult(resp *admin.KeyResponse, out *keyfile.Writer, verb string) error {
 	material := resp.KeyMaterial
 	resp.KeyMaterial = ""
 	if out != nil {
 		if material == "" {
-			return fmt.Errorf("key %s %s, but the verifier returned no key material for %s", resp.Key.Name, verb, out.path)
+			return fmt.Errorf("key %s %s, but the verifier returned no key material for %s", resp.Key.Name, verb, out.Path())
 		}
 		k, err := admin.DecodeKey(material)
 		if err != nil {
 			return err
 		}
 		defer clear(k)
-		if err := out.commit(k); err != nil {
+		if err := out.Commit(k); err != nil {
 			return fmt.Errorf("key %s version %d was %s, but writing it failed: %w (delete the version with `admin key delete %s --version %d` and try again)",
 				resp.Key.Name, resp.Version, verb, err, resp.Key.Name, resp.Version)
 		}
@@ -302,14 +303,14 @@ func (g *globals) keyResult(resp *admin.KeyResponse, out *keyFileWriter, verb st
 			KeyFile string `json:"key_file,omitempty"`
 		}{resp, ""}
 		if out != nil {
-			v.KeyFile = out.path
+			v.KeyFile = out.Path()
 		}
 		return g.printJSON(v)
 	}
 	fmt.Fprintf(g.stdout, "%s key %s (%s-managed), version %d\n", verb, esc(resp.Key.Name), esc(resp.Key.Origin), resp.Version)
 	fmt.Fprintf(g.stdout, "release policy sha256 %s\n", esc(resp.Key.ReleasePolicySHA256))
 	if out != nil {
-		fmt.Fprintf(g.stdout, "key written to %s (mode 0600); keep it secret\n", out.path)
+		fmt.Fprintf(g.stdout, "key written to %s (mode 0600); keep it secret\n", out.Path())
 	}
 	return nil
 }
