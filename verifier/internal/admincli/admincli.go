@@ -25,11 +25,8 @@ import (
 
 	"github.com/confidant-cvm/confidant/shared/termsafe"
 	"github.com/confidant-cvm/confidant/verifier/internal/admin"
+	"github.com/confidant-cvm/confidant/verifier/internal/server"
 )
-
-// DefaultStateDir is the verifier's default state directory (its admin
-// socket is admin.sock in it).
-const DefaultStateDir = "/var/lib/confidant-verifier"
 
 // ExitError ends the program with a status after the output was printed
 // (for example a broken audit chain).
@@ -75,7 +72,7 @@ func (g *globals) client() (*admin.Client, error) {
 	} else {
 		cfg.Socket = g.socket
 		if cfg.Socket == "" {
-			cfg.Socket = filepath.Join(g.stateDir, "admin.sock")
+			cfg.Socket = filepath.Join(g.stateDir, server.DefaultAdminSocket)
 		}
 	}
 	return admin.NewClient(cfg)
@@ -126,7 +123,7 @@ was started with --admin-listen; over TCP it needs mutual TLS (--url with
 	}
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&g.socket, "socket", "", "admin socket (default: <state-dir>/admin.sock)")
-	pf.StringVar(&g.stateDir, "state-dir", DefaultStateDir, "the verifier's state directory")
+	pf.StringVar(&g.stateDir, "state-dir", server.DefaultStateDir, "the verifier's state directory")
 	pf.StringVar(&g.url, "url", "", "admin API over TCP: https://HOST:PORT (mutual TLS)")
 	pf.StringVar(&g.tlsCert, "tls-cert", "", "client certificate (PEM) for --url")
 	pf.StringVar(&g.tlsKey, "tls-key", "", "client key (PEM) for --url")
