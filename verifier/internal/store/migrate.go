@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5/stdlib"
+	"modernc.org/sqlite"
 )
 
 // migration is one schema version: statements applied together in one
@@ -14,123 +17,30 @@ type migration struct {
 	version int
 	stmts   []string
 	// fn, when set, runs after stmts in the same transaction (data
-	// migrations that need Go, like hashing).
+	// migrations that need Go, like hashing), in its database's SQL.
 	fn func(ctx context.Context, tx *sql.Tx) error
 }
 
-// migrations is the schema history. Append only: never edit an applied
-// version, add a new one.
-var migrations = []migration{
-	{version: 1, stmts: []string{
-		`CREATE TABLE nonces (
-			id BLOB PRIMARY KEY,
-			expires_at INTEGER NOT NULL
-		)`,
-		`CREATE INDEX nonces_expires_at ON nonces (expires_at)`,
-		`CREATE TABLE secrets (
-			name TEXT PRIMARY KEY,
-			value BLOB NOT NULL,
-			created_at INTEGER NOT NULL
-		)`,
-		`CREATE TABLE signing_keys (
-			kid TEXT PRIMARY KEY,
-			alg TEXT NOT NULL,
-			public_jwk BLOB NOT NULL,
-			sealed_private BLOB NOT NULL,
-			created_at INTEGER NOT NULL,
-			retired_at INTEGER,
-			expires_at INTEGER,
-			CHECK ((retired_at IS NULL) = (expires_at IS NULL))
-		)`,
-		// At most one current key.
-		`CREATE UNIQUE INDEX signing_keys_one_current ON signing_keys ((retired_at IS NULL)) WHERE retired_at IS NULL`,
-		`CREATE TABLE documents (
-			kind TEXT NOT NULL,
-			sha256 TEXT NOT NULL,
-			id TEXT NOT NULL,
-			content BLOB NOT NULL,
-			loaded_at INTEGER NOT NULL,
-			PRIMARY KEY (kind, sha256)
-		)`,
-		`CREATE TABLE audit (
-			id INTEGER PRIMARY KEY AUTOINCREMENT,
-			at INTEGER NOT NULL,
-			event TEXT NOT NULL,
-			outcome TEXT NOT NULL,
-			tee TEXT NOT NULL,
-			subject TEXT NOT NULL,
-			token_id TEXT NOT NULL,
-			policy_id TEXT NOT NULL,
-			policy_sha256 TEXT NOT NULL,
-			remote TEXT NOT NULL,
-			reasons TEXT NOT NULL
-		)`,
-		`CREATE INDEX audit_at ON audit (at)`,
-	}},
-	// 2: release keys, active documents, audit key fields and hash chain.
-	{version: 2, stmts: []string{
-		`CREATE TABLE release_keys (
-			name TEXT PRIMARY KEY,
-			origin TEXT NOT NULL CHECK (origin IN ('platform', 'customer')),
-			policy BLOB NOT NULL,
-			policy_sha256 TEXT NOT NULL,
-			created_at INTEGER NOT NULL,
-			updated_at INTEGER NOT NULL,
-			next_version INTEGER NOT NULL
-		)`,
-		`CREATE TABLE release_key_versions (
-			name TEXT NOT NULL REFERENCES release_keys (name),
-			version INTEGER NOT NULL,
-			sealed BLOB NOT NULL,
-			kek_id TEXT NOT NULL,
-			created_at INTEGER NOT NULL,
-			PRIMARY KEY (name, version)
-		)`,
-		`CREATE TABLE active_documents (
-			slot TEXT PRIMARY KEY,
-			kind TEXT NOT NULL,
-			sha256 TEXT NOT NULL,
-			activated_at INTEGER NOT NULL
-		)`,
-		`ALTER TABLE audit ADD COLUMN key_name TEXT NOT NULL DEFAULT ''`,
-		`ALTER TABLE audit ADD COLUMN key_version INTEGER NOT NULL DEFAULT 0`,
-		`ALTER TABLE audit ADD COLUMN prev_hash BLOB`,
-		`CREATE TABLE audit_head (
-			id INTEGER PRIMARY KEY CHECK (id = 1),
-			last_id INTEGER NOT NULL,
-			last_hash BLOB NOT NULL
-		)`,
-	}, fn: chainLegacyAudit},
+// dialectOf returns the dialect of db's driver.
+func dialectOf(db *sql.DB) (*dialect, error) {
+	switch drv := db.Driver().(type) {
+	case *sqlite.Driver:
+		return sqliteDialect(), nil
+	case *stdlib.Driver:
+		return pgDialect(), nil
+	default:
+		return nil, fmt.Errorf("no SQL dialect for the database driver %T", drv)
+	}
 }
 
-// chainLegacyAudit links the audit records written before the chain
-// existed, oldest first, and writes the head.
-func chainLegacyAudit(ctx context.Context, tx *sql.Tx) error {
-	recs, err := scanAudit(tx.QueryContext(ctx, "SELECT "+auditColumns+" FROM audit ORDER BY id"))
+// migrate applies the migrations db lacks, each in its own transaction,
+// under the dialect's schema lock (or the database's write lock), so that
+// processes opening a new database at once apply each once. A database
+// whose schema is newer than the newest migration is refused.
+func migrate(ctx context.Context, db *sql.DB, ms []migration) error {
+	d, err := dialectOf(db)
 	if err != nil {
 		return err
-	}
-	prev, last := GenesisHash, int64(0)
-	for i := range recs {
-		r := &recs[i]
-		r.PrevHash = prev
-		if _, err := tx.ExecContext(ctx, "UPDATE audit SET prev_hash = ? WHERE id = ?", prev, r.ID); err != nil {
-			return err
-		}
-		prev, last = r.Hash(), r.ID
-	}
-	_, err = tx.ExecContext(ctx, "INSERT INTO audit_head (id, last_id, last_hash) VALUES (1, ?, ?)", last, prev)
-	return err
-}
-
-// migrate applies the migrations db lacks, each in its own transaction. A
-// database whose schema is newer than the newest migration is refused.
-func migrate(ctx context.Context, db *sql.DB, ms []migration) error {
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INTEGER PRIMARY KEY,
-		applied_at INTEGER NOT NULL
-	)`); err != nil {
-		return unavailable("creating schema_migrations", err)
 	}
 	latest := 0
 	for _, m := range ms {
@@ -139,34 +49,41 @@ func migrate(ctx context.Context, db *sql.DB, ms []migration) error {
 		}
 		latest = m.version
 	}
-	var have sql.NullInt64
-	if err := db.QueryRowContext(ctx, "SELECT max(version) FROM schema_migrations").Scan(&have); err != nil {
-		return unavailable("reading schema version", err)
-	}
-	if have.Valid && int(have.Int64) > latest {
-		return fmt.Errorf("database schema version %d is newer than this program's %d", have.Int64, latest)
-	}
 	for _, m := range ms {
-		if err := applyMigration(ctx, db, m); err != nil {
+		if err := applyMigration(ctx, db, d, m, latest); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func applyMigration(ctx context.Context, db *sql.DB, m migration) error {
+// applyMigration applies m unless the database has it; latest is the
+// newest version this program knows.
+func applyMigration(ctx context.Context, db *sql.DB, d *dialect, m migration, latest int) error {
+	action := fmt.Sprintf("applying migration %d", m.version)
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
-		return unavailable(fmt.Sprintf("applying migration %d", m.version), err)
+		return unavailable(action, err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	// Checked inside the (write-locking) transaction so that two processes
-	// opening a new database at once apply each migration once.
-	var n int
-	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM schema_migrations WHERE version = ?", m.version).Scan(&n); err != nil {
-		return unavailable(fmt.Sprintf("applying migration %d", m.version), err)
+	if d.lockSchema != "" {
+		if _, err := tx.ExecContext(ctx, d.lockSchema); err != nil {
+			return unavailable("locking schema", err)
+		}
 	}
-	if n > 0 {
+	if _, err := tx.ExecContext(ctx, d.ddl(ddlSchemaMigrations)[0]); err != nil {
+		return unavailable("creating schema_migrations", err)
+	}
+	// Read inside the (locking) transaction, so that two processes
+	// opening a new database at once apply each migration once.
+	var have sql.NullInt64
+	if err := tx.QueryRowContext(ctx, "SELECT max(version) FROM schema_migrations").Scan(&have); err != nil {
+		return unavailable("reading schema version", err)
+	}
+	if have.Valid && int(have.Int64) > latest {
+		return fmt.Errorf("database schema version %d is newer than this program's %d", have.Int64, latest)
+	}
+	if have.Valid && int(have.Int64) >= m.version {
 		return nil
 	}
 	for i, stmt := range m.stmts {
@@ -176,12 +93,12 @@ func applyMigration(ctx context.Context, db *sql.DB, m migration) error {
 	}
 	if m.fn != nil {
 		if err := m.fn(ctx, tx); err != nil {
-			return fmt.Errorf("applying migration %d: %w", m.version, err)
+			return fmt.Errorf("%s: %w", action, err)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+	if _, err := tx.ExecContext(ctx, d.q("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)"),
 		m.version, time.Now().UnixNano()); err != nil {
-		return unavailable(fmt.Sprintf("applying migration %d", m.version), err)
+		return unavailable(action, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return unavailable(fmt.Sprintf("committing migration %d", m.version), err)

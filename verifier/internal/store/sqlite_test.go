@@ -18,7 +18,7 @@ import (
 // insertNonce is a write that redeems nonce n.
 func insertNonce(n string) func(ctx context.Context, tx *sql.Tx) error {
 	return func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, sqliteInsertNonce, []byte(n), t0.Add(time.Hour).UnixNano())
+		_, err := tx.ExecContext(ctx, insertNonceSQL, []byte(n), t0.Add(time.Hour).UnixNano())
 		return err
 	}
 }
