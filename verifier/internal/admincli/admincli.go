@@ -28,15 +28,6 @@ import (
 	"github.com/confidant-cvm/confidant/verifier/internal/server"
 )
 
-// ExitError ends the program with a status after the output was printed
-// (for example a broken audit chain).
-type ExitError struct{ Code int }
-
-func (e ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
-
-// ExitCode returns the status.
-func (e ExitError) ExitCode() int { return e.Code }
-
 type globals struct {
 	stdout, stderr io.Writer
 	socket         string
@@ -96,7 +87,9 @@ func (g *globals) printJSON(v any) error {
 func esc(s string) string { return termsafe.Escape(s) }
 
 // escapeErrors makes every command's error print escaped (an error answer
-// quotes what the verifier was sent); errors.As still finds an ExitError.
+// quotes what the verifier was sent); errors.As still finds an
+// exitcode.Code (the status a command ends with after its output, for
+// example 1 for a broken audit chain).
 func escapeErrors(cmd *cobra.Command) {
 	if run := cmd.RunE; run != nil {
 		cmd.RunE = func(cmd *cobra.Command, args []string) error { return termsafe.Error(run(cmd, args)) }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/confidant-cvm/confidant/shared/exitcode"
 	"github.com/confidant-cvm/confidant/verifier/internal/admin"
 	"github.com/confidant-cvm/confidant/verifier/internal/admincli"
 	"github.com/confidant-cvm/confidant/verifier/internal/server"
@@ -218,8 +219,8 @@ func TestAuditCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	stdout, _, err = c.run("audit", "verify")
-	var exit admincli.ExitError
-	if !errors.As(err, &exit) || exit.Code != 1 || !strings.Contains(stdout, "BROKEN") || !strings.Contains(stdout, "at entry 3: entry 2 is missing") {
+	var exit exitcode.Code
+	if !errors.As(err, &exit) || exit != 1 || !strings.Contains(stdout, "BROKEN") || !strings.Contains(stdout, "at entry 3: entry 2 is missing") {
 		t.Fatalf("verify after deleting a row: %v\n%s", err, stdout)
 	}
 	stdout, _, _ = c.run("audit", "verify", "--json")

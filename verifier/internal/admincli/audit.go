@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/confidant-cvm/confidant/shared/exitcode"
 	"github.com/confidant-cvm/confidant/shared/termsafe"
 )
 
@@ -122,7 +123,7 @@ different hash for the same head id means the log was rewritten.`,
 				}
 			}
 			if !rep.OK {
-				return ExitError{Code: 1}
+				return exitcode.Code(1)
 			}
 			return nil
 		},
