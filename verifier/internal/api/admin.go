@@ -17,6 +17,8 @@ import (
 
 	"github.com/confidant-cvm/confidant/shared/termsafe"
 	"github.com/confidant-cvm/confidant/verifier/internal/admin"
+	"github.com/confidant-cvm/confidant/verifier/internal/attest"
+	"github.com/confidant-cvm/confidant/verifier/internal/fault"
 	"github.com/confidant-cvm/confidant/verifier/internal/policy"
 	"github.com/confidant-cvm/confidant/verifier/internal/release"
 	"github.com/confidant-cvm/confidant/verifier/internal/store"
@@ -91,8 +93,8 @@ func NewAdmin(cfg AdminConfig) (http.Handler, error) {
 		h.log = slog.New(slog.DiscardHandler)
 	}
 	r := chi.NewRouter()
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) { h.writeError(w, r, errNotFound) })
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { h.writeError(w, r, errMethod) })
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) { h.writeError(w, r, fault.ErrNotFound) })
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { h.writeError(w, r, fault.ErrMethod) })
 	r.Use(func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			r.Body = http.MaxBytesReader(w, r.Body, h.MaxBodyBytes)
@@ -126,11 +128,11 @@ func caller(r *http.Request) string {
 // audit records an admin action; failing to record it is logged (the
 // action itself has happened).
 func (h *adminHandler) audit(r *http.Request, event, key string, version int, err error, reasons ...string) {
-	key = auditKeyName(key)
+	key = attest.AuditKeyName(key)
 	rec := store.AuditRecord{Time: time.Now().UTC(), Event: "admin." + event, Outcome: "ok", KeyName: key,
 		KeyVersion: version, Remote: caller(r), Reasons: reasons}
 	if err != nil {
-		_, body := classify(err)
+		_, body := fault.Classify(err)
 		rec.Outcome, rec.Reasons = body.Error, body.Reasons
 	}
 	if _, aerr := h.Audit.AppendAudit(context.WithoutCancel(r.Context()), rec); aerr != nil {
@@ -149,10 +151,10 @@ func decodeJSON(r *http.Request, v any) error {
 		if errors.As(err, &maxBytes) {
 			return err
 		}
-		return fmt.Errorf("%w: %v", errBadRequest, err)
+		return fmt.Errorf("%w: %v", fault.ErrBadRequest, err)
 	}
 	if dec.More() {
-		return fmt.Errorf("%w: trailing data", errBadRequest)
+		return fmt.Errorf("%w: trailing data", fault.ErrBadRequest)
 	}
 	return nil
 }
@@ -265,7 +267,7 @@ func (h *adminHandler) rotateKey(w http.ResponseWriter, r *http.Request) {
 		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil || dec.More() {
-			h.writeError(w, r, fmt.Errorf("%w: rotate request: %v", errBadRequest, err))
+			h.writeError(w, r, fmt.Errorf("%w: rotate request: %v", fault.ErrBadRequest, err))
 			return
 		}
 	}
@@ -297,7 +299,7 @@ func (h *adminHandler) deleteKey(w http.ResponseWriter, r *http.Request) {
 	if v := r.URL.Query().Get("version"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
-			h.writeError(w, r, fmt.Errorf("%w: version %q", errBadRequest, v))
+			h.writeError(w, r, fmt.Errorf("%w: version %q", fault.ErrBadRequest, v))
 			return
 		}
 		version = n
@@ -338,7 +340,7 @@ func readBody(r *http.Request) ([]byte, error) {
 		return nil, err
 	}
 	if len(bytes.TrimSpace(b)) == 0 {
-		return nil, fmt.Errorf("%w: %w", errBadRequest, errEmptyBody)
+		return nil, fmt.Errorf("%w: %w", fault.ErrBadRequest, errEmptyBody)
 	}
 	return b, nil
 }
@@ -403,13 +405,13 @@ func (h *adminHandler) listAudit(w http.ResponseWriter, r *http.Request) {
 	)
 	if s := q.Get("after"); s != "" {
 		if after, err = strconv.ParseInt(s, 10, 64); err != nil || after < 0 {
-			h.writeError(w, r, fmt.Errorf("%w: after %q", errBadRequest, s))
+			h.writeError(w, r, fmt.Errorf("%w: after %q", fault.ErrBadRequest, s))
 			return
 		}
 	}
 	if s := q.Get("limit"); s != "" {
 		if limit, err = strconv.Atoi(s); err != nil || limit < 1 || limit > maxAuditPage {
-			h.writeError(w, r, fmt.Errorf("%w: limit %q: want 1 to %d", errBadRequest, s, maxAuditPage))
+			h.writeError(w, r, fmt.Errorf("%w: limit %q: want 1 to %d", fault.ErrBadRequest, s, maxAuditPage))
 			return
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/semaphore"
+
+	"github.com/confidant-cvm/confidant/verifier/internal/fault"
 )
 
 // Defaults of the admission control (Config.MaxInFlight, MaxQueue,
@@ -32,9 +34,6 @@ const (
 // DefaultMaxInFlight is the number of attestations and key releases
 // processed at once by default: two per CPU the Go scheduler uses.
 func DefaultMaxInFlight() int { return 2 * runtime.GOMAXPROCS(0) }
-
-// errOverloaded: the queue was full, or the request waited QueueTimeout.
-var errOverloaded = errors.New("overloaded")
 
 // Outcomes of admission, the label of admissions_total.
 const (
@@ -102,13 +101,13 @@ type ticket struct {
 }
 
 // enter admits a request to the queue and waits for a buffer. It returns
-// errOverloaded when the queue is full or the wait timed out, and ctx's
+// fault.ErrOverloaded when the queue is full or the wait timed out, and ctx's
 // error when ctx ended first (the client left).
 func (a *admission) enter(ctx context.Context) (*ticket, error) {
 	if a.queued.Add(1) > a.maxQueue {
 		a.queued.Add(-1)
 		a.metrics.admissions.WithLabelValues(admitQueueFull).Inc()
-		return nil, errOverloaded
+		return nil, fault.ErrOverloaded
 	}
 	a.metrics.queued.Inc()
 	now := time.Now()
@@ -144,7 +143,7 @@ func (t *ticket) wait(ctx context.Context, s *semaphore.Weighted) error {
 			return ctx.Err()
 		}
 		t.a.metrics.admissions.WithLabelValues(admitTimeout).Inc()
-		return errOverloaded
+		return fault.ErrOverloaded
 	}
 	return nil
 }
@@ -203,7 +202,7 @@ func (h *handler) process(w http.ResponseWriter, r *http.Request, t *ticket) boo
 // refuse answers an admission failure: 503 overloaded, or nothing when the
 // client left.
 func (h *handler) refuse(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, errOverloaded) {
+	if errors.Is(err, fault.ErrOverloaded) {
 		h.writeError(w, r, err)
 		return
 	}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/confidant-cvm/confidant/verifier/internal/fault"
 )
 
 // value reads a counter or a gauge.
@@ -65,7 +67,7 @@ func TestAdmissionStages(t *testing.T) {
 			a.timeout = time.Hour
 			_, err := a.enter(ctx)
 			return err
-		}, wantErr: errOverloaded, wantResult: admitQueueFull},
+		}, wantErr: fault.ErrOverloaded, wantResult: admitQueueFull},
 		"no buffer in time": {run: func(t *testing.T, a *admission) error {
 			for range 4 {
 				if _, err := a.enter(ctx); err != nil {
@@ -74,7 +76,7 @@ func TestAdmissionStages(t *testing.T) {
 			}
 			_, err := a.enter(ctx)
 			return err
-		}, wantErr: errOverloaded, wantResult: admitTimeout},
+		}, wantErr: fault.ErrOverloaded, wantResult: admitTimeout},
 		"no slot in time": {run: func(t *testing.T, a *admission) error {
 			first, err := a.enter(ctx)
 			if err != nil {
@@ -88,7 +90,7 @@ func TestAdmissionStages(t *testing.T) {
 				t.Fatal(err)
 			}
 			return second.process(ctx)
-		}, wantErr: errOverloaded, wantResult: admitTimeout},
+		}, wantErr: fault.ErrOverloaded, wantResult: admitTimeout},
 		"client left": {run: func(t *testing.T, a *admission) error {
 			first, _ := a.enter(ctx)
 			if err := first.process(ctx); err != nil {

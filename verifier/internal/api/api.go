@@ -10,9 +10,12 @@
 // NewAdmin returns the admin API (package admin lists its routes), served
 // only on the admin listener.
 //
-// Every failure answers {"error": "<code>", "reasons": [...]}; the codes and
-// statuses are listed in errors.go and mapped in one function, classify,
-// for both handlers.
+// The handlers admit a request, read its body and render the answer; the
+// attestation and key release transactions themselves are package attest's
+// (handler → attest → appraise, token, release, store). Every failure
+// answers {"error": "<code>", "reasons": [...]}: the codes are shared/api's
+// and the one mapping from errors to them is fault.Classify, for both
+// handlers and for the audit log.
 package api
 
 import (
@@ -35,10 +38,10 @@ import (
 
 	wire "github.com/confidant-cvm/confidant/shared/api"
 	"github.com/confidant-cvm/confidant/shared/evidence"
-	"github.com/confidant-cvm/confidant/verifier/internal/appraise"
+	"github.com/confidant-cvm/confidant/verifier/internal/attest"
 	"github.com/confidant-cvm/confidant/verifier/internal/challenge"
-	"github.com/confidant-cvm/confidant/verifier/internal/release"
-	"github.com/confidant-cvm/confidant/verifier/internal/store"
+	"github.com/confidant-cvm/confidant/verifier/internal/clients"
+	"github.com/confidant-cvm/confidant/verifier/internal/fault"
 	"github.com/confidant-cvm/confidant/verifier/internal/token"
 )
 
@@ -49,34 +52,24 @@ const DefaultMaxBodyBytes = evidence.MaxEnvelopeSize + 64<<10
 // MaxAudiences caps the audiences one token may name.
 const MaxAudiences = 8
 
-// Appraiser appraises decoded evidence (appraise.Appraiser implements it).
-type Appraiser interface {
-	Appraise(ctx context.Context, env *evidence.Envelope, rd *evidence.RuntimeData, audience []string) (*appraise.Result, error)
-}
-
 // KeySet publishes the signing keys (token.Keys implements it).
 type KeySet interface {
 	PublicSet() (jwk.Set, error)
 	CurrentKID() string
 }
 
-// Releaser releases keys (release.Service implements it).
-type Releaser interface {
-	Release(ctx context.Context, req release.Request) (*release.Result, error)
-}
-
 // Store is what the API needs from the store.
 type Store interface {
 	Ping(ctx context.Context) error
-	AppendAudit(ctx context.Context, r store.AuditRecord) (int64, error)
-	RedeemNonceWithAudit(ctx context.Context, id []byte, expires time.Time, r store.AuditRecord) (int64, error)
 }
 
 // Config configures the handler. All fields without a stated default are
 // required.
 type Config struct {
+	// Service runs the attestation and key release transactions.
+	Service *attest.Service
+	// Challenge issues nonces; Issuer names the issuer in discovery.
 	Challenge *challenge.Service
-	Appraiser Appraiser
 	Issuer    *token.Issuer
 	Keys      KeySet
 	Store     Store
@@ -89,8 +82,6 @@ type Config struct {
 	// Ready, when set, adds checks to /readyz (for example "policies
 	// loaded").
 	Ready func(ctx context.Context) error
-	// Release releases keys. Required.
-	Release Releaser
 	// DefaultAudience is the aud of tokens whose request names none.
 	DefaultAudience string
 	// ReleaseAudience is the aud a token must carry to release a key;
@@ -103,12 +94,7 @@ type Config struct {
 	// bucket size (at least 1).
 	RateLimit float64
 	Burst     int
-	// FailureAuditRate and FailureAuditBurst bound, per client, the audit
-	// rows of failed attempts that prove nothing (see auditsample.go);
-	// zero means DefaultFailureAuditRate, DefaultFailureAuditBurst.
-	FailureAuditRate  float64
-	FailureAuditBurst int
-	// Now is the clock of the per-client limits; nil means time.Now.
+	// Now is the clock of the per-client rate limit; nil means time.Now.
 	Now func() time.Time
 	// MaxInFlight bounds the attestations and key releases processed at
 	// once; zero means DefaultMaxInFlight(). MaxQueue bounds those admitted
@@ -127,8 +113,7 @@ type handler struct {
 	Config
 	base
 	// limiter is nil without a rate limit.
-	limiter   *clientBuckets
-	failures  *clientBuckets
+	limiter   *clients.Buckets
 	admission *admission
 	// routes are the route patterns, the values of the route label.
 	routes map[string]bool
@@ -141,20 +126,18 @@ func (h *handler) now() time.Time {
 	return time.Now()
 }
 
-// API is the public API: an http.Handler, and Run, which writes the
-// summaries of the failed attempts whose audit rows were suppressed.
+// API is the public API, an http.Handler.
 type API struct {
 	http.Handler
-	h *handler
 }
 
 // New returns the public API.
 func New(cfg Config) (*API, error) {
 	var errs []error
 	for name, missing := range map[string]bool{
-		"challenge service": cfg.Challenge == nil, "appraiser": cfg.Appraiser == nil,
+		"attestation service": cfg.Service == nil, "challenge service": cfg.Challenge == nil,
 		"token issuer": cfg.Issuer == nil, "keys": cfg.Keys == nil, "store": cfg.Store == nil,
-		"metrics": cfg.Metrics == nil, "metrics gatherer": cfg.Gatherer == nil, "key releaser": cfg.Release == nil,
+		"metrics": cfg.Metrics == nil, "metrics gatherer": cfg.Gatherer == nil,
 	} {
 		if missing {
 			errs = append(errs, fmt.Errorf("no %s", name))
@@ -163,8 +146,8 @@ func New(cfg Config) (*API, error) {
 	if cfg.DefaultAudience == "" {
 		errs = append(errs, errors.New("no default audience"))
 	}
-	if cfg.RateLimit < 0 || cfg.FailureAuditRate < 0 {
-		errs = append(errs, fmt.Errorf("negative rate limit %v or failure audit rate %v", cfg.RateLimit, cfg.FailureAuditRate))
+	if cfg.RateLimit < 0 {
+		errs = append(errs, fmt.Errorf("negative rate limit %v", cfg.RateLimit))
 	}
 	if cfg.MaxInFlight < 0 || cfg.MaxQueue < 0 || cfg.QueueTimeout < 0 {
 		errs = append(errs, fmt.Errorf("negative admission limit (in flight %d, queue %d, timeout %v)",
@@ -184,21 +167,14 @@ func New(cfg Config) (*API, error) {
 		h.log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.RateLimit > 0 {
-		h.limiter = newClientBuckets(cfg.RateLimit, cfg.Burst)
+		h.limiter = clients.New(cfg.RateLimit, cfg.Burst)
 	}
-	if cfg.FailureAuditRate == 0 {
-		cfg.FailureAuditRate = DefaultFailureAuditRate
-	}
-	if cfg.FailureAuditBurst <= 0 {
-		cfg.FailureAuditBurst = DefaultFailureAuditBurst
-	}
-	h.failures = newClientBuckets(cfg.FailureAuditRate, cfg.FailureAuditBurst)
 	h.admission = newAdmission(cfg.MaxInFlight, cfg.MaxQueue, cfg.QueueTimeout, cfg.Metrics)
 
 	r := chi.NewRouter()
 	r.Use(h.instrument)
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) { h.writeError(w, r, errNotFound) })
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { h.writeError(w, r, errMethod) })
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) { h.writeError(w, r, fault.ErrNotFound) })
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { h.writeError(w, r, fault.ErrMethod) })
 	r.Get("/healthz", h.healthz)
 	r.Get("/readyz", h.readyz)
 	if !cfg.MetricsElsewhere {
@@ -218,7 +194,7 @@ func New(cfg Config) (*API, error) {
 	if h.routes, err = routeSet(r); err != nil {
 		return nil, fmt.Errorf("configuring API: %w", err)
 	}
-	return &API{Handler: r, h: h}, nil
+	return &API{Handler: r}, nil
 }
 
 // MetricsHandler serves the metrics of g (GET /metrics).

@@ -9,36 +9,22 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics are the verifier's Prometheus metrics, registered on a registry
-// the caller owns (no global registry).
+// Metrics are the HTTP API's Prometheus metrics (requests, errors,
+// admission, nonces issued), registered on a registry the caller owns (no
+// global registry); the transactions' are attest.Metrics.
 type Metrics struct {
-	appraisals        *prometheus.CounterVec
-	appraisalDuration *prometheus.HistogramVec
-	requestDuration   *prometheus.HistogramVec
-	noncesIssued      prometheus.Counter
-	nonceRedemptions  *prometheus.CounterVec
-	errors            *prometheus.CounterVec
-	tokensIssued      *prometheus.CounterVec
-	releases          *prometheus.CounterVec
-	admissions        *prometheus.CounterVec
-	admissionWait     prometheus.Histogram
-	queued            prometheus.Gauge
-	inFlight          prometheus.Gauge
-	auditSuppressed   prometheus.Counter
+	requestDuration *prometheus.HistogramVec
+	noncesIssued    prometheus.Counter
+	errors          *prometheus.CounterVec
+	admissions      *prometheus.CounterVec
+	admissionWait   prometheus.Histogram
+	queued          prometheus.Gauge
+	inFlight        prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them on reg.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
-		appraisals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "confidant_verifier", Name: "appraisals_total",
-			Help: "Appraisals by TEE kind and verdict (affirming, warning, contraindicated, error).",
-		}, []string{"tee", "verdict"}),
-		appraisalDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: "confidant_verifier", Name: "appraisal_duration_seconds",
-			Help:    "Time to appraise evidence (verification and policy), by TEE kind.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
-		}, []string{"tee"}),
 		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "confidant_verifier", Name: "http_request_duration_seconds",
 			Help:    "HTTP request latency by route, method and status code.",
@@ -48,22 +34,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: "confidant_verifier", Name: "nonces_issued_total",
 			Help: "Challenge nonces issued.",
 		}),
-		nonceRedemptions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "confidant_verifier", Name: "nonce_redemptions_total",
-			Help: "Nonce redemptions by result (ok, unknown, expired, reused, error).",
-		}, []string{"result"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "confidant_verifier", Name: "errors_total",
 			Help: "Error responses by error code.",
 		}, []string{"code"}),
-		tokensIssued: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "confidant_verifier", Name: "tokens_issued_total",
-			Help: "Attestation tokens issued, by TEE kind.",
-		}, []string{"tee"}),
-		releases: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "confidant_verifier", Name: "key_releases_total",
-			Help: "Key release attempts by result (granted, or the error code).",
-		}, []string{"result"}),
 		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "confidant_verifier", Name: "admissions_total",
 			Help: "Attest and release requests by admission outcome (admitted, queue_full, timeout, abandoned).",
@@ -81,14 +55,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: "confidant_verifier", Name: "admission_in_flight",
 			Help: "Attest and release requests holding a processing slot.",
 		}),
-		auditSuppressed: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "confidant_verifier", Name: "audit_suppressed_total",
-			Help: "Failed attempts without a genuine nonce or a valid token whose audit row was suppressed (over the per-client share; summarized per client).",
-		}),
 	}
-	for _, c := range []prometheus.Collector{m.appraisals, m.appraisalDuration, m.requestDuration,
-		m.noncesIssued, m.nonceRedemptions, m.errors, m.tokensIssued, m.releases,
-		m.admissions, m.admissionWait, m.queued, m.inFlight, m.auditSuppressed} {
+	for _, c := range []prometheus.Collector{m.requestDuration, m.noncesIssued, m.errors,
+		m.admissions, m.admissionWait, m.queued, m.inFlight} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

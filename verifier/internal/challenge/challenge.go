@@ -9,6 +9,7 @@
 package challenge
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -53,9 +54,11 @@ var (
 
 var macLabel = []byte("confidant nonce v1\x00")
 
-// NonceStore records redeemed nonces. store.Store implements it.
+// NonceStore records redeemed nonces, alone or with the audit record of
+// the attempt that spent them. store.Store implements it.
 type NonceStore interface {
 	RedeemNonce(ctx context.Context, id []byte, expires time.Time) error
+	RedeemNonceWithAudit(ctx context.Context, id []byte, expires time.Time, r store.AuditRecord) (int64, error)
 }
 
 // Config configures a Service.
@@ -184,12 +187,41 @@ func (s *Service) Check(nonce []byte) (time.Time, error) {
 // any replica sharing the store; store failures match
 // store.ErrUnavailable.
 func (s *Service) Redeem(ctx context.Context, nonce []byte) error {
-	expires, err := s.Check(nonce)
+	c, err := s.Claim(nonce)
 	if err != nil {
 		return err
 	}
-	if err := s.store.RedeemNonce(ctx, nonce[:RandomSize], expires); err != nil {
+	if err := s.store.RedeemNonce(ctx, c.id, c.Expires); err != nil {
 		return fmt.Errorf("redeeming nonce: %w", err)
 	}
 	return nil
+}
+
+// Claim is a nonce that passed Check and is not redeemed yet: what
+// redeeming it takes.
+type Claim struct {
+	// id is the nonce's random part, its key in the store.
+	id []byte
+	// Expires is the nonce's expiry.
+	Expires time.Time
+}
+
+// Claim checks nonce as Check does and returns what redeeming it takes;
+// it records nothing.
+func (s *Service) Claim(nonce []byte) (*Claim, error) {
+	expires, err := s.Check(nonce)
+	if err != nil {
+		return nil, err
+	}
+	return &Claim{id: bytes.Clone(nonce[:RandomSize]), Expires: expires}, nil
+}
+
+// RedeemWithAudit records the claimed nonce as used in the store
+// transaction that appends rec to the audit log: both or neither. A nonce
+// redeems once, on any replica sharing the store (ErrReused); store
+// failures match store.ErrUnavailable and are returned as the store
+// words them.
+func (s *Service) RedeemWithAudit(ctx context.Context, c *Claim, rec store.AuditRecord) error {
+	_, err := s.store.RedeemNonceWithAudit(ctx, c.id, c.Expires, rec)
+	return err
 }

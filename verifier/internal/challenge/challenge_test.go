@@ -149,3 +149,7 @@ func FuzzCheck(f *testing.F) {
 type nopStore struct{}
 
 func (nopStore) RedeemNonce(context.Context, []byte, time.Time) error { return nil }
+
+func (nopStore) RedeemNonceWithAudit(context.Context, []byte, time.Time, store.AuditRecord) (int64, error) {
+	return 0, nil
+}

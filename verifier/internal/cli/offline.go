@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/confidant-cvm/confidant/verifier/internal/api"
 	"github.com/confidant-cvm/confidant/verifier/internal/appraise"
+	"github.com/confidant-cvm/confidant/verifier/internal/fault"
 	"github.com/confidant-cvm/confidant/verifier/internal/offline"
 	"github.com/confidant-cvm/confidant/verifier/internal/server"
 )
@@ -45,11 +45,11 @@ Prints the claims a token would carry and exits 0, or prints every failed check
 				Audience: audience, Reserved: server.PolicyReserved,
 			})
 			if err != nil {
-				code := "appraisal_failed"
-				if errors.Is(err, appraise.ErrDenied) {
-					code = api.CodeDenied
-				}
-				if werr := writeJSON(stdout, api.ErrorBody{Error: code, Reasons: appraise.Reasons(err)}); werr != nil {
+				// The code is the server's (fault.Classify); the reasons
+				// are every one, this being the operator's own tool.
+				_, body := fault.Classify(err)
+				body.Reasons = appraise.Reasons(err)
+				if werr := writeJSON(stdout, body); werr != nil {
 					return werr
 				}
 				return exitCode(1)

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/confidant-cvm/confidant/verifier/internal/api"
+	"github.com/confidant-cvm/confidant/verifier/internal/attest"
 	"github.com/confidant-cvm/confidant/verifier/internal/server"
 )
 
@@ -71,7 +72,7 @@ func serveFlagTable() []serveFlag {
 // with the values its zeros stand for where those are shown.
 func flagDefaults() server.Config {
 	d := server.DefaultConfig()
-	d.FailureAuditRate, d.FailureAuditBurst = api.DefaultFailureAuditRate, api.DefaultFailureAuditBurst
+	d.FailureAuditRate, d.FailureAuditBurst = attest.DefaultFailureAuditRate, attest.DefaultFailureAuditBurst
 	d.MaxBodyBytes = api.DefaultMaxBodyBytes
 	return d
 }

@@ -100,7 +100,7 @@ type Config struct {
 	// FailureAuditRate (rows/second) and FailureAuditBurst bound, per
 	// client, the audit rows of failed attempts that prove nothing (no
 	// genuine nonce, no valid token); the others are summarized. 0 means
-	// api.DefaultFailureAuditRate, api.DefaultFailureAuditBurst.
+	// attest.DefaultFailureAuditRate, attest.DefaultFailureAuditBurst.
 	FailureAuditRate  float64 `yaml:"failure_audit_rate"`
 	FailureAuditBurst int     `yaml:"failure_audit_burst"`
 	// MaxConnections caps the public listener's open connections; 0 means

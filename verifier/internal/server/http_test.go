@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/confidant-cvm/confidant/verifier/internal/api"
+	"github.com/confidant-cvm/confidant/verifier/internal/attest"
 	"github.com/confidant-cvm/confidant/verifier/internal/store"
 	"github.com/confidant-cvm/confidant/verifier/internal/testguest"
 )
@@ -295,9 +296,9 @@ func TestFailureAuditPerClient(t *testing.T) {
 	f := newFixture(t, fixtureOpts{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- f.srv.api.Run(ctx) }()
+	go func() { done <- f.srv.attest.Run(ctx) }()
 	noisy, quiet := clientFrom("127.0.0.2"), clientFrom("127.0.0.3")
-	const attempts = 3 * api.DefaultFailureAuditBurst
+	const attempts = 3 * attest.DefaultFailureAuditBurst
 	for i := range attempts {
 		var r response
 		if i%2 == 0 {
@@ -330,18 +331,18 @@ func TestFailureAuditPerClient(t *testing.T) {
 	var summaries []store.AuditRecord
 	for _, r := range recs {
 		count[r.Remote+" "+r.Outcome]++
-		if r.Event == api.EventFailuresSuppressed {
+		if r.Event == attest.EventFailuresSuppressed {
 			summaries = append(summaries, r)
 		}
 	}
 	recorded := count["127.0.0.2 "+api.CodeInvalidToken] + count["127.0.0.2 "+api.CodeMalformed]
-	if recorded != api.DefaultFailureAuditBurst || count["127.0.0.2 "+api.CodeDenied] != 1 || count["127.0.0.3 "+api.CodeInvalidToken] != 1 {
+	if recorded != attest.DefaultFailureAuditBurst || count["127.0.0.2 "+api.CodeDenied] != 1 || count["127.0.0.3 "+api.CodeInvalidToken] != 1 {
 		t.Fatalf("audit rows by client and outcome: %v", count)
 	}
-	if len(summaries) != 1 || summaries[0].Remote != "127.0.0.2" || summaries[0].Outcome != api.OutcomeFailuresSuppressed {
+	if len(summaries) != 1 || summaries[0].Remote != "127.0.0.2" || summaries[0].Outcome != attest.OutcomeFailuresSuppressed {
 		t.Fatalf("summaries %+v", summaries)
 	}
-	suppressed := attempts - api.DefaultFailureAuditBurst
+	suppressed := attempts - attest.DefaultFailureAuditBurst
 	want := []string{fmt.Sprintf("%d more failed attempts from 127.0.0.2 not recorded", suppressed),
 		fmt.Sprintf("%s %d", api.CodeInvalidToken, attempts/2-count["127.0.0.2 "+api.CodeInvalidToken]),
 		fmt.Sprintf("%s %d", api.CodeMalformed, attempts/2-count["127.0.0.2 "+api.CodeMalformed])}

@@ -30,6 +30,7 @@ import (
 	"github.com/confidant-cvm/confidant/shared/evidence"
 	"github.com/confidant-cvm/confidant/verifier/internal/api"
 	"github.com/confidant-cvm/confidant/verifier/internal/appraise"
+	"github.com/confidant-cvm/confidant/verifier/internal/attest"
 	"github.com/confidant-cvm/confidant/verifier/internal/challenge"
 	"github.com/confidant-cvm/confidant/verifier/internal/policy"
 	"github.com/confidant-cvm/confidant/verifier/internal/release"
@@ -62,8 +63,9 @@ type Server struct {
 	Handler      http.Handler
 	AdminHandler http.Handler
 	Registry     *prometheus.Registry
-	// api is Handler, whose Run summarizes suppressed audit rows.
-	api *api.API
+	// attest runs the transactions; its Run summarizes suppressed audit
+	// rows.
+	attest *attest.Service
 }
 
 // Options inject what tests replace, and secrets that do not belong in a
@@ -178,17 +180,30 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (s *Se
 	if err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
+	tmetrics, err := attest.NewMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
 	rel, err := release.New(ctx, release.Config{Store: st, Sealer: sealer, DefaultPolicy: policies.DefaultRelease(), Now: now,
 		PolicyTimeout: cfg.PolicyTimeout})
 	if err != nil {
 		return nil, err
 	}
+	// The service logs in the API's group, as the handlers did before it.
+	svc, err := attest.New(attest.Config{
+		Nonces: chal, Appraiser: appraiser, Tokens: issuer, Release: rel, Audit: st, Metrics: tmetrics,
+		ReleaseAudience:  cfg.ReleaseAudience,
+		FailureAuditRate: cfg.FailureAuditRate, FailureAuditBurst: cfg.FailureAuditBurst, Now: now,
+		Log: log.WithGroup("api"),
+	})
+	if err != nil {
+		return nil, err
+	}
 	h, err := api.New(api.Config{
-		Challenge: chal, Appraiser: appraiser, Issuer: issuer, Keys: keys, Store: st, Release: rel,
-		Metrics: metrics, Gatherer: reg, DefaultAudience: cfg.Audience, ReleaseAudience: cfg.ReleaseAudience,
+		Service: svc, Challenge: chal, Issuer: issuer, Keys: keys, Store: st,
+		Metrics: metrics, Gatherer: reg, DefaultAudience: cfg.Audience,
 		MaxBodyBytes: cfg.MaxBodyBytes, RateLimit: cfg.RateLimit, Burst: cfg.Burst,
 		MaxInFlight: cfg.MaxInFlight, MaxQueue: cfg.MaxQueue, QueueTimeout: cfg.QueueTimeout,
-		FailureAuditRate: cfg.FailureAuditRate, FailureAuditBurst: cfg.FailureAuditBurst,
 		MetricsElsewhere: cfg.MetricsListen != "", Now: now,
 		Log: log.WithGroup("api"),
 	})
@@ -196,7 +211,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (s *Se
 		return nil, err
 	}
 	srv := &Server{cfg: cfg, log: log, now: now, Store: st, Keys: keys, Policies: holder, watcher: watcher,
-		Release: rel, Handler: h, Registry: reg, api: h}
+		Release: rel, Handler: h, Registry: reg, attest: svc}
 	srv.AdminHandler, err = api.NewAdmin(api.AdminConfig{Keys: rel, Policies: srv, Audit: st, Metrics: metrics,
 		Log: log.WithGroup("admin")})
 	if err != nil {
@@ -401,7 +416,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, reload <-chan struc
 		s.log.Info("serving /metrics", "addr", metricsLn.Addr().String())
 		serve("metrics", s.metricsServer(), metricsLn)
 	}
-	g.Go(func() error { return s.api.Run(gctx) })
+	g.Go(func() error { return s.attest.Run(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
 		s.log.Info("shutting down")

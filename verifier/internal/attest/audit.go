@@ -1,13 +1,13 @@
-package api
+package attest
 
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/confidant-cvm/confidant/verifier/internal/clients"
 	"github.com/confidant-cvm/confidant/verifier/internal/store"
 )
 
@@ -34,69 +34,67 @@ const (
 )
 
 // auditFailure records rec, a failed attempt that proved nothing, unless
-// its client has had its share recorded: then it is only counted, for the
-// next summary.
-func (h *handler) auditFailure(ctx context.Context, r *http.Request, rec store.AuditRecord) {
-	now := h.now()
-	recorded := h.failures.take(remoteHost(r), now, func(ok bool, b *bucket) {
+// its client (rec.Remote) has had its share recorded: then it is only
+// counted, for the next summary.
+func (s *Service) auditFailure(ctx context.Context, rec store.AuditRecord) {
+	now := s.cfg.Now()
+	recorded := s.failures.Take(rec.Remote, now, func(ok bool, b *clients.Bucket) {
 		if ok {
 			return
 		}
-		if b.suppressed == 0 {
-			b.first, b.codes = now, map[string]int{}
+		if b.Suppressed == 0 {
+			b.First, b.Codes = now, map[string]int{}
 		}
-		b.suppressed++
-		b.last = now
-		b.codes[rec.Outcome]++
+		b.Suppressed++
+		b.Last = now
+		b.Codes[rec.Outcome]++
 	})
 	if !recorded {
-		h.metrics.auditSuppressed.Inc()
+		s.metrics.auditSuppressed.Inc()
 		return
 	}
-	if _, err := h.Store.AppendAudit(ctx, rec); err != nil {
-		h.log.Error("writing audit record", "err", err)
+	if _, err := s.cfg.Audit.AppendAudit(ctx, rec); err != nil {
+		s.log.Error("writing audit record", "err", err)
 	}
 }
 
 // summarizeSuppressed writes one audit row per client with failures not
 // recorded since the last summary.
-func (h *handler) summarizeSuppressed(ctx context.Context) {
-	now := h.now().UTC()
+func (s *Service) summarizeSuppressed(ctx context.Context) {
+	now := s.cfg.Now().UTC()
 	var recs []store.AuditRecord
-	h.failures.mu.Lock()
-	for client, b := range h.failures.m {
-		if b.suppressed == 0 {
-			continue
+	s.failures.Each(func(client string, b *clients.Bucket) {
+		if b.Suppressed == 0 {
+			return
 		}
 		recs = append(recs, store.AuditRecord{Time: now, Event: EventFailuresSuppressed, Outcome: OutcomeFailuresSuppressed,
 			Remote: client, Reasons: suppressedReasons(client, b)})
-		b.suppressed, b.codes = 0, nil
-	}
-	h.failures.mu.Unlock()
+		b.Suppressed, b.Codes = 0, nil
+	})
 	slices.SortFunc(recs, func(a, b store.AuditRecord) int { return strings.Compare(a.Remote, b.Remote) })
 	for _, rec := range recs {
-		if _, err := h.Store.AppendAudit(ctx, rec); err != nil {
-			h.log.Error("writing the summary of unrecorded failures", "remote", rec.Remote, "summary", rec.Reasons, "err", err)
+		if _, err := s.cfg.Audit.AppendAudit(ctx, rec); err != nil {
+			s.log.Error("writing the summary of unrecorded failures", "remote", rec.Remote, "summary", rec.Reasons, "err", err)
 		}
 	}
 }
 
-func suppressedReasons(client string, b *bucket) []string {
-	codes := make([]string, 0, len(b.codes))
-	for code, n := range b.codes {
+func suppressedReasons(client string, b *clients.Bucket) []string {
+	codes := make([]string, 0, len(b.Codes))
+	for code, n := range b.Codes {
 		codes = append(codes, fmt.Sprintf("%s %d", code, n))
 	}
 	slices.Sort(codes)
 	return []string{
-		fmt.Sprintf("%d more failed attempts from %s not recorded, from %s to %s", b.suppressed, client,
-			b.first.UTC().Format(time.RFC3339), b.last.UTC().Format(time.RFC3339)),
+		fmt.Sprintf("%d more failed attempts from %s not recorded, from %s to %s", b.Suppressed, client,
+			b.First.UTC().Format(time.RFC3339), b.Last.UTC().Format(time.RFC3339)),
 		"by code: " + strings.Join(codes, ", "),
 	}
 }
 
 // Run writes the summaries of unrecorded failures every
 // SuppressedSummaryEvery, and once more when ctx ends.
-func (a *API) Run(ctx context.Context) error {
+func (s *Service) Run(ctx context.Context) error {
 	t := time.NewTicker(SuppressedSummaryEvery)
 	defer t.Stop()
 	for {
@@ -104,10 +102,10 @@ func (a *API) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			defer cancel()
-			a.h.summarizeSuppressed(sctx)
+			s.summarizeSuppressed(sctx)
 			return nil
 		case <-t.C:
-			a.h.summarizeSuppressed(ctx)
+			s.summarizeSuppressed(ctx)
 		}
 	}
 }
