@@ -4,12 +4,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/confidant-cvm/confidant/hostd/internal/qemu"
 	"github.com/confidant-cvm/confidant/hostd/internal/spec"
+	"github.com/confidant-cvm/confidant/shared/capped"
 	"github.com/confidant-cvm/confidant/shared/measure/snp"
 )
 
@@ -84,14 +84,7 @@ func readCapped(stateDir, path string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
-	}
-	return b, nil
+	return capped.Read(f, path, limit)
 }
 
 func writeFileAtomic(path string, b []byte) error {

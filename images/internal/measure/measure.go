@@ -15,9 +15,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 
+	"github.com/confidant-cvm/confidant/shared/capped"
 	"github.com/confidant-cvm/confidant/shared/measure/snp"
 )
 
@@ -126,7 +125,7 @@ func Compute(in Inputs) (*Measurement, error) {
 	}
 	var errs []error
 	read := func(path string, limit int64, what string) ([]byte, *File) {
-		b, err := readCapped(path, limit)
+		b, err := capped.ReadFile(path, limit)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("reading %s: %w", what, err))
 			return nil, nil
@@ -228,24 +227,4 @@ func resolve(in Inputs) (*Measurement, snp.SNPParams, error) {
 		Append: in.Cmdline, VCPUs: m.VCPUs, VCPUType: m.VCPUType,
 		GuestFeatures: m.GuestFeatures, VMMType: m.VMMType,
 	}, nil
-}
-
-// readCapped reads a file of at most limit bytes. The result is never nil.
-func readCapped(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
-	}
-	if b == nil {
-		b = []byte{}
-	}
-	return b, nil
 }
