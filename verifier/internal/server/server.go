@@ -20,16 +20,10 @@ import (
 	"slices"
 	"time"
 
-	sevtrust "github.com/google/go-sev-guest/verify/trust"
-	tdxtrust "github.com/google/go-tdx-guest/verify/trust"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/confidant-cvm/confidant/policies"
 	"github.com/confidant-cvm/confidant/shared/evidence"
-	"github.com/confidant-cvm/confidant/verifier/internal/api"
-	"github.com/confidant-cvm/confidant/verifier/internal/appraise"
 	"github.com/confidant-cvm/confidant/verifier/internal/attest"
 	"github.com/confidant-cvm/confidant/verifier/internal/challenge"
 	"github.com/confidant-cvm/confidant/verifier/internal/policy"
@@ -142,15 +136,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (s *Se
 	if err != nil {
 		return nil, err
 	}
-	holder, err := policy.NewHolder(ctx, policy.HolderConfig{
-		PolicyFiles:   cfg.Policies,
-		ReferenceFile: cfg.ReferenceValues,
-		Options:       policy.Options{Reserved: PolicyReserved, Timeout: cfg.PolicyTimeout},
-		OnLoad:        func(ctx context.Context, set *policy.Set) error { return RecordSet(ctx, st, set, now()) },
-		Overrides:     func(ctx context.Context) (*policy.Overrides, error) { return storedOverrides(ctx, st) },
-		PollEvery:     policyPoll,
-		Log:           log.WithGroup("policy"),
-	})
+	holder, err := newHolder(ctx, cfg, st, now, log)
 	if err != nil {
 		return nil, err
 	}
@@ -163,58 +149,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (s *Se
 			watcher.Close()
 		}
 	}()
-	acfg := appraise.Config{Policies: holder, SimRoot: simRoot, Now: now, Log: log.WithGroup("appraise")}
-	if cfg.SNPFetchVCEK {
-		acfg.SNPGetter = sevtrust.DefaultHTTPSGetter()
-	}
-	if cfg.TDXFetchCollateral {
-		acfg.TDXGetter = tdxtrust.DefaultHTTPSGetter()
-	}
-	appraiser, err := appraise.New(acfg)
+	appraiser, err := newAppraiser(cfg, holder, simRoot, now, log)
 	if err != nil {
 		return nil, err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics, err := api.NewMetrics(reg)
-	if err != nil {
-		return nil, fmt.Errorf("registering metrics: %w", err)
-	}
-	tmetrics, err := attest.NewMetrics(reg)
-	if err != nil {
-		return nil, fmt.Errorf("registering metrics: %w", err)
-	}
-	rel, err := release.New(ctx, release.Config{Store: st, Sealer: sealer, DefaultPolicy: policies.DefaultRelease(), Now: now,
-		PolicyTimeout: cfg.PolicyTimeout})
-	if err != nil {
-		return nil, err
-	}
-	// The service logs in the API's group, as the handlers did before it.
-	svc, err := attest.New(attest.Config{
-		Nonces: chal, Appraiser: appraiser, Tokens: issuer, Release: rel, Audit: st, Metrics: tmetrics,
-		ReleaseAudience:  cfg.ReleaseAudience,
-		FailureAuditRate: cfg.FailureAuditRate, FailureAuditBurst: cfg.FailureAuditBurst, Now: now,
-		Log: log.WithGroup("api"),
-	})
-	if err != nil {
-		return nil, err
-	}
-	h, err := api.New(api.Config{
-		Service: svc, Challenge: chal, Issuer: issuer, Keys: keys, Store: st,
-		Metrics: metrics, Gatherer: reg, DefaultAudience: cfg.Audience,
-		MaxBodyBytes: cfg.MaxBodyBytes, RateLimit: cfg.RateLimit, Burst: cfg.Burst,
-		MaxInFlight: cfg.MaxInFlight, MaxQueue: cfg.MaxQueue, QueueTimeout: cfg.QueueTimeout,
-		MetricsElsewhere: cfg.MetricsListen != "", Now: now,
-		Log: log.WithGroup("api"),
-	})
-	if err != nil {
-		return nil, err
-	}
-	srv := &Server{cfg: cfg, log: log, now: now, Store: st, Keys: keys, Policies: holder, watcher: watcher,
-		Release: rel, Handler: h, Registry: reg, attest: svc}
-	srv.AdminHandler, err = api.NewAdmin(api.AdminConfig{Keys: rel, Policies: srv, Audit: st, Metrics: metrics,
-		Log: log.WithGroup("admin")})
-	if err != nil {
+	srv := &Server{cfg: cfg, log: log, now: now, Store: st, Keys: keys, Policies: holder, watcher: watcher}
+	if err = srv.handlers(ctx, sealer, chal, appraiser, issuer); err != nil {
 		return nil, err
 	}
 	if simRoot != nil {
