@@ -244,34 +244,6 @@ func TestParseCmdline(t *testing.T) {
 	}
 }
 
-func TestParseSize(t *testing.T) {
-	for in, want := range map[string]int64{
-		"0": 0, "4096": 4096, "1K": 1 << 10, "1k": 1 << 10, "512M": 512 << 20, "512MiB": 512 << 20, "512MB": 512 << 20,
-		"2G": 2 << 30, "2 GiB": 2 << 30, "1T": 1 << 40, "7B": 7, " 8 ": 8,
-	} {
-		if got, err := ParseSize(in); err != nil || got != want {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "M", "-1", "1.5G", "1P", "1iB", "1 2", "0x10", "99999999999999999999", "1048577T", "1GG"} {
-		if got, err := ParseSize(in); err == nil {
-			t.Errorf("ParseSize(%q) = %d, want an error", in, got)
-		}
-	}
-}
-
-func FuzzParseSize(f *testing.F) {
-	for _, s := range []string{"512MiB", "1T", "-1", "99999999999999999999K"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		n, err := ParseSize(s)
-		if err == nil && (n < 0 || n > 1<<60) {
-			t.Fatalf("ParseSize(%q) = %d", s, n)
-		}
-	})
-}
-
 func FuzzParseCmdline(f *testing.F) {
 	f.Add(`console=ttyS0 "confidant.ip=1.2.3.4/8" confidant.gw="1.2.3.1" x`)
 	f.Add("\"\"\"=\x00 a")

@@ -10,16 +10,18 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/confidant-cvm/confidant/shared/agentconfig"
 	"github.com/confidant-cvm/confidant/shared/api"
 )
 
-// The agent's TEE interfaces (agent/internal/config).
+// The agent's TEE interfaces (shared/agentconfig), as the strings of the
+// --tee flag and of AgentConfig.TEE.
 const (
-	TEEAuto        = "auto"
-	TEEConfigfsTSM = "configfs-tsm"
-	TEESEVGuest    = "sev-guest"
-	TEETDXGuest    = "tdx-guest"
-	TEESim         = "sim"
+	TEEAuto        = string(agentconfig.TEEAuto)
+	TEEConfigfsTSM = string(agentconfig.TEEConfigfsTSM)
+	TEESEVGuest    = string(agentconfig.TEESEVGuest)
+	TEETDXGuest    = string(agentconfig.TEETDXGuest)
+	TEESim         = string(agentconfig.TEESim)
 )
 
 // AgentConfig is what build writes into the agent's configuration file
@@ -52,17 +54,9 @@ type AgentConfig struct {
 	OnFailure string
 }
 
-// Bounds of the swap file (the agent's temp_disk.swap_size).
-const (
-	MinSwapSize = 1 << 20
-	MaxSwapSize = 1 << 40
-)
-
 // The agent's own rules (agent/internal/config), checked here so that a
 // build fails at once rather than a guest at boot.
-var (
-	uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
-)
+var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
 // check reports every problem of c; haveCA says whether the initramfs gets
 // CA certificates for the verifier's TLS.
@@ -95,16 +89,14 @@ func (c AgentConfig) check(haveCA bool) []error {
 	if !api.ValidKeyName(c.KeyName) {
 		bad("key name %q: want %s", c.KeyName, api.KeyNameRule)
 	}
-	switch c.TEE {
-	case "", TEEAuto, TEEConfigfsTSM, TEESEVGuest, TEETDXGuest, TEESim:
-	default:
+	if c.TEE != "" && !agentconfig.TEE(c.TEE).Valid() {
 		bad("tee %q: want auto, configfs-tsm, sev-guest, tdx-guest or sim", c.TEE)
 	}
 	if c.TempDisk != "" && (!strings.HasPrefix(c.TempDisk, "/dev/") || strings.ContainsAny(c.TempDisk, " \t\n\x00") || strings.Contains(c.TempDisk, "/../")) {
 		bad("temp disk %q: want a device path under /dev/", c.TempDisk)
 	}
-	if c.SwapSize != 0 && (c.TempDisk == "" || c.SwapSize < MinSwapSize || c.SwapSize > MaxSwapSize) {
-		bad("swap size %d: needs a temp disk, and %d to %d bytes", c.SwapSize, MinSwapSize, MaxSwapSize)
+	if c.SwapSize != 0 && (c.TempDisk == "" || c.SwapSize < agentconfig.MinSwapSize || c.SwapSize > agentconfig.MaxSwapSize) {
+		bad("swap size %d: needs a temp disk, and %d to %d bytes", c.SwapSize, agentconfig.MinSwapSize, agentconfig.MaxSwapSize)
 	}
 	if c.Address != "" {
 		if p, err := netip.ParsePrefix(c.Address); err != nil || !p.Addr().Is4() && !p.Addr().Is6() || p.Addr().IsUnspecified() || p.Addr().IsLoopback() || p.Addr().IsMulticast() {
@@ -118,63 +110,35 @@ func (c AgentConfig) check(haveCA bool) []error {
 			bad("gateway %q: %v", c.Gateway, err)
 		}
 	}
-	switch c.OnFailure {
-	case "", "poweroff", "reboot":
-	default:
+	if c.OnFailure != "" && !agentconfig.OnFailure(c.OnFailure).Valid() {
 		bad("on failure %q: want poweroff or reboot", c.OnFailure)
 	}
 	return errs
 }
 
-// agentFile is the YAML shape of the agent configuration
-// (agent/internal/config), only the keys build sets.
-type agentFile struct {
-	Verifier struct {
-		URL            string `yaml:"url"`
-		AllowPlainHTTP bool   `yaml:"allow_plain_http,omitempty"`
-		TokenAudience  string `yaml:"token_audience,omitempty"`
-	} `yaml:"verifier"`
-	KeyName string `yaml:"key_name"`
-	OSDisk  struct {
-		LUKSUUID string `yaml:"luks_uuid"`
-	} `yaml:"os_disk"`
-	TempDisk *tempDisk `yaml:"temp_disk,omitempty"`
-	TEE      string    `yaml:"tee"`
-	Network  *struct {
-		Address string `yaml:"address,omitempty"`
-		Gateway string `yaml:"gateway,omitempty"`
-	} `yaml:"network,omitempty"`
-	OnFailure string `yaml:"on_failure,omitempty"`
-}
-
-type tempDisk struct {
-	Device   string `yaml:"device"`
-	SwapSize int64  `yaml:"swap_size,omitempty"`
-}
-
 // YAML renders the agent configuration for the OS disk with LUKS UUID
-// luksUUID. The output depends only on c and luksUUID.
+// luksUUID, in the schema the agent reads (shared/agentconfig): only the
+// keys build sets, the rest left to the agent's defaults. The output
+// depends only on c and luksUUID.
 func (c AgentConfig) YAML(luksUUID string) ([]byte, error) {
-	var f agentFile
-	f.Verifier.URL = c.VerifierURL
-	f.Verifier.AllowPlainHTTP = c.AllowPlainHTTP
-	f.Verifier.TokenAudience = c.TokenAudience
-	f.KeyName = c.KeyName
-	f.OSDisk.LUKSUUID = luksUUID
-	if c.TempDisk != "" {
-		f.TempDisk = &tempDisk{Device: c.TempDisk, SwapSize: c.SwapSize}
+	f := agentconfig.File{
+		Verifier: agentconfig.Verifier{
+			URL:            c.VerifierURL,
+			AllowPlainHTTP: c.AllowPlainHTTP,
+			TokenAudience:  c.TokenAudience,
+		},
+		KeyName:   c.KeyName,
+		OSDisk:    agentconfig.OSDisk{LUKSUUID: luksUUID},
+		TEE:       c.TEE,
+		Network:   agentconfig.Network{Address: c.Address, Gateway: c.Gateway},
+		OnFailure: c.OnFailure,
 	}
-	f.TEE = c.TEE
+	if c.TempDisk != "" {
+		f.TempDisk = agentconfig.TempDisk{Device: c.TempDisk, SwapSize: agentconfig.Size(c.SwapSize)}
+	}
 	if f.TEE == "" {
 		f.TEE = TEEAuto
 	}
-	if c.Address != "" || c.Gateway != "" {
-		f.Network = &struct {
-			Address string `yaml:"address,omitempty"`
-			Gateway string `yaml:"gateway,omitempty"`
-		}{c.Address, c.Gateway}
-	}
-	f.OnFailure = c.OnFailure
 	var b bytes.Buffer
 	b.WriteString("# Written by confidant-image build. Measured: part of the initramfs.\n")
 	enc := yaml.NewEncoder(&b)
