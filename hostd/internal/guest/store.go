@@ -76,11 +76,27 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("encoding %s: %w", filepath.Base(path), err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	tmp, err := writeTemp(path, append(b, '\n'))
+	if err == nil {
+		if err = os.Rename(tmp, path); err != nil {
+			os.Remove(tmp)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", filepath.Base(path), err)
 	}
-	_, err = tmp.Write(append(b, '\n'))
+	return nil
+}
+
+// writeTemp writes b to a new temporary file beside path, synced and with
+// mode 0600, and returns its name: the caller renames or links it into
+// place, and removes it.
+func writeTemp(path string, b []byte) (string, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return "", err
+	}
+	_, err = tmp.Write(b)
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -90,14 +106,11 @@ func writeJSON(path string, v any) error {
 	if err == nil {
 		err = os.Chmod(tmp.Name(), 0o600)
 	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
 	if err != nil {
 		os.Remove(tmp.Name())
-		return fmt.Errorf("writing %s: %w", filepath.Base(path), err)
+		return "", err
 	}
-	return nil
+	return tmp.Name(), nil
 }
 
 func readJSON(path string, v any) error {

@@ -44,24 +44,11 @@ func installVarStore(stateDir, template, dst string) (bool, error) {
 	if err := checkVarStore(b); err != nil {
 		return false, fmt.Errorf("%w: image.uefi_vars %s: %v", spec.ErrInvalid, template, err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*")
-	if err != nil {
-		return false, fmt.Errorf("writing the UEFI variable store: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(b)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o600)
-	}
+	tmp, err := writeTemp(dst, b)
 	if err == nil {
 		// A link, unlike a rename, never replaces an existing store.
-		err = os.Link(tmp.Name(), dst)
+		err = os.Link(tmp, dst)
+		os.Remove(tmp)
 	}
 	if err != nil {
 		return false, fmt.Errorf("writing the UEFI variable store: %w", err)
