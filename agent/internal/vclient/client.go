@@ -326,7 +326,7 @@ func parseToken(body []byte) (string, error) {
 // answer application/json {"jwe": "<compact JWE>"} or the compact JWE
 // itself as application/jose.
 func (c *Client) ReleaseKey(ctx context.Context, name, token string) ([]byte, error) {
-	if name == "" || strings.ContainsAny(name, "/?#") {
+	if !api.ValidKeyName(name) {
 		return nil, fmt.Errorf("%w: key name %q", ErrConfig, name)
 	}
 	hdr := http.Header{"Authorization": {"Bearer " + token}}

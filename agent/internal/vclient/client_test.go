@@ -404,3 +404,18 @@ func FuzzParseResponses(f *testing.F) {
 		_, _ = parseTokenInfo(string(b))
 	})
 }
+
+// TestReleaseKeyName: a key name outside the API's rule (api.ValidKeyName)
+// is refused before anything is sent.
+func TestReleaseKeyName(t *testing.T) {
+	e := newEnv(t)
+	c := e.client(t, 0)
+	for _, name := range []string{"", "a/b", "../x", "a b", "-x", "k?v", strings.Repeat("k", 129)} {
+		if _, err := c.ReleaseKey(context.Background(), name, "a.b.c"); !errors.Is(err, ErrConfig) {
+			t.Errorf("ReleaseKey(%q) = %v, want ErrConfig", name, err)
+		}
+	}
+	if n := e.v.Count("release"); n != 0 {
+		t.Errorf("%d release requests sent for invalid names", n)
+	}
+}
