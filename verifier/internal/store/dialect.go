@@ -116,7 +116,7 @@ const (
 // hotStatements are the statements of the hot path in a database's words.
 type hotStatements struct {
 	insertNonce stmt
-	// lockHead locks the audit head (where rows lock).
+	// lockHead locks the audit head; only where rows lock.
 	lockHead stmt
 	// selectHead reads the audit head, locking it where rows lock.
 	selectHead stmt
@@ -134,9 +134,11 @@ func newHotStatements(ctx context.Context, d *dialect, db *sql.DB) (hotStatement
 	}
 	h := hotStatements{
 		insertNonce: mk(insertNonceSQL),
-		lockHead:    mk(d.forUpdate("SELECT 1 FROM audit_head WHERE id = 1")),
 		selectHead:  mk(d.forUpdate(selectHeadSQL)),
 		appendAudit: []stmt{mk(insertAuditSQL), mk(updateHeadSQL)},
+	}
+	if d.rowLocks {
+		h.lockHead = mk(d.forUpdate("SELECT 1 FROM audit_head WHERE id = 1"))
 	}
 	if d.withWrites {
 		h.appendAudit = []stmt{mk("WITH a AS (" + insertAuditSQL + ") " + updateHeadSQL)}
@@ -157,7 +159,10 @@ func newHotStatements(ctx context.Context, d *dialect, db *sql.DB) (hotStatement
 
 // all lists the statements, for preparing and closing them.
 func (h *hotStatements) all() []*stmt {
-	out := []*stmt{&h.insertNonce, &h.lockHead, &h.selectHead}
+	out := []*stmt{&h.insertNonce, &h.selectHead}
+	if h.lockHead.text != "" {
+		out = append(out, &h.lockHead)
+	}
 	for i := range h.appendAudit {
 		out = append(out, &h.appendAudit[i])
 	}

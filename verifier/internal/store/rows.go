@@ -2,13 +2,13 @@ package store
 
 import "encoding/json"
 
-// rowScanner is one row of *sql.Rows, *sql.Row or pgx.Rows.
+// rowScanner is one row of *sql.Rows or *sql.Row.
 type rowScanner interface {
 	Scan(dest ...any) error
 }
 
-// resultRows is what *sql.Rows and pgx.Rows both offer for reading; the
-// caller closes them.
+// resultRows is what *sql.Rows offers for reading; the caller closes
+// them.
 type resultRows interface {
 	rowScanner
 	Next() bool

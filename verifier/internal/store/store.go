@@ -4,7 +4,10 @@
 //
 // Store is the interface every backend implements: SQLite (embedded, pure
 // Go, the default) and PostgreSQL (pgx, for deployments with several
-// replicas sharing one database). Every write is one transaction: a crash
+// replicas sharing one database). Both run one implementation of the
+// rules (sqlStore, over database/sql); a dialect holds what each database
+// spells its own way, and each backend sets up its connections and keeps
+// its own migrations. Every write is one transaction: a crash
 // or a lost connection leaves either all of it or none. Errors from the
 // database itself match ErrUnavailable; outcomes callers branch on have
 // their own sentinels (ErrNonceReused, ErrNotFound, ErrConflict).
@@ -67,7 +70,7 @@ type Store interface {
 	Secret(ctx context.Context, name string, create func() ([]byte, error)) ([]byte, error)
 	// ReplaceSecret replaces the named secret's value old with new, in
 	// one transaction, then scrubs old from the database's files where the
-	// backend can (see the backends). A stored value other than old is
+	// database can (see sqlStore.ReplaceSecret). A stored value other than old is
 	// ErrConflict and an unknown name ErrNotFound; both change nothing.
 	// ErrNotScrubbed: new is stored, but old may remain in the files.
 	ReplaceSecret(ctx context.Context, name string, old, new []byte) error

@@ -16,7 +16,7 @@ const maxWriteBatch = 128
 var errClosed = errors.New("store closed")
 
 // writeOp is one write waiting for a writer; T is the transaction type its
-// function gets (*sql.Tx, pgx.Tx).
+// function gets (*sql.Tx, for every database).
 type writeOp[T any] struct {
 	ctx    context.Context
 	action string
