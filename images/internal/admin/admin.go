@@ -27,7 +27,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/confidant-cvm/confidant/shared/api"
 	adminapi "github.com/confidant-cvm/confidant/shared/api/admin"
 )
 
@@ -46,47 +45,23 @@ const DefaultTimeout = 60 * time.Second
 const maxAnswer = 2 << 20
 
 // Error codes of the answers callers branch on, as sentinels: an *Error
-// with that code matches them under errors.Is.
+// with that code matches them under errors.Is (shared/api/admin).
 var (
 	// ErrKeyExists: a key of that name exists (409 key_exists).
-	ErrKeyExists = errors.New(api.CodeKeyExists)
+	ErrKeyExists = adminapi.ErrKeyExists
 	// ErrKeyUnknown: no such key (404 key_unknown).
-	ErrKeyUnknown = errors.New(api.CodeKeyUnknown)
+	ErrKeyUnknown = adminapi.ErrKeyUnknown
 	// ErrInvalidPolicy: the release policy does not load (400
 	// invalid_policy).
-	ErrInvalidPolicy = errors.New(api.CodeInvalidPolicy)
+	ErrInvalidPolicy = adminapi.ErrInvalidPolicy
 )
 
 // ErrBadAnswer means an answer of the verifier did not decode or was not
 // what was asked for.
 var ErrBadAnswer = errors.New("unexpected answer from the verifier's admin API")
 
-// Error is an error answer of the admin API.
-type Error struct {
-	// Status is the HTTP status.
-	Status int
-	// Code is the answer's "error" (the HTTP status text when the body
-	// had none).
-	Code string
-	// Reasons are the answer's "reasons".
-	Reasons []string
-}
-
-func (e *Error) Error() string {
-	if len(e.Reasons) == 0 {
-		return fmt.Sprintf("%s (HTTP %d)", e.Code, e.Status)
-	}
-	return fmt.Sprintf("%s (HTTP %d): %s", e.Code, e.Status, strings.Join(e.Reasons, "; "))
-}
-
-// Is matches the sentinel of the error's code.
-func (e *Error) Is(target error) bool {
-	switch target {
-	case ErrKeyExists, ErrKeyUnknown, ErrInvalidPolicy:
-		return e.Code == target.Error()
-	}
-	return false
-}
+// Error is an error answer of the admin API (shared/api/admin).
+type Error = adminapi.Error
 
 // KeyVersion is one version of a key (shared/api/admin).
 type KeyVersion = adminapi.KeyVersion
@@ -197,19 +172,9 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte) ([]by
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		defer clear(b)
-		return nil, fmt.Errorf("%s %s: %w", method, path, decodeError(resp.StatusCode, b))
+		return nil, fmt.Errorf("%s %s: %w", method, path, adminapi.DecodeError(resp.StatusCode, b))
 	}
 	return b, nil
-}
-
-// decodeError turns an error answer into an *Error.
-func decodeError(status int, b []byte) *Error {
-	e := &Error{Status: status, Code: http.StatusText(status)}
-	var doc api.ErrorBody
-	if json.Unmarshal(b, &doc) == nil && doc.Error != "" {
-		e.Code, e.Reasons = doc.Error, doc.Reasons
-	}
-	return e
 }
 
 // readAll reads at most limit bytes of r, zeroing every buffer it outgrows

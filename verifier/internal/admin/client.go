@@ -17,7 +17,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/confidant-cvm/confidant/shared/api"
+	adminapi "github.com/confidant-cvm/confidant/shared/api/admin"
 )
 
 // DefaultTimeout bounds one admin request.
@@ -26,19 +26,8 @@ const DefaultTimeout = 60 * time.Second
 // maxResponse bounds an answer (the audit export streams instead).
 const maxResponse = 64 << 20
 
-// Error is an error answer of the admin API.
-type Error struct {
-	Status  int
-	Code    string
-	Reasons []string
-}
-
-func (e *Error) Error() string {
-	if len(e.Reasons) == 0 {
-		return fmt.Sprintf("%s (HTTP %d)", e.Code, e.Status)
-	}
-	return fmt.Sprintf("%s (HTTP %d): %s", e.Code, e.Status, strings.Join(e.Reasons, "; "))
-}
+// Error is an error answer of the admin API (shared/api/admin).
+type Error = adminapi.Error
 
 // ClientConfig says how to reach the admin API: a unix socket, or an
 // https URL with a client certificate. Exactly one of Socket and URL.
@@ -142,13 +131,8 @@ func (c *Client) send(ctx context.Context, method, path string, body io.Reader, 
 		return resp, nil
 	}
 	defer resp.Body.Close()
-	e := &Error{Status: resp.StatusCode, Code: http.StatusText(resp.StatusCode)}
-	var doc api.ErrorBody
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if json.Unmarshal(b, &doc) == nil && doc.Error != "" {
-		e.Code, e.Reasons = doc.Error, doc.Reasons
-	}
-	return nil, fmt.Errorf("%s %s: %w", method, path, e)
+	return nil, fmt.Errorf("%s %s: %w", method, path, adminapi.DecodeError(resp.StatusCode, b))
 }
 
 func (c *Client) doJSON(ctx context.Context, method, path string, in, out any) error {
