@@ -84,9 +84,6 @@ type Config struct {
 	Ready func(ctx context.Context) error
 	// DefaultAudience is the aud of tokens whose request names none.
 	DefaultAudience string
-	// ReleaseAudience is the aud a token must carry to release a key;
-	// empty means DefaultAudience.
-	ReleaseAudience string
 	// MaxBodyBytes caps request bodies; zero means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
 	// RateLimit is the sustained rate (requests per second) of POST
@@ -158,9 +155,6 @@ func New(cfg Config) (*API, error) {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if cfg.ReleaseAudience == "" {
-		cfg.ReleaseAudience = cfg.DefaultAudience
 	}
 	h := &handler{Config: cfg, base: base{log: cfg.Log, metrics: cfg.Metrics}}
 	if h.log == nil {
