@@ -274,3 +274,20 @@ func FuzzSecretUnmarshal(f *testing.F) {
 		_ = json.Unmarshal(append(append([]byte(`{"key": {"name": "k"}, "key_material": `), b...), '}'), &resp)
 	})
 }
+
+// TestKeyResponseMaterialIsBytes: the answer's key material decodes into
+// the Secret, never into the API's string field it shadows, and the rest of
+// the API's body decodes as usual.
+func TestKeyResponseMaterialIsBytes(t *testing.T) {
+	var resp admin.KeyResponse
+	body := `{"key":{"name":"k","origin":"platform","latest_version":1},"version":1,"key_material":"AAEC"}`
+	if err := json.Unmarshal([]byte(body), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(resp.KeyMaterial, []byte{0, 1, 2}) || resp.KeyResponse.KeyMaterial != "" {
+		t.Errorf("key material %x as bytes, %q as a string; want 000102 as bytes only", []byte(resp.KeyMaterial), resp.KeyResponse.KeyMaterial)
+	}
+	if resp.Key.Name != "k" || resp.Key.Origin != admin.OriginPlatform || resp.Version != 1 {
+		t.Errorf("decoded %+v", resp.KeyResponse)
+	}
+}
