@@ -27,6 +27,7 @@ const (
 	dirToken     = "verifier/internal/token"
 	dirRelease   = "verifier/internal/release"
 	dirAPI       = "verifier/internal/api"
+	dirAttest    = "verifier/internal/attest"
 	dirAppraisal = "policies/appraisal"
 )
 
@@ -235,14 +236,14 @@ func tokenChecks() []Mutation {
 func releaseChecks() []Mutation {
 	return []Mutation{
 		{Item: "release: token valid and ours", Name: "bearer token verification error ignored",
-			Edits: []Edit{{Dir: dirAPI, Old: "claims, err := h.Issuer.VerifyClaims(ctx, tok, h.ReleaseAudience)\n\tif err != nil {",
-				New: "claims, err := h.Issuer.VerifyClaims(ctx, tok, h.ReleaseAudience)\n\tif false && err != nil {"}},
+			Edits: []Edit{{Dir: dirAttest, Old: "claims, err := s.cfg.Tokens.VerifyClaims(ctx, req.Token, s.cfg.ReleaseAudience)\n\tif err != nil {",
+				New: "claims, err := s.cfg.Tokens.VerifyClaims(ctx, req.Token, s.cfg.ReleaseAudience)\n\tif false && err != nil {"}},
 			Pkg: pkgServer, Run: "^TestReleaseRefused$"},
 		{Item: "release: Bearer scheme", Name: "Authorization scheme not checked",
 			Edits: []Edit{{Dir: dirAPI, Old: `!strings.EqualFold(scheme, "Bearer")`, New: `(false && !strings.EqualFold(scheme, "Bearer"))`}},
 			Pkg:   pkgServer, Run: "^(TestBearerScheme|TestReleaseRefused)$"},
 		{Item: "release: bearer size cap (64 KiB)", Name: "bearer size not capped",
-			Edits: []Edit{{Dir: dirAPI, Old: `len(tok) > maxBearer {`, New: `false && len(tok) > maxBearer {`}},
+			Edits: []Edit{{Dir: dirAPI, Old: `len(tok) > fault.MaxBearer {`, New: `false && len(tok) > fault.MaxBearer {`}},
 			Pkg:   pkgServer, Run: "^(TestBearerScheme|TestReleaseRefused)$"},
 		{Item: "release: key name checked", Name: "key-name check removed from Release",
 			Edits: []Edit{{Dir: dirRelease, Old: "if err := CheckName(req.Name); err != nil {\n\t\treturn nil, fmt.Errorf(\"releasing a key",
