@@ -83,49 +83,14 @@ func Run(ctx context.Context, o Options) (err error) {
 		"plays the AMD secure processor (the SIMULATED TEE) and signs real-format SNP reports;\n"+
 		"QEMU (TCG), OVMF with Secure Boot, swtpm, dm-crypt and every Confidant check are the real ones.\n")
 
-	var bins harness.Binaries
-	if o.Bin != "" {
-		bins = harness.BinariesIn(o.Bin)
-		n.say("build", "using the programs make build put in %s", o.Bin)
-	} else {
-		n.say("build", "building confidant-verifier, confidant-hostd, confidant-image, confidant-agent from source …")
-	}
-	lab, err = harness.NewLab(ctx, harness.LabOptions{Dir: dir, Repo: o.Repo, Bins: bins,
-		Logf: n.labLog})
+	lab, err = startLab(ctx, n, o, dir)
 	if err != nil {
 		return err
 	}
-	n.say("build", "confidant-hostd running (state in %s); its simulated secure processor's root goes to the verifier", lab.Hostd.StateDir)
-	n.say("build", "Secure Boot key and certificate made for this run (%s): the image builder's own PK/KEK/db, as in production", lab.SecureBoot.Cert)
-
-	w, err := lab.NewWorld("demo")
+	w, meas, predicted, err := buildWorld(ctx, n, lab)
 	if err != nil {
 		return err
 	}
-	if err := w.StartVerifier(ctx); err != nil {
-		return err
-	}
-	n.say("verifier", "confidant-verifier serving %s: SQLite store, policy policies/appraisal/sim_production.rego", w.Verifier.URL)
-	n.say("verifier", "(the SEV-SNP production policy, trusting only hostd's simulated root); no reference values yet")
-	if err := w.BuildImage(ctx, false); err != nil {
-		return err
-	}
-	im := w.Image
-	meas, err := im.Measurement(harness.GuestVCPUs)
-	if err != nil {
-		return err
-	}
-	predicted, err := im.PredictedPCRs()
-	if err != nil {
-		return err
-	}
-	n.say("encrypt", "confidant-image build: OS disk encrypted into LUKS2 (UUID %s)", im.Manifest.LUKSUUID)
-	n.say("encrypt", "signed UKI %s (kernel, initramfs with the agent, command line, os-release) on the ESP %s;", im.Manifest.UKI, im.Manifest.ESP)
-	n.say("encrypt", "variable store template %s with the builder's certificate in PK, KEK and db", im.Manifest.UEFIVars)
-	n.say("encrypt", "reference values, loaded into the verifier: launch measurement (OVMF, %d vCPU) %s,", harness.GuestVCPUs, short(meas))
-	n.say("encrypt", "PCRs predicted from the build: 4 %s, 7 %s, 11 %s", first(predicted["4"]), first(predicted["7"]), first(predicted["11"]))
-	n.say("encrypt", "disk key made by the verifier as %q, used once to encrypt, then zeroed: it exists only in the verifier", harness.KeyName)
-	n.say("encrypt", "its release policy (%s) requires status affirming and this image's measurement", im.Manifest.ReleasePolicy)
 
 	n.head("Part 1: boot the signed UKI with Secure Boot enforced")
 	bootOK, audit, err := part1(ctx, n, lab, w, meas, predicted, o.GuestTimeout)
@@ -133,7 +98,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		return err
 	}
 	esp := filepath.Join(w.Dir, "esp-modified.img")
-	what, err := harness.TamperESP(esp, im.Path(im.Manifest.ESP), im.Path(im.Manifest.UKI))
+	what, err := harness.TamperESP(esp, w.Image.Path(w.Image.Manifest.ESP), w.Image.Path(w.Image.Manifest.UKI))
 	if err != nil {
 		return err
 	}
@@ -150,6 +115,60 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	n.summary(bootOK, refused, denied)
 	return errors.Join(cond(!bootOK, ErrBootFailed), cond(!refused, ErrTamperNotRefused), cond(!denied, ErrSecureBootOffNotDenied))
+}
+
+// startLab builds or finds the programs and starts confidant-hostd.
+func startLab(ctx context.Context, n *narrator, o Options, dir string) (*harness.Lab, error) {
+	var bins harness.Binaries
+	if o.Bin != "" {
+		bins = harness.BinariesIn(o.Bin)
+		n.say("build", "using the programs make build put in %s", o.Bin)
+	} else {
+		n.say("build", "building confidant-verifier, confidant-hostd, confidant-image, confidant-agent from source …")
+	}
+	lab, err := harness.NewLab(ctx, harness.LabOptions{Dir: dir, Repo: o.Repo, Bins: bins,
+		Logf: n.labLog})
+	if err != nil {
+		return lab, err
+	}
+	n.say("build", "confidant-hostd running (state in %s); its simulated secure processor's root goes to the verifier", lab.Hostd.StateDir)
+	n.say("build", "Secure Boot key and certificate made for this run (%s): the image builder's own PK/KEK/db, as in production", lab.SecureBoot.Cert)
+	return lab, nil
+}
+
+// buildWorld starts the verifier, builds the image against it and says
+// what the build made; it returns the world, the launch measurement and
+// the predicted PCRs.
+func buildWorld(ctx context.Context, n *narrator, lab *harness.Lab) (*harness.World, string, map[string][]string, error) {
+	w, err := lab.NewWorld("demo")
+	if err != nil {
+		return nil, "", nil, err
+	}
+	if err := w.StartVerifier(ctx); err != nil {
+		return nil, "", nil, err
+	}
+	n.say("verifier", "confidant-verifier serving %s: SQLite store, policy policies/appraisal/sim_production.rego", w.Verifier.URL)
+	n.say("verifier", "(the SEV-SNP production policy, trusting only hostd's simulated root); no reference values yet")
+	if err := w.BuildImage(ctx, false); err != nil {
+		return nil, "", nil, err
+	}
+	im := w.Image
+	meas, err := im.Measurement(harness.GuestVCPUs)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	predicted, err := im.PredictedPCRs()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	n.say("encrypt", "confidant-image build: OS disk encrypted into LUKS2 (UUID %s)", im.Manifest.LUKSUUID)
+	n.say("encrypt", "signed UKI %s (kernel, initramfs with the agent, command line, os-release) on the ESP %s;", im.Manifest.UKI, im.Manifest.ESP)
+	n.say("encrypt", "variable store template %s with the builder's certificate in PK, KEK and db", im.Manifest.UEFIVars)
+	n.say("encrypt", "reference values, loaded into the verifier: launch measurement (OVMF, %d vCPU) %s,", harness.GuestVCPUs, short(meas))
+	n.say("encrypt", "PCRs predicted from the build: 4 %s, 7 %s, 11 %s", first(predicted["4"]), first(predicted["7"]), first(predicted["11"]))
+	n.say("encrypt", "disk key made by the verifier as %q, used once to encrypt, then zeroed: it exists only in the verifier", harness.KeyName)
+	n.say("encrypt", "its release policy (%s) requires status affirming and this image's measurement", im.Manifest.ReleasePolicy)
+	return w, meas, predicted, nil
 }
 
 // part1 boots the image as built and reports whether it reached its OS on
