@@ -31,8 +31,9 @@ import (
 	"github.com/google/go-configfs-tsm/configfs/configfsi"
 
 	"github.com/confidant-cvm/confidant/agent/internal/boot"
-	"github.com/confidant-cvm/confidant/agent/internal/config"
+	"github.com/confidant-cvm/confidant/shared/agentconfig"
 	"github.com/confidant-cvm/confidant/shared/evidence"
+	"github.com/confidant-cvm/confidant/shared/simsp"
 )
 
 // ReportDataSize is the size of REPORT_DATA in SNP reports and TDX quotes.
@@ -68,12 +69,12 @@ type Source interface {
 
 // Options say where to look. Zero values are documented per field.
 type Options struct {
-	// TEE is the interface to use; "" or config.TEEAuto: the first hardware
+	// TEE is the interface to use; "" or agentconfig.TEEAuto: the first hardware
 	// interface present, in the order configfs-tsm, sev-guest, tdx-guest.
 	// Auto never selects the simulation (as in agent/internal/config).
-	TEE config.TEE
+	TEE agentconfig.TEE
 	// SimPort names the simulated TEE's virtio-serial port; "":
-	// config.DefaultSimPort.
+	// simsp.PortName.
 	SimPort string
 	// SysDir is where sysfs is mounted; "": "/sys".
 	SysDir string
@@ -90,10 +91,10 @@ type Options struct {
 
 func (o Options) withDefaults() Options {
 	if o.TEE == "" {
-		o.TEE = config.TEEAuto
+		o.TEE = agentconfig.TEEAuto
 	}
 	if o.SimPort == "" {
-		o.SimPort = config.DefaultSimPort
+		o.SimPort = simsp.PortName
 	}
 	if o.SysDir == "" {
 		o.SysDir = "/sys"
@@ -113,7 +114,7 @@ func Detect(opts Options) (Source, error) {
 	opts = opts.withDefaults()
 	dev := boot.Devices{SysDir: opts.SysDir, DevDir: opts.DevDir}
 	switch opts.TEE {
-	case config.TEESim:
+	case agentconfig.TEESim:
 		p, err := dev.LookVirtioPort(opts.SimPort)
 		if errors.Is(err, boot.ErrNotFound) {
 			err = fmt.Errorf("%w: %w", err, ErrNoTEE)
@@ -121,8 +122,8 @@ func Detect(opts Options) (Source, error) {
 		if err != nil {
 			return nil, err
 		}
-		return Open(config.TEESim, p, opts)
-	case config.TEEAuto, config.TEEConfigfsTSM, config.TEESEVGuest, config.TEETDXGuest:
+		return Open(agentconfig.TEESim, p, opts)
+	case agentconfig.TEEAuto, agentconfig.TEEConfigfsTSM, agentconfig.TEESEVGuest, agentconfig.TEETDXGuest:
 	default:
 		return nil, fmt.Errorf("TEE %q: %w", opts.TEE, ErrUnsupported)
 	}
@@ -148,10 +149,10 @@ func Detect(opts Options) (Source, error) {
 // report directory, the device node, or the simulated TEE's port node, as
 // agent/internal/boot.FindTEE reports them. For configfs-tsm, a non-nil
 // opts.Configfs is used instead of path.
-func Open(kind config.TEE, path string, opts Options) (Source, error) {
+func Open(kind agentconfig.TEE, path string, opts Options) (Source, error) {
 	opts = opts.withDefaults()
 	switch kind {
-	case config.TEEConfigfsTSM:
+	case agentconfig.TEEConfigfsTSM:
 		client := opts.Configfs
 		if client == nil {
 			// path is SYSDIR/kernel/config/tsm/report.
@@ -162,11 +163,11 @@ func Open(kind config.TEE, path string, opts Options) (Source, error) {
 			client = &dirClient{sysDir: sysDir}
 		}
 		return NewConfigfsTSM(client)
-	case config.TEESEVGuest:
+	case agentconfig.TEESEVGuest:
 		return OpenSEVGuest(path, opts.VMPL)
-	case config.TEETDXGuest:
+	case agentconfig.TEETDXGuest:
 		return OpenTDXGuest(path)
-	case config.TEESim:
+	case agentconfig.TEESim:
 		return OpenSim(path)
 	}
 	return nil, fmt.Errorf("TEE %q: %w", kind, ErrUnsupported)

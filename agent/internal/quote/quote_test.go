@@ -18,7 +18,7 @@ import (
 	tdxlabi "github.com/google/go-tdx-guest/client/linuxabi"
 
 	"github.com/confidant-cvm/confidant/agent/internal/boot"
-	"github.com/confidant-cvm/confidant/agent/internal/config"
+	"github.com/confidant-cvm/confidant/shared/agentconfig"
 	"github.com/confidant-cvm/confidant/shared/evidence"
 	"github.com/confidant-cvm/confidant/shared/simsp"
 	"github.com/confidant-cvm/confidant/shared/tee/snp"
@@ -434,7 +434,7 @@ func TestDetect(t *testing.T) {
 	badTSM := &faketsm.Client{Subsystems: map[string]configfsi.Client{"report": faketsm.Report611(0)}}
 	tests := map[string]struct {
 		setup    func(t *testing.T, ft fakeTree)
-		tee      config.TEE
+		tee      agentconfig.TEE
 		configfs configfsi.Client
 		wantType string
 		wantErr  error
@@ -445,7 +445,7 @@ func TestDetect(t *testing.T) {
 		},
 		"sim port": {
 			setup:    func(t *testing.T, ft fakeTree) { ft.port(t, "vport1p1", "confidant.sp", true) },
-			tee:      config.TEESim,
+			tee:      agentconfig.TEESim,
 			wantType: "*quote.Sim",
 		},
 		"sim port among others": {
@@ -453,17 +453,17 @@ func TestDetect(t *testing.T) {
 				ft.port(t, "vport0p1", "org.qemu.guest_agent.0", true)
 				ft.port(t, "vport1p2", "confidant.sp", true)
 			},
-			tee:      config.TEESim,
+			tee:      agentconfig.TEESim,
 			wantType: "*quote.Sim",
 		},
 		"sim port under another name": {
 			setup:   func(t *testing.T, ft fakeTree) { ft.port(t, "vport1p1", "confidant.sp2", true) },
-			tee:     config.TEESim,
+			tee:     agentconfig.TEESim,
 			wantErr: ErrNoTEE,
 		},
 		"sim port without node": {
 			setup:   func(t *testing.T, ft fakeTree) { ft.port(t, "vport1p1", "confidant.sp", false) },
-			tee:     config.TEESim,
+			tee:     agentconfig.TEESim,
 			wantErr: ErrNoTEE,
 		},
 		"two sim ports": {
@@ -471,7 +471,7 @@ func TestDetect(t *testing.T) {
 				ft.port(t, "vport1p1", "confidant.sp", true)
 				ft.port(t, "vport2p1", "confidant.sp", true)
 			},
-			tee:     config.TEESim,
+			tee:     agentconfig.TEESim,
 			wantErr: errAny,
 		},
 		"auto never picks the simulation": {
@@ -511,18 +511,18 @@ func TestDetect(t *testing.T) {
 		},
 		"configured configfs-tsm unusable": {
 			setup:    func(t *testing.T, ft fakeTree) { ft.configfs(t) },
-			tee:      config.TEEConfigfsTSM,
+			tee:      agentconfig.TEEConfigfsTSM,
 			configfs: badTSM,
 			wantErr:  ErrUnsupported,
 		},
 		"configured tdx-guest absent": {
 			setup:   func(t *testing.T, ft fakeTree) { ft.file(t, filepath.Join(ft.dev, "sev-guest"), "") },
-			tee:     config.TEETDXGuest,
+			tee:     agentconfig.TEETDXGuest,
 			wantErr: ErrNoTEE,
 		},
 		"configured configfs-tsm present": {
 			setup:    func(t *testing.T, ft fakeTree) { ft.configfs(t) },
-			tee:      config.TEEConfigfsTSM,
+			tee:      agentconfig.TEEConfigfsTSM,
 			configfs: goodTSM,
 			wantType: "*quote.ConfigfsTSM",
 		},
@@ -576,25 +576,25 @@ func typeName(v any) string {
 func TestDetectSimPortName(t *testing.T) {
 	ft := newFakeTree(t)
 	ft.port(t, "vport3p1", "confidant.sp", true)
-	src, err := Detect(Options{TEE: config.TEESim, SimPort: "confidant.sp", SysDir: ft.sys, DevDir: ft.dev})
+	src, err := Detect(Options{TEE: agentconfig.TEESim, SimPort: "confidant.sp", SysDir: ft.sys, DevDir: ft.dev})
 	if err != nil {
 		t.Fatalf("Detect(confidant.sp) = %v", err)
 	}
 	src.Close()
-	if _, err := Detect(Options{TEE: config.TEESim, SimPort: "confidant", SysDir: ft.sys, DevDir: ft.dev}); !errors.Is(err, ErrNoTEE) {
+	if _, err := Detect(Options{TEE: agentconfig.TEESim, SimPort: "confidant", SysDir: ft.sys, DevDir: ft.dev}); !errors.Is(err, ErrNoTEE) {
 		t.Errorf("Detect of a prefix = %v, want ErrNoTEE", err)
 	}
 }
 
 func TestOpenConfigfsPath(t *testing.T) {
 	ft := newFakeTree(t)
-	if _, err := Open(config.TEEConfigfsTSM, filepath.Join(ft.sys, "somewhere/else"), Options{}); err == nil {
+	if _, err := Open(agentconfig.TEEConfigfsTSM, filepath.Join(ft.sys, "somewhere/else"), Options{}); err == nil {
 		t.Error("Open accepted a configfs path that is not .../kernel/config/tsm/report")
 	}
 	// On a plain directory, configfs semantics are missing: creating a report
 	// entry works, reading its generation does not.
 	ft.configfs(t)
-	_, err := Open(config.TEEConfigfsTSM, filepath.Join(ft.sys, boot.ConfigfsReportDir), Options{})
+	_, err := Open(agentconfig.TEEConfigfsTSM, filepath.Join(ft.sys, boot.ConfigfsReportDir), Options{})
 	if err == nil {
 		t.Fatal("Open on a plain directory succeeded")
 	}
