@@ -80,7 +80,7 @@ func VerifyAudit(ctx context.Context, r AuditReader) (*AuditReport, error) {
 	}
 	var (
 		lastID int64
-		prev   = GenesisHash
+		prev   = GenesisHash()
 	)
 	for {
 		recs, err := r.AuditRecords(ctx, lastID, verifyPage)

@@ -106,3 +106,21 @@ func testRedeemWithAuditAtomic(t *testing.T, open func(t *testing.T) (Store, fun
 		t.Fatalf("audit head %+v, %v; want id 1", h, err)
 	}
 }
+
+// TestGenesisHashIsACopy changes the slice GenesisHash returns: the chain
+// the store wrote must still verify, since its start is not shared state.
+func TestGenesisHashIsACopy(t *testing.T) {
+	ctx := context.Background()
+	s := openTestSQLite(t)
+	if _, err := s.AppendAudit(ctx, AuditRecord{Time: t0, Event: "attest"}); err != nil {
+		t.Fatal(err)
+	}
+	g := GenesisHash()
+	g[0] = 1
+	if got := GenesisHash(); got[0] != 0 || len(got) != 32 {
+		t.Fatalf("GenesisHash() = %x after a caller changed its result; want 32 zero bytes", got)
+	}
+	if rep, err := VerifyAudit(ctx, s); err != nil || !rep.OK {
+		t.Fatalf("audit chain after a caller changed GenesisHash(): %+v, %v", rep, err)
+	}
+}

@@ -29,7 +29,7 @@ func chainLegacyAudit(ctx context.Context, tx *sql.Tx) error {
 	if err != nil {
 		return err
 	}
-	prev, last := GenesisHash, int64(0)
+	prev, last := GenesisHash(), int64(0)
 	for i := range recs {
 		r := &recs[i]
 		r.PrevHash = prev

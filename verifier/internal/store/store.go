@@ -102,7 +102,7 @@ type Store interface {
 	AuditRecords(ctx context.Context, afterID int64, limit int) ([]AuditRecord, error)
 
 	// AuditHead returns the id and hash of the last audit record (zero id
-	// and GenesisHash when the log is empty).
+	// and GenesisHash() when the log is empty).
 	AuditHead(ctx context.Context) (AuditHead, error)
 
 	// ActivateDocument records d and makes it the active document of slot
@@ -217,19 +217,20 @@ type AuditRecord struct {
 	// Reasons lists why the outcome is what it is.
 	Reasons []string
 	// PrevHash is the SHA-256 of the previous record's canonical bytes
-	// (GenesisHash for the first); set by AppendAudit.
+	// (GenesisHash() for the first); set by AppendAudit.
 	PrevHash []byte
 }
 
-// GenesisHash is the PrevHash of the first audit record: 32 zero bytes.
-var GenesisHash = make([]byte, sha256.Size)
+// GenesisHash returns the PrevHash of the first audit record: 32 zero
+// bytes, in a new slice on each call so that no caller can change it.
+func GenesisHash() []byte { return make([]byte, sha256.Size) }
 
 // AuditHead names the last record of the audit log.
 type AuditHead struct {
 	// LastID is the id of the last record; 0 when the log is empty.
 	LastID int64
 	// Hash is the SHA-256 of the last record's canonical bytes
-	// (GenesisHash when empty).
+	// (GenesisHash() when empty).
 	Hash []byte
 }
 
