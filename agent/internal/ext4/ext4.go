@@ -210,17 +210,9 @@ func Format(w io.WriterAt, size int64, opts Options) error {
 	if err != nil {
 		return err
 	}
-	uuid, seed := opts.UUID, opts.HashSeed
-	for _, p := range []*[]byte{&uuid, &seed} {
-		if *p == nil {
-			*p = make([]byte, 16)
-			if _, err := rand.Read(*p); err != nil {
-				return fmt.Errorf("ext4: %w", err)
-			}
-		}
-		if len(*p) != 16 {
-			return errors.New("ext4: UUID and hash seed must be 16 bytes")
-		}
+	uuid, seed, err := identifiers(opts)
+	if err != nil {
+		return err
 	}
 	now := opts.Now
 	if now.IsZero() {
@@ -228,9 +220,36 @@ func Format(w io.WriterAt, size int64, opts Options) error {
 	}
 	ts := uint32(now.Unix())
 
-	// Group descriptors and free counts.
-	gdt := make([]byte, l.gdtBlocks*blockSize)
-	var freeBlocks, freeInodes uint64
+	gdt, freeBlocks, freeInodes := l.groupDescriptors(uuid)
+	sb := superblock(l, opts, uuid, seed, ts, freeBlocks, freeInodes)
+	if err := l.writeGroup0(w, sb, gdt, ts); err != nil {
+		return err
+	}
+	return l.writeBackups(w, sb, gdt)
+}
+
+// identifiers returns the filesystem UUID and the directory hash seed:
+// opts.UUID and opts.HashSeed, or random ones where they are nil.
+func identifiers(opts Options) (uuid, seed []byte, err error) {
+	uuid, seed = opts.UUID, opts.HashSeed
+	for _, p := range []*[]byte{&uuid, &seed} {
+		if *p == nil {
+			*p = make([]byte, 16)
+			if _, err := rand.Read(*p); err != nil {
+				return nil, nil, fmt.Errorf("ext4: %w", err)
+			}
+		}
+		if len(*p) != 16 {
+			return nil, nil, errors.New("ext4: UUID and hash seed must be 16 bytes")
+		}
+	}
+	return uuid, seed, nil
+}
+
+// groupDescriptors builds the group descriptor table and counts the free
+// blocks and inodes of the whole filesystem.
+func (l layout) groupDescriptors(uuid []byte) (gdt []byte, freeBlocks, freeInodes uint64) {
+	gdt = make([]byte, l.gdtBlocks*blockSize)
 	for g := range l.groups {
 		used := l.overhead(g)
 		inodesUsed, dirs := uint64(0), uint64(0)
@@ -257,10 +276,12 @@ func Format(w io.WriterAt, size int64, opts Options) error {
 		le.PutUint16(d[0x1C:], uint16(fi)) // bg_itable_unused: every free inode is at the end
 		le.PutUint16(d[0x1E:], descChecksum(uuid, uint32(g), d))
 	}
+	return gdt, freeBlocks, freeInodes
+}
 
-	sb := superblock(l, opts, uuid, seed, ts, freeBlocks, freeInodes)
-	// Group 0 first: superblock, descriptors, bitmaps, the first inode
-	// table block (inodes 1-16), the directories.
+// writeGroup0 writes group 0: superblock, descriptors, bitmaps, the first
+// inode table block (inodes 1-16), the directories.
+func (l layout) writeGroup0(w io.WriterAt, sb, gdt []byte, ts uint32) error {
 	block0 := make([]byte, blockSize)
 	copy(block0[1024:], sb)
 	if err := writeBlocks(w, 0, block0, gdt); err != nil {
@@ -281,7 +302,12 @@ func Format(w io.WriterAt, size int64, opts Options) error {
 	if err := writeBlocks(w, l.rootBlock, root, lf); err != nil {
 		return err
 	}
-	// The last group's block bitmap, and the backups.
+	return nil
+}
+
+// writeBackups writes the last group's block bitmap and the backup
+// superblocks and descriptors.
+func (l layout) writeBackups(w io.WriterAt, sb, gdt []byte) error {
 	if last := l.groups - 1; last > 0 {
 		if err := writeBlocks(w, l.blockBitmap(last), l.blockBitmapOf(last)); err != nil {
 			return err
