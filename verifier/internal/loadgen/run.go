@@ -3,14 +3,12 @@ package loadgen
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"os"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -116,87 +114,6 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// Latency summarizes durations, in milliseconds.
-type Latency struct {
-	Count int     `json:"count"`
-	Mean  float64 `json:"mean_ms"`
-	P50   float64 `json:"p50_ms"`
-	P90   float64 `json:"p90_ms"`
-	P99   float64 `json:"p99_ms"`
-	Max   float64 `json:"max_ms"`
-}
-
-// StepReport is the latency of every attempt of a step (successful or
-// not) and its failures by code.
-type StepReport struct {
-	Latency
-	Errors map[string]int `json:"errors"`
-}
-
-// Report is the outcome of Run.
-type Report struct {
-	// TEE is the envelope kind sent.
-	TEE string `json:"tee"`
-	// Concurrency is the number of agents.
-	Concurrency int `json:"concurrency"`
-	// Rate is the offered load of an open-loop run, flows per second;
-	// zero for a closed loop.
-	Rate float64 `json:"rate_per_second,omitempty"`
-	// Release tells whether flows included the key release.
-	Release bool `json:"release"`
-	// SetupSeconds is the time it took to make the agents' keys.
-	SetupSeconds float64 `json:"setup_seconds"`
-	// ElapsedSeconds runs from the first flow's start to the last flow's
-	// end.
-	ElapsedSeconds float64 `json:"elapsed_seconds"`
-	// Flows counts the flows attempted; Successes and Failures split them.
-	Flows     int `json:"flows"`
-	Successes int `json:"successes"`
-	Failures  int `json:"failures"`
-	// Throughput is successful flows per second.
-	Throughput float64 `json:"throughput_per_second"`
-	// Flow is the latency of the successful flows.
-	Flow Latency `json:"flow"`
-	// Steps maps a step name to its report.
-	Steps map[string]*StepReport `json:"steps"`
-	// Errors counts failed flows by code: the verifier's "error" field, a
-	// transport failure class, or one of the generator's codes.
-	Errors map[string]int `json:"errors"`
-	// ErrorExamples holds one full error message per code.
-	ErrorExamples map[string]string `json:"error_examples,omitempty"`
-	// RSS is the verifier's sampled memory, when a process was given.
-	RSS *RSSStats `json:"verifier_rss,omitempty"`
-	// VerifierCPUSeconds is the CPU time the verifier process used during
-	// the run (user + system), when a process was given.
-	VerifierCPUSeconds float64 `json:"verifier_cpu_seconds,omitempty"`
-	// GeneratorCPUSeconds is the CPU time this process used during the
-	// run: the cost of the load itself (the same process as the verifier
-	// when it runs in-process, as in tests).
-	GeneratorCPUSeconds float64 `json:"generator_cpu_seconds"`
-	// Token is the first token issued (for --save-token); never printed.
-	Token string `json:"-"`
-}
-
-// workerStats is one agent's record, merged at the end.
-type workerStats struct {
-	steps     map[string][]time.Duration
-	stepErrs  map[string]map[string]int
-	flows     []time.Duration
-	attempted int
-	errors    map[string]int
-	examples  map[string]string
-	token     string
-}
-
-func newWorkerStats() *workerStats {
-	w := &workerStats{steps: map[string][]time.Duration{}, stepErrs: map[string]map[string]int{},
-		errors: map[string]int{}, examples: map[string]string{}}
-	for _, s := range Steps() {
-		w.stepErrs[s] = map[string]int{}
-	}
-	return w
-}
-
 // Run makes Concurrency agents, then runs flows (challenge → evidence →
 // attest → release and unwrap) until Requests flows were started or
 // Duration passed, and reports throughput, latencies, errors and the
@@ -224,23 +141,68 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	cfg.Log.Info("agents ready", "count", len(agents), "setup", time.Since(setup).Round(time.Millisecond))
 
-	var sampler *rssSampler
-	stopSampler := func() {}
-	samplerDone := make(chan struct{})
+	sampler := startSampler(ctx, cfg)
+	cpuBefore := readCPU(cfg)
+	start := time.Now()
+	stats := runAgents(ctx, cfg, agents, flowSource(ctx, cfg, start))
+	elapsed := time.Since(start)
+	cpuAfter := readCPU(cfg)
+	rep.GeneratorCPUSeconds = (cpuAfter.generator - cpuBefore.generator).Seconds()
 	if cfg.RSSPID > 0 {
-		sampler = &rssSampler{proc: cfg.Proc, pid: cfg.RSSPID, every: cfg.RSSEvery}
-		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		stopSampler = cancel
-		go func() { defer close(samplerDone); sampler.run(sctx) }()
-	} else {
-		close(samplerDone)
+		rep.VerifierCPUSeconds = (cpuAfter.verifier - cpuBefore.verifier).Seconds()
 	}
+	rss := sampler.finish()
 
-	var (
-		claimed  atomic.Int64
-		deadline time.Time
-		released = releasedKey{key: bytes.Clone(cfg.ExpectedKey)}
-	)
+	rep.ElapsedSeconds = elapsed.Seconds()
+	merge(rep, stats)
+	if elapsed > 0 {
+		rep.Throughput = float64(rep.Successes) / elapsed.Seconds()
+	}
+	rep.RSS = rss
+	return rep, nil
+}
+
+// runSampler samples the verifier's RSS during a run, when a process was
+// given.
+type runSampler struct {
+	sampler *rssSampler // nil: no process given
+	stop    func()
+	done    chan struct{}
+}
+
+// startSampler starts sampling cfg.RSSPID, if set, until finish.
+func startSampler(ctx context.Context, cfg Config) *runSampler {
+	s := &runSampler{stop: func() {}, done: make(chan struct{})}
+	if cfg.RSSPID <= 0 {
+		close(s.done)
+		return s
+	}
+	s.sampler = &rssSampler{proc: cfg.Proc, pid: cfg.RSSPID, every: cfg.RSSEvery}
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.stop = cancel
+	go func() { defer close(s.done); s.sampler.run(sctx) }()
+	return s
+}
+
+// finish stops the sampler and returns what it saw; nil when no process
+// was given.
+func (s *runSampler) finish() *RSSStats {
+	s.stop()
+	<-s.done
+	if s.sampler == nil {
+		return nil
+	}
+	r := s.sampler.result()
+	return &r
+}
+
+// cpuTimes is the CPU time used so far by this process and, when a
+// process was given, by the verifier.
+type cpuTimes struct {
+	generator, verifier time.Duration
+}
+
+func readCPU(cfg Config) cpuTimes {
 	cpu := func(pid int) time.Duration {
 		d, err := cfg.Proc.CPU(pid)
 		if err != nil {
@@ -248,12 +210,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		return d
 	}
-	self := os.Getpid()
-	genCPU, verCPU := cpu(self), time.Duration(0)
+	t := cpuTimes{generator: cpu(os.Getpid())}
 	if cfg.RSSPID > 0 {
-		verCPU = cpu(cfg.RSSPID)
+		t.verifier = cpu(cfg.RSSPID)
 	}
-	start := time.Now()
+	return t
+}
+
+// flowSource returns next, which returns when an agent's next flow is due,
+// false when no flow is left: Requests flows in all, or flows until
+// Duration after start; on Rate's schedule when it is set.
+func flowSource(ctx context.Context, cfg Config, start time.Time) func() (time.Time, bool) {
+	var (
+		claimed  atomic.Int64
+		deadline time.Time
+	)
 	if cfg.Requests == 0 {
 		deadline = start.Add(cfg.Duration)
 	}
@@ -266,21 +237,25 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		return time.Now().Before(deadline)
 	}
-	// next returns when the agent's next flow is due, false when no
-	// flow is left.
-	next := func() (time.Time, bool) {
+	if cfg.Rate > 0 {
+		due := schedule(ctx, start, cfg.Rate, more)
+		return func() (time.Time, bool) {
+			t, ok := <-due
+			return t, ok
+		}
+	}
+	return func() (time.Time, bool) {
 		if !more() {
 			return time.Time{}, false
 		}
 		return time.Now(), true
 	}
-	if cfg.Rate > 0 {
-		due := schedule(ctx, start, cfg.Rate, more)
-		next = func() (time.Time, bool) {
-			t, ok := <-due
-			return t, ok
-		}
-	}
+}
+
+// runAgents runs flows on every agent while next gives one, and returns
+// each agent's record.
+func runAgents(ctx context.Context, cfg Config, agents []*Agent, next func() (time.Time, bool)) []*workerStats {
+	released := releasedKey{key: bytes.Clone(cfg.ExpectedKey)}
 	stats := make([]*workerStats, len(agents))
 	var wg sync.WaitGroup
 	for i, a := range agents {
@@ -296,24 +271,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	rep.GeneratorCPUSeconds = (cpu(self) - genCPU).Seconds()
-	if cfg.RSSPID > 0 {
-		rep.VerifierCPUSeconds = (cpu(cfg.RSSPID) - verCPU).Seconds()
-	}
-	stopSampler()
-	<-samplerDone
-
-	rep.ElapsedSeconds = elapsed.Seconds()
-	merge(rep, stats)
-	if elapsed > 0 {
-		rep.Throughput = float64(rep.Successes) / elapsed.Seconds()
-	}
-	if sampler != nil {
-		r := sampler.result()
-		rep.RSS = &r
-	}
-	return rep, nil
+	return stats
 }
 
 // schedule sends the due time of flow k, start + k/rate, when it is due,
@@ -364,167 +322,3 @@ func makeAgents(ctx context.Context, cfg Config, img *Image) ([]*Agent, error) {
 	}
 	return agents, nil
 }
-
-// releasedKey is the expected key, or the first one unwrapped; every key
-// unwrapped must equal it.
-type releasedKey struct {
-	mu  sync.Mutex
-	key []byte
-}
-
-func (r *releasedKey) check(key []byte) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.key == nil {
-		r.key = bytes.Clone(key)
-		return nil
-	}
-	if subtle.ConstantTimeCompare(r.key, key) != 1 {
-		return ErrMismatch
-	}
-	return nil
-}
-
-// runFlow runs one flow, due at flowStart, and records it. A flow cut short
-// by ctx is not recorded.
-func runFlow(ctx context.Context, cfg Config, a *Agent, w *workerStats, released *releasedKey, flowStart time.Time) {
-	fail := func(step string, err error) {
-		if ctx.Err() != nil {
-			return
-		}
-		code := Code(err)
-		w.attempted++
-		w.errors[code]++
-		w.stepErrs[step][code]++
-		if _, ok := w.examples[code]; !ok {
-			w.examples[code] = err.Error()
-		}
-	}
-	timed := func(step string, f func() error) error {
-		t := time.Now()
-		err := f()
-		if ctx.Err() == nil {
-			w.steps[step] = append(w.steps[step], time.Since(t))
-		}
-		if err != nil {
-			fail(step, err)
-		}
-		return err
-	}
-	var (
-		nonce []byte
-		body  []byte
-		token string
-	)
-	if timed(StepChallenge, func() (err error) { nonce, err = cfg.Client.Challenge(ctx); return err }) != nil {
-		return
-	}
-	if timed(StepEvidence, func() (err error) {
-		if body, err = a.Evidence(nonce); err != nil {
-			err = &genError{err}
-		}
-		return err
-	}) != nil {
-		return
-	}
-	if timed(StepAttest, func() (err error) { token, err = cfg.Client.Attest(ctx, body); return err }) != nil {
-		return
-	}
-	if cfg.ReleaseKey != "" {
-		if timed(StepRelease, func() error {
-			jwe, err := cfg.Client.Release(ctx, cfg.ReleaseKey, token)
-			if err != nil {
-				return err
-			}
-			key, err := a.Unwrap(jwe)
-			if err != nil {
-				return err
-			}
-			return released.check(key)
-		}) != nil {
-			return
-		}
-	}
-	if ctx.Err() != nil {
-		return
-	}
-	w.attempted++
-	w.flows = append(w.flows, time.Since(flowStart))
-	if w.token == "" {
-		w.token = token
-	}
-}
-
-// genError marks a failure of the generator itself.
-type genError struct{ err error }
-
-func (e *genError) Error() string { return "generating evidence: " + e.err.Error() }
-func (e *genError) Unwrap() error { return e.err }
-
-func merge(rep *Report, stats []*workerStats) {
-	rep.Steps = map[string]*StepReport{}
-	rep.Errors = map[string]int{}
-	rep.ErrorExamples = map[string]string{}
-	steps := map[string][]time.Duration{}
-	var flows []time.Duration
-	for _, w := range stats {
-		rep.Flows += w.attempted
-		flows = append(flows, w.flows...)
-		for s, d := range w.steps {
-			steps[s] = append(steps[s], d...)
-		}
-		for code, n := range w.errors {
-			rep.Errors[code] += n
-		}
-		for code, ex := range w.examples {
-			if _, ok := rep.ErrorExamples[code]; !ok {
-				rep.ErrorExamples[code] = ex
-			}
-		}
-		if rep.Token == "" {
-			rep.Token = w.token
-		}
-	}
-	for _, s := range Steps() {
-		if s == StepRelease && !rep.Release {
-			continue
-		}
-		sr := &StepReport{Latency: summarize(steps[s]), Errors: map[string]int{}}
-		for _, w := range stats {
-			for code, n := range w.stepErrs[s] {
-				sr.Errors[code] += n
-			}
-		}
-		rep.Steps[s] = sr
-	}
-	rep.Successes = len(flows)
-	rep.Failures = rep.Flows - rep.Successes
-	rep.Flow = summarize(flows)
-}
-
-// summarize computes nearest-rank percentiles.
-func summarize(ds []time.Duration) Latency {
-	if len(ds) == 0 {
-		return Latency{}
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	var sum time.Duration
-	for _, d := range s {
-		sum += d
-	}
-	rank := func(p float64) float64 {
-		i := int(math.Ceil(p*float64(len(s)))) - 1
-		return ms(s[max(i, 0)])
-	}
-	return Latency{
-		Count: len(s),
-		Mean:  ms(sum / time.Duration(len(s))),
-		P50:   rank(0.50),
-		P90:   rank(0.90),
-		P99:   rank(0.99),
-		Max:   ms(s[len(s)-1]),
-	}
-}
-
-func ms(d time.Duration) float64 { return math.Round(float64(d)/float64(time.Microsecond)) / 1000 }
