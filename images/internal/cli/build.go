@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/confidant-cvm/confidant/images/internal/admin"
 	"github.com/confidant-cvm/confidant/images/internal/build"
@@ -63,12 +64,8 @@ type buildFlags struct {
 	boot          bootFlags
 }
 
-func newBuildCmd(env Env, g *globalFlags) *cobra.Command {
-	var f buildFlags
-	cmd := &cobra.Command{
-		Use:   "build --rootfs DIR|IMG --kernel VMLINUZ --agent BIN --out DIR --name N --image-version V --verifier-url URL --key-name K (--admin-socket SOCK | --key-file KEY) (--secure-boot-key KEY.pem --secure-boot-cert CERT.pem | --boot direct) [flags]",
-		Short: "Build a whole guest image: initramfs, encrypted OS disk, reference values, manifest",
-		Long: fmt.Sprintf(`Build everything a Confidant guest boots from into one new directory --out:
+// buildLongFormat is build's long help; buildLong fills in the file names.
+const buildLongFormat = `Build everything a Confidant guest boots from into one new directory --out:
 
   %-22s the kernel (--kernel), copied
   %-22s the initramfs: --agent as /init, the generated agent
@@ -148,11 +145,9 @@ release policy. The key file must lie outside --out, which goes to hosts
 The directory is assembled beside --out and renamed into place at the end; a
 failed build leaves nothing under --out, removes a key file it wrote and
 deletes the key it registered (if the verifier cannot be reached for that,
-the error says so). --out must not exist or be empty.`,
-			build.KernelFile, build.InitrdFile, build.AgentConfigFile, build.OSDiskFile,
-			build.ReferenceValuesFile, build.ReleasePolicyFile, build.ManifestFile,
-			build.UKIFile, build.ESPFile, build.UEFIVarsFile, uki.SnakeoilKey, uki.SnakeoilCert, measure.SimVCPUType),
-		Example: `  CGO_ENABLED=0 go build -o confidant-agent ./agent/cmd/confidant-agent
+the error says so). --out must not exist or be empty.`
+
+const buildExample = `  CGO_ENABLED=0 go build -o confidant-agent ./agent/cmd/confidant-agent
   scripts/mkrootfs.sh rootfs.img
   confidant-image build --name demo --image-version 1 \
     --rootfs rootfs.img --kernel /boot/vmlinuz-6.1.0-56-cloud-amd64 \
@@ -169,13 +164,51 @@ the error says so). --out must not exist or be empty.`,
   # A customer-managed key, imported by hand:
   confidant-image build ... --key-file demo.key --generate-key --out out/demo
   confidant-verifier admin key import demo-os-disk --key-file demo.key \
-    --release-policy out/demo/release-policy.rego`,
-		Args: cobra.NoArgs,
+    --release-policy out/demo/release-policy.rego`
+
+// buildLong is build's long help.
+func buildLong() string {
+	return fmt.Sprintf(buildLongFormat,
+		build.KernelFile, build.InitrdFile, build.AgentConfigFile, build.OSDiskFile,
+		build.ReferenceValuesFile, build.ReleasePolicyFile, build.ManifestFile,
+		build.UKIFile, build.ESPFile, build.UEFIVarsFile, uki.SnakeoilKey, uki.SnakeoilCert, measure.SimVCPUType)
+}
+
+func newBuildCmd(env Env, g *globalFlags) *cobra.Command {
+	var f buildFlags
+	cmd := &cobra.Command{
+		Use:     "build --rootfs DIR|IMG --kernel VMLINUZ --agent BIN --out DIR --name N --image-version V --verifier-url URL --key-name K (--admin-socket SOCK | --key-file KEY) (--secure-boot-key KEY.pem --secure-boot-cert CERT.pem | --boot direct) [flags]",
+		Short:   "Build a whole guest image: initramfs, encrypted OS disk, reference values, manifest",
+		Long:    buildLong(),
+		Example: buildExample,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runBuild(cmd, f, env, g)
 		},
 	}
+	f.register(cmd)
+	return cmd
+}
+
+// register defines build's flags, topic by topic, and their constraints.
+func (f *buildFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
+	f.registerImage(fl)
+	f.registerAgentConfig(fl)
+	f.registerMeasurement(fl)
+	f.registerInitramfs(fl)
+	f.registerKey(cmd)
+	f.boot.register(fl)
+	for _, name := range []string{"name", "image-version", "rootfs", "kernel", "agent", "out", "verifier-url", "key-name"} {
+		_ = cmd.MarkFlagRequired(name) // the flags exist: error impossible
+	}
+	cmd.MarkFlagsMutuallyExclusive("firmware", "ovmf")
+	cmd.MarkFlagsMutuallyExclusive("no-modules", "modules-dir")
+	cmd.MarkFlagsMutuallyExclusive("no-modules", "module")
+}
+
+// registerImage defines the flags of the image's inputs, name and output.
+func (f *buildFlags) registerImage(fl *pflag.FlagSet) {
 	fl.StringVar(&f.name, "name", "", "image name, recorded in the manifest and reference values (required)")
 	fl.StringVar(&f.version, "image-version", "", "image version, recorded in the manifest and reference values (required)")
 	fl.StringVar(&f.rootfs, "rootfs", "", "root filesystem: a directory, or a raw ext4 image with 4096-byte blocks (required)")
@@ -183,6 +216,11 @@ the error says so). --out must not exist or be empty.`,
 	fl.StringVar(&f.kernel, "kernel", "", "guest kernel (required)")
 	fl.StringVar(&f.agent, "agent", "", "static confidant-agent binary (required)")
 	fl.StringVar(&f.out, "out", "", "output directory, created (required)")
+}
+
+// registerAgentConfig defines the flags of the generated agent
+// configuration.
+func (f *buildFlags) registerAgentConfig(fl *pflag.FlagSet) {
 	fl.StringVar(&f.verifierURL, "verifier-url", "", "verifier URL as the guest reaches it, e.g. https://10.0.2.100:8443 (required)")
 	fl.BoolVar(&f.allowHTTP, "allow-plain-http", false, "allow an http:// verifier URL (development only)")
 	fl.StringVar(&f.ca, "ca", "", "PEM CA certificates of the verifier's TLS certificate (required for https)")
@@ -195,29 +233,35 @@ the error says so). --out must not exist or be empty.`,
 	fl.StringVar(&f.guestIP, "guest-ip", DefaultGuestIP, "guest address ADDRESS/PREFIXLEN (\"\": only lo)")
 	fl.StringVar(&f.gateway, "gateway", "", "default gateway (default: none; the verifier is on the guest's subnet)")
 	fl.StringVar(&f.onFailure, "on-failure", "poweroff", "what the agent does after a failure: poweroff or reboot")
+}
+
+// registerMeasurement defines the flags of the kernel command line and the
+// launch measurements.
+func (f *buildFlags) registerMeasurement(fl *pflag.FlagSet) {
 	fl.StringVar(&f.cmdline, "cmdline", DefaultCmdline, "kernel command line, measured and passed by hostd verbatim")
 	fl.IntSliceVar(&f.vcpus, "vcpus", []int{2}, "vCPU counts to compute measurements for (repeatable or comma-separated)")
 	fl.StringVar(&f.vcpuType, "vcpu-type", "", "vCPU model of SEV-SNP measurements (default "+measure.DefaultVCPUType+")")
 	fl.StringVar(&f.firmware, "firmware", "", "firmware measured with --tee sim (default "+measure.DefaultSimFirmware+")")
 	fl.StringVar(&f.ovmf, "ovmf", "", "OVMF AmdSev image measured for SEV-SNP (required unless --tee sim)")
+}
+
+// registerInitramfs defines the flags of the initramfs's content.
+func (f *buildFlags) registerInitramfs(fl *pflag.FlagSet) {
 	fl.StringVar(&f.modulesDir, "modules-dir", "", "guest kernel modules /lib/modules/VERSION (default: from the kernel's file name vmlinuz-VERSION)")
 	fl.StringArrayVar(&f.modules, "module", nil, "kernel module for the initramfs, with dependencies (repeatable; default: the built-in list)")
 	fl.BoolVar(&f.noModules, "no-modules", false, "put no kernel modules in the initramfs")
 	fl.StringArrayVar(&f.add, "add", nil, "extra initramfs file SRC:DST (repeatable)")
 	fl.StringVar(&f.epoch, "source-date-epoch", "", "initramfs entry times (default: $SOURCE_DATE_EPOCH, else 0)")
+}
+
+// registerKey defines the flags of the disk key and its registration.
+func (f *buildFlags) registerKey(cmd *cobra.Command) {
+	fl := cmd.Flags()
 	f.key.register(cmd)
 	fl.Lookup("key-file").Usage = "disk key file, 32 raw bytes, mode 0600: the customer-managed key, or with --key-origin platform a new file for a recovery copy"
 	fl.StringVar(&f.adminSocket, "admin-socket", "", "the verifier's admin socket: register the key there (default: print how to)")
 	fl.StringVar(&f.keyOrigin, "key-origin", "", "platform (made by the verifier; needs --admin-socket) or customer (--key-file's) (default: platform with --admin-socket and no --key-file)")
 	fl.StringVar(&f.releasePolicy, "release-policy", "", "the key's release policy (Rego) (default: generated for the image's measurements)")
-	f.boot.register(fl)
-	for _, name := range []string{"name", "image-version", "rootfs", "kernel", "agent", "out", "verifier-url", "key-name"} {
-		_ = cmd.MarkFlagRequired(name) // the flags exist: error impossible
-	}
-	cmd.MarkFlagsMutuallyExclusive("firmware", "ovmf")
-	cmd.MarkFlagsMutuallyExclusive("no-modules", "modules-dir")
-	cmd.MarkFlagsMutuallyExclusive("no-modules", "module")
-	return cmd
 }
 
 // buildSpec turns the flags into a build spec, reporting every problem of
