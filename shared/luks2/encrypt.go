@@ -104,12 +104,12 @@ func eraseHeaders(w io.WriterAt, end int64) error {
 // encryptData writes the keyslots area of p to out and encrypts
 // in[0:inSize], zero-padded to total, to out[p.dataOffset:].
 func encryptData(ctx context.Context, dc *DataCipher, in io.ReaderAt, inSize, total int64, out *os.File, p *plan, progress func(done, total int64)) error {
+	w := &imageWriter{dc: dc, in: in, inSize: inSize, total: total, out: out, p: p, wb: newWriteback(out)}
 	areaStart := 2 * p.hdrSize
 	areaChunks := (p.dataOffset - areaStart + encryptChunk - 1) / encryptChunk
 	dataChunks := (total + encryptChunk - 1) / encryptChunk
 	jobs := areaChunks + dataChunks
 	workers := int(min(int64(runtime.NumCPU()), jobs))
-	wb := newWriteback(out)
 	var next atomic.Int64
 	var done chan int64
 	if progress != nil {
@@ -130,35 +130,18 @@ func encryptData(ctx context.Context, dc *DataCipher, in io.ReaderAt, inSize, to
 					return err
 				}
 				if j < areaChunks {
-					off := areaStart + j*encryptChunk
-					b := buf[:min(encryptChunk, p.dataOffset-off)]
-					p.keyslotsArea(b, off)
-					if _, err := out.WriteAt(b, off); err != nil {
-						return fmt.Errorf("writing keyslots area: %w", err)
+					if err := w.writeArea(buf, areaStart+j*encryptChunk); err != nil {
+						return err
 					}
-					wb.start(off, int64(len(b)))
 					continue
 				}
-				off := (j - areaChunks) * encryptChunk
-				b := buf[:min(encryptChunk, total-off)]
-				m := max(0, min(int64(len(b)), inSize-off))
-				if n, err := in.ReadAt(b[:m], off); int64(n) < m {
-					if err == nil || err == io.EOF {
-						err = io.ErrUnexpectedEOF // input shorter than inSize
-					}
-					return fmt.Errorf("reading input at %d: %w", off, err)
-				}
-				clear(b[m:])
-				if err := dc.EncryptSectors(b, b, off); err != nil {
+				n, err := w.encryptAt(buf, (j-areaChunks)*encryptChunk)
+				if err != nil {
 					return err
 				}
-				if _, err := out.WriteAt(b, p.dataOffset+off); err != nil {
-					return fmt.Errorf("writing output at %d: %w", p.dataOffset+off, err)
-				}
-				wb.start(p.dataOffset+off, int64(len(b)))
 				if done != nil {
 					select {
-					case done <- int64(len(b)):
+					case done <- n:
 					case <-gctx.Done():
 						return gctx.Err()
 					}
@@ -172,6 +155,56 @@ func encryptData(ctx context.Context, dc *DataCipher, in io.ReaderAt, inSize, to
 		}
 		return nil
 	}
+	return waitReporting(g, done, progress, total)
+}
+
+// imageWriter is what encryptData's workers share: the cipher, the input
+// and its size, the zero-padded total, the output and its layout.
+type imageWriter struct {
+	dc            *DataCipher
+	in            io.ReaderAt
+	inSize, total int64
+	out           *os.File
+	p             *plan
+	wb            writeback
+}
+
+// writeArea writes the keyslots area's chunk at off (an offset in out).
+func (w *imageWriter) writeArea(buf []byte, off int64) error {
+	b := buf[:min(encryptChunk, w.p.dataOffset-off)]
+	w.p.keyslotsArea(b, off)
+	if _, err := w.out.WriteAt(b, off); err != nil {
+		return fmt.Errorf("writing keyslots area: %w", err)
+	}
+	w.wb.start(off, int64(len(b)))
+	return nil
+}
+
+// encryptAt encrypts the data chunk at off (an offset in the input, zero
+// past inSize) and writes it to out; it returns the chunk's length.
+func (w *imageWriter) encryptAt(buf []byte, off int64) (int64, error) {
+	b := buf[:min(encryptChunk, w.total-off)]
+	m := max(0, min(int64(len(b)), w.inSize-off))
+	if n, err := w.in.ReadAt(b[:m], off); int64(n) < m {
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF // input shorter than inSize
+		}
+		return 0, fmt.Errorf("reading input at %d: %w", off, err)
+	}
+	clear(b[m:])
+	if err := w.dc.EncryptSectors(b, b, off); err != nil {
+		return 0, err
+	}
+	if _, err := w.out.WriteAt(b, w.p.dataOffset+off); err != nil {
+		return 0, fmt.Errorf("writing output at %d: %w", w.p.dataOffset+off, err)
+	}
+	w.wb.start(w.p.dataOffset+off, int64(len(b)))
+	return int64(len(b)), nil
+}
+
+// waitReporting calls progress with the running sum of what the workers send
+// on done until g's workers have finished, then returns their error.
+func waitReporting(g *errgroup.Group, done chan int64, progress func(done, total int64), total int64) error {
 	var werr error
 	go func() {
 		werr = g.Wait()
