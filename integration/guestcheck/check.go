@@ -154,21 +154,9 @@ func (c *checker) run(w io.Writer) (bool, error) {
 	// Read every table first, so the output guard knows every key before
 	// the first line is written.
 	e := &emitter{w: w}
-	devs, dmErr := listDM(c.path("/sys/block"))
+	devs, dmErr := c.readDM(e)
 	if dmErr != nil {
 		problem("%v", dmErr)
-	}
-	for i := range devs {
-		raw, err := c.tables.Table(devs[i].major, devs[i].minor)
-		if err != nil {
-			devs[i].TableError = err.Error()
-			continue
-		}
-		for _, t := range raw {
-			red, secrets := redactTarget(t)
-			e.secrets = append(e.secrets, secrets...)
-			devs[i].Targets = append(devs[i].Targets, red)
-		}
 	}
 
 	emit := func(check string, v any) error {
@@ -181,14 +169,7 @@ func (c *checker) run(w io.Writer) (bool, error) {
 	}
 
 	root := c.mountReport("root", "/", mounts, mountErr, devs)
-	switch {
-	case !root.Mounted:
-		problem("root: no mount at / in mountinfo")
-	case root.DM == nil:
-		problem("root: %s (%s) is not a device-mapper device", root.Source, root.MajorMinor)
-	case !root.DMCrypt:
-		problem("root: dm device %s is not dm-crypt%s", root.DM.Name, tableSuffix(root.DM))
-	}
+	checkRoot(root, problem)
 	if err := emit("root", root); err != nil {
 		return false, err
 	}
@@ -197,37 +178,12 @@ func (c *checker) run(w io.Writer) (bool, error) {
 	if temp.Mounted {
 		c.probeTemp(&temp)
 	}
-	switch {
-	case !temp.Mounted:
-		problem("temp: nothing mounted at %s", c.tempMount)
-	case temp.DM == nil:
-		problem("temp: %s (%s) is not a device-mapper device", temp.Source, temp.MajorMinor)
-	case !temp.DMCrypt:
-		problem("temp: dm device %s is not dm-crypt%s", temp.DM.Name, tableSuffix(temp.DM))
-	}
-	if temp.Mounted {
-		if temp.ReadOnly {
-			problem("temp: %s is mounted read-only", c.tempMount)
-		}
-		if temp.Probe != "ok" {
-			problem("temp: write probe: %s", temp.Probe)
-		}
-		if root.Mounted && temp.MajorMinor == root.MajorMinor {
-			problem("temp: %s is the root device %s", c.tempMount, root.MajorMinor)
-		}
-	}
+	c.checkTemp(temp, root, problem)
 	if err := emit("temp", temp); err != nil {
 		return false, err
 	}
 
-	dmr := dmReport{Check: "dm", Devices: devs}
-	if dmr.Devices == nil {
-		dmr.Devices = []dmDevice{}
-	}
-	if dmErr != nil {
-		dmr.Error = dmErr.Error()
-	}
-	if err := emit("dm", dmr); err != nil {
+	if err := emit("dm", newDMReport(devs, dmErr)); err != nil {
 		return false, err
 	}
 
@@ -249,6 +205,76 @@ func (c *checker) run(w io.Writer) (bool, error) {
 		return false, err
 	}
 	return sum.OK, nil
+}
+
+// readDM lists the device-mapper devices and reads their tables, redacted;
+// the keys it redacts go to e's output guard.
+func (c *checker) readDM(e *emitter) ([]dmDevice, error) {
+	devs, listErr := listDM(c.path("/sys/block"))
+	for i := range devs {
+		raw, err := c.tables.Table(devs[i].major, devs[i].minor)
+		if err != nil {
+			devs[i].TableError = err.Error()
+			continue
+		}
+		for _, t := range raw {
+			red, secrets := redactTarget(t)
+			e.secrets = append(e.secrets, secrets...)
+			devs[i].Targets = append(devs[i].Targets, red)
+		}
+	}
+	return devs, listErr
+}
+
+// checkRoot reports what is wrong with the root mount: it must be on
+// dm-crypt.
+func checkRoot(root mountReport, problem func(format string, a ...any)) {
+	switch {
+	case !root.Mounted:
+		problem("root: no mount at / in mountinfo")
+	case root.DM == nil:
+		problem("root: %s (%s) is not a device-mapper device", root.Source, root.MajorMinor)
+	case !root.DMCrypt:
+		problem("root: dm device %s is not dm-crypt%s", root.DM.Name, tableSuffix(root.DM))
+	}
+}
+
+// checkTemp reports what is wrong with the temp mount: it must be on
+// dm-crypt, writable, and not the root device.
+func (c *checker) checkTemp(temp, root mountReport, problem func(format string, a ...any)) {
+	switch {
+	case !temp.Mounted:
+		problem("temp: nothing mounted at %s", c.tempMount)
+	case temp.DM == nil:
+		problem("temp: %s (%s) is not a device-mapper device", temp.Source, temp.MajorMinor)
+	case !temp.DMCrypt:
+		problem("temp: dm device %s is not dm-crypt%s", temp.DM.Name, tableSuffix(temp.DM))
+	}
+	if !temp.Mounted {
+		return
+	}
+	if temp.ReadOnly {
+		problem("temp: %s is mounted read-only", c.tempMount)
+	}
+	if temp.Probe != "ok" {
+		problem("temp: write probe: %s", temp.Probe)
+	}
+	if root.Mounted && temp.MajorMinor == root.MajorMinor {
+		problem("temp: %s is the root device %s", c.tempMount, root.MajorMinor)
+	}
+}
+
+// newDMReport is the dm check's line: every device, and why listing them
+// failed if it did.
+func newDMReport(devs []dmDevice, dmErr error) dmReport {
+	dmr := dmReport{Check: "dm", Devices: devs}
+	if dmr.Devices == nil {
+		dmr.Devices = []dmDevice{}
+	}
+	if dmErr != nil {
+		dmr.Error = dmErr.Error()
+	}
+	return dmr
 }
 
 func tableSuffix(d *dmRef) string {
