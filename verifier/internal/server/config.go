@@ -195,6 +195,33 @@ func (c *Config) Validate() error {
 	if c.ReferenceValues == "" {
 		errs = append(errs, errors.New("no --reference-values given"))
 	}
+	errs = append(errs, c.validateListen()...)
+	if c.Audience == "" {
+		errs = append(errs, errors.New("--audience is empty"))
+	}
+	if c.TokenTTL <= 0 || c.TokenTTL > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("--token-ttl %v: want (0, 24h]", c.TokenTTL))
+	}
+	if c.NonceTTL < 10*time.Second || c.NonceTTL > time.Hour {
+		errs = append(errs, fmt.Errorf("--nonce-ttl %v: want [10s, 1h]", c.NonceTTL))
+	}
+	if c.SigningAlg != token.ES256 && c.SigningAlg != token.ES384 {
+		errs = append(errs, fmt.Errorf("--signing-alg %q: want ES256 or ES384", c.SigningAlg))
+	}
+	if c.KeyRotation < 0 || (c.KeyRotation > 0 && c.KeyRotation < c.TokenTTL) {
+		errs = append(errs, fmt.Errorf("--key-rotation %v: want 0 (off) or at least the token TTL", c.KeyRotation))
+	}
+	errs = append(errs, c.validateLimits()...)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return nil
+}
+
+// validateListen checks the listen address and the TLS pair, and fills
+// the default issuer from them.
+func (c *Config) validateListen() []error {
+	var errs []error
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
 	}
@@ -218,21 +245,13 @@ func (c *Config) Validate() error {
 		u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(c.Issuer, "/") {
 		errs = append(errs, fmt.Errorf("--issuer %q: want an http(s) URL without query, fragment or trailing slash", c.Issuer))
 	}
-	if c.Audience == "" {
-		errs = append(errs, errors.New("--audience is empty"))
-	}
-	if c.TokenTTL <= 0 || c.TokenTTL > 24*time.Hour {
-		errs = append(errs, fmt.Errorf("--token-ttl %v: want (0, 24h]", c.TokenTTL))
-	}
-	if c.NonceTTL < 10*time.Second || c.NonceTTL > time.Hour {
-		errs = append(errs, fmt.Errorf("--nonce-ttl %v: want [10s, 1h]", c.NonceTTL))
-	}
-	if c.SigningAlg != token.ES256 && c.SigningAlg != token.ES384 {
-		errs = append(errs, fmt.Errorf("--signing-alg %q: want ES256 or ES384", c.SigningAlg))
-	}
-	if c.KeyRotation < 0 || (c.KeyRotation > 0 && c.KeyRotation < c.TokenTTL) {
-		errs = append(errs, fmt.Errorf("--key-rotation %v: want 0 (off) or at least the token TTL", c.KeyRotation))
-	}
+	return errs
+}
+
+// validateLimits checks the rate, connection, body, queue and timeout
+// limits.
+func (c *Config) validateLimits() []error {
+	var errs []error
 	if c.RateLimit < 0 || c.Burst < 0 {
 		errs = append(errs, errors.New("--rate-limit and --burst must not be negative"))
 	}
@@ -255,10 +274,7 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--shutdown-timeout must be positive"))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
-	}
-	return nil
+	return errs
 }
 
 // maxPolicyTimeout is the longest --policy-timeout: a policy is a

@@ -287,25 +287,9 @@ func (s *Server) Run(ctx context.Context, reload <-chan struct{}) error {
 
 // Serve is Run on an existing listener.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, reload <-chan struct{}) error {
-	srv := &http.Server{
-		Handler:           s.Handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}
-	ln = limitListener(ln, s.cfg.MaxConnections)
-	if s.cfg.TLS() {
-		var err error
-		if srv.TLSConfig, err = publicTLS(s.cfg); err != nil {
-			ln.Close()
-			return err
-		}
-		ln = tls.NewListener(ln, srv.TLSConfig)
-	} else {
-		s.log.Warn("serving plain HTTP: tokens and evidence are not protected in transit", "addr", ln.Addr().String())
+	srv, ln, err := s.publicServer(ln)
+	if err != nil {
+		return err
 	}
 	adminLn, err := s.AdminListener()
 	if err != nil {
@@ -341,16 +325,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, reload <-chan struc
 	s.log.Info("serving", "addr", ln.Addr().String(), "issuer", s.cfg.Issuer, "tls", s.cfg.TLS())
 	serve("HTTP", srv, ln)
 	if adminLn != nil {
-		adminSrv := &http.Server{
-			Handler:           s.AdminHandler,
-			ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout:       time.Minute,
-			IdleTimeout:       2 * time.Minute,
-			MaxHeaderBytes:    32 << 10,
-			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		}
 		s.log.Info("serving the admin API", "addr", adminLn.Addr().Network()+":"+adminLn.Addr().String())
-		serve("admin API", adminSrv, adminLn)
+		serve("admin API", s.adminServer(), adminLn)
 	}
 	if metricsLn != nil {
 		s.log.Info("serving /metrics", "addr", metricsLn.Addr().String())
@@ -366,6 +342,44 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, reload <-chan struc
 	g.Go(func() error { return s.watcher.Run(gctx, reload) })
 	g.Go(func() error { return s.pruneNonces(gctx) })
 	return g.Wait()
+}
+
+// publicServer builds the public API's server and wraps ln in the
+// connection limit and, when configured, TLS. On error ln is closed.
+func (s *Server) publicServer(ln net.Listener) (*http.Server, net.Listener, error) {
+	srv := &http.Server{
+		Handler:           s.Handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	ln = limitListener(ln, s.cfg.MaxConnections)
+	if s.cfg.TLS() {
+		var err error
+		if srv.TLSConfig, err = publicTLS(s.cfg); err != nil {
+			ln.Close()
+			return nil, nil, err
+		}
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	} else {
+		s.log.Warn("serving plain HTTP: tokens and evidence are not protected in transit", "addr", ln.Addr().String())
+	}
+	return srv, ln, nil
+}
+
+// adminServer builds the admin API's server.
+func (s *Server) adminServer() *http.Server {
+	return &http.Server{
+		Handler:           s.AdminHandler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
 }
 
 func (s *Server) pruneNonces(ctx context.Context) error {
