@@ -232,6 +232,12 @@ func Build(ctx context.Context, spec Spec, log *slog.Logger) (_ *Manifest, err e
 		if err := do(); err != nil {
 			return nil, err
 		}
+		// A build cancelled during a step publishes nothing, even when
+		// the step itself finished (the last chunks were encrypted before
+		// the cancellation reached the workers).
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("building image: %w", err)
+		}
 	}
 	if err := b.publish(); err != nil {
 		return nil, err
