@@ -33,7 +33,7 @@ import (
 	"github.com/confidant-cvm/confidant/agent/internal/config"
 	"github.com/confidant-cvm/confidant/agent/internal/console"
 	"github.com/confidant-cvm/confidant/agent/internal/flow"
-	"github.com/confidant-cvm/confidant/agent/internal/tokens"
+	"github.com/confidant-cvm/confidant/agent/internal/tokenservice"
 )
 
 func main() {
@@ -142,8 +142,8 @@ func (f *issuerFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.verbose, "v", false, "log details to stderr")
 }
 
-func (f *issuerFlags) open(ctx context.Context, log *slog.Logger) (*tokens.Issuer, error) {
-	return tokens.Open(ctx, tokens.Options{ConfigPath: f.config, CAFile: f.ca, TPMPath: f.tpm, Log: log})
+func (f *issuerFlags) open(ctx context.Context, log *slog.Logger) (*tokenservice.Issuer, error) {
+	return tokenservice.Open(ctx, tokenservice.Options{ConfigPath: f.config, CAFile: f.ca, TPMPath: f.tpm, Log: log})
 }
 
 func logger(w io.Writer, verbose bool) *slog.Logger {
@@ -164,7 +164,7 @@ func tokenCommand(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parse(fs, args, stdout, stderr, "Print one fresh token for a workload on stdout.\n\nUsage:\n  confidant-agent token --audience A [--nonce N] [flags]\n\nFlags:"); !ok {
 		return code
 	}
-	req := tokens.Request{Audience: *audience, Nonce: *nonce}
+	req := tokenservice.Request{Audience: *audience, Nonce: *nonce}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "confidant-agent token: unexpected argument %q\n", fs.Arg(0))
 		return 2
@@ -215,13 +215,13 @@ func serveCommand(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer iss.Close()
-	ln, err := tokens.Listen(*socket, os.FileMode(mode))
+	ln, err := tokenservice.Listen(*socket, os.FileMode(mode))
 	if err != nil {
 		fmt.Fprintf(stderr, "confidant-agent serve: %v\n", err)
 		return 1
 	}
 	log.Info("serving tokens", "socket", *socket)
-	srv := &tokens.Server{Source: iss, Log: log}
+	srv := &tokenservice.Server{Source: iss, Log: log}
 	if err := srv.Serve(ctx, ln); err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintf(stderr, "confidant-agent serve: %v\n", err)
 		return 1
