@@ -1,6 +1,6 @@
 //go:build cgo
 
-package tokens
+package tokenservice
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package tokens
+package tokenservice
 
 import (
 	"context"

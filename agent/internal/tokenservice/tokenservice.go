@@ -1,4 +1,4 @@
-// Package tokens gets fresh attestation tokens for workloads in the booted
+// Package tokenservice gets fresh attestation tokens for workloads in the booted
 // OS, after the agent has handed over: the `confidant-agent token` command
 // and the unix-socket API (`GET /v1/token?audience=A[&nonce=N]` on
 // /run/confidant/agent.sock).
@@ -13,7 +13,7 @@
 // as {"nonce": N}; the verifier copies that object into the token
 // (runtime.data), so a relying party that sent the nonce knows the token is
 // fresh.
-package tokens
+package tokenservice
 
 import (
 	"context"
