@@ -14,8 +14,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/confidant-cvm/confidant/images/internal/admin"
 	"github.com/confidant-cvm/confidant/images/internal/encrypt"
+	"github.com/confidant-cvm/confidant/images/internal/keyregistry"
 	"github.com/confidant-cvm/confidant/images/internal/measure"
 	"github.com/confidant-cvm/confidant/shared/initramfs"
 )
@@ -185,7 +185,7 @@ func TestSpecCheck(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(full, "x"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	registry, err := admin.NewClient(filepath.Join(dir, "never-asked.sock"), 0)
+	registry, err := keyregistry.NewClient(filepath.Join(dir, "never-asked.sock"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

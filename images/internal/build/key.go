@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/confidant-cvm/confidant/images/internal/admin"
 	"github.com/confidant-cvm/confidant/images/internal/encrypt"
+	"github.com/confidant-cvm/confidant/images/internal/keyregistry"
 )
 
 // key settles the disk key: made by the verifier (platform-managed, with
@@ -32,7 +32,7 @@ func (b *builder) platformKey() error {
 		b.recovery = w
 	}
 	b.step("creating the disk key on the verifier")
-	resp, err := b.register(admin.CreateKeyRequest{Name: b.keyName, ReleasePolicy: string(b.policy), ReturnKey: true})
+	resp, err := b.register(keyregistry.CreateKeyRequest{Name: b.keyName, ReleasePolicy: string(b.policy), ReturnKey: true})
 	if err != nil {
 		return err
 	}
@@ -58,7 +58,7 @@ func (b *builder) customerKey() (err error) {
 	}
 	if spec.Registry != nil {
 		b.step("importing the disk key into the verifier")
-		if _, err := b.register(admin.CreateKeyRequest{Name: b.keyName, ReleasePolicy: string(b.policy), KeyMaterial: b.diskKey}); err != nil {
+		if _, err := b.register(keyregistry.CreateKeyRequest{Name: b.keyName, ReleasePolicy: string(b.policy), KeyMaterial: b.diskKey}); err != nil {
 			return err
 		}
 	}
@@ -67,12 +67,12 @@ func (b *builder) customerKey() (err error) {
 
 // register creates the key on the verifier and checks that the answer is
 // the key asked for.
-func (b *builder) register(req admin.CreateKeyRequest) (*admin.KeyResponse, error) {
+func (b *builder) register(req keyregistry.CreateKeyRequest) (*keyregistry.KeyResponse, error) {
 	resp, err := b.spec.Registry.CreateKey(b.ctx, req)
-	var answer *admin.Error
+	var answer *keyregistry.Error
 	switch {
 	case err == nil:
-	case errors.Is(err, admin.ErrBadAnswer):
+	case errors.Is(err, keyregistry.ErrBadAnswer):
 		b.registered = true // made, but not as asked: undone by builder.undo
 		return nil, err
 	case errors.As(err, &answer):
@@ -84,7 +84,7 @@ func (b *builder) register(req admin.CreateKeyRequest) (*admin.KeyResponse, erro
 	b.registered = true
 	if problems := b.answerProblems(req, resp); len(problems) > 0 {
 		clear(resp.KeyMaterial)
-		return nil, fmt.Errorf("registering key %s: %w: %s", b.keyName, admin.ErrBadAnswer, strings.Join(problems, "; "))
+		return nil, fmt.Errorf("registering key %s: %w: %s", b.keyName, keyregistry.ErrBadAnswer, strings.Join(problems, "; "))
 	}
 	b.m.KeyVersion = resp.Version
 	b.log.Info("registered the disk key with the verifier", "key", b.keyName, "origin", resp.Key.Origin, "version", resp.Version)
@@ -92,7 +92,7 @@ func (b *builder) register(req admin.CreateKeyRequest) (*admin.KeyResponse, erro
 }
 
 // answerProblems lists how the verifier's answer differs from the request.
-func (b *builder) answerProblems(req admin.CreateKeyRequest, resp *admin.KeyResponse) []string {
+func (b *builder) answerProblems(req keyregistry.CreateKeyRequest, resp *keyregistry.KeyResponse) []string {
 	var problems []string
 	if resp.Key.Origin != b.spec.origin() {
 		problems = append(problems, fmt.Sprintf("origin %q, want %q", resp.Key.Origin, b.spec.origin()))
@@ -125,8 +125,8 @@ func checkKeyFree(ctx context.Context, reg Registry, name string) error {
 	switch {
 	case err == nil:
 		return fmt.Errorf("key %s is already on the verifier (%s-managed, latest version %d); a build registers a new key: choose another key name or delete that key: %w",
-			name, k.Origin, k.LatestVersion, admin.ErrKeyExists)
-	case errors.Is(err, admin.ErrKeyUnknown):
+			name, k.Origin, k.LatestVersion, keyregistry.ErrKeyExists)
+	case errors.Is(err, keyregistry.ErrKeyUnknown):
 		return nil
 	default:
 		return fmt.Errorf("asking the verifier whether key %s exists: %w", name, err)

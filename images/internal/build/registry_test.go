@@ -15,9 +15,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/confidant-cvm/confidant/images/internal/admin"
-	"github.com/confidant-cvm/confidant/images/internal/admin/admintest"
 	"github.com/confidant-cvm/confidant/images/internal/encrypt"
+	"github.com/confidant-cvm/confidant/images/internal/keyregistry"
+	"github.com/confidant-cvm/confidant/images/internal/keyregistry/admintest"
 )
 
 // registryFixture is what builds registering keys need: a real verifier,
@@ -25,7 +25,7 @@ import (
 // static agent, a tiny root directory.
 type registryFixture struct {
 	v      *admintest.Verifier
-	client *admin.Client
+	client *keyregistry.Client
 	kernel string
 	root   string
 	keys   string // a directory for key files
@@ -45,7 +45,7 @@ func newRegistryFixture(t *testing.T, v *admintest.Verifier) registryFixture {
 	if err := os.WriteFile(filepath.Join(root, "etc", "hostname"), []byte("tiny\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c, err := admin.NewClient(v.Socket, 0)
+	c, err := keyregistry.NewClient(v.Socket, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func (fx registryFixture) testRegisters(t *testing.T) {
 // failing before leaves the verifier as it was, an existing key included.
 func (fx registryFixture) testUndoes(t *testing.T) {
 	ctx := context.Background()
-	if _, err := fx.client.CreateKey(ctx, admin.CreateKeyRequest{Name: "taken"}); err != nil {
+	if _, err := fx.client.CreateKey(ctx, keyregistry.CreateKeyRequest{Name: "taken"}); err != nil {
 		t.Fatal(err)
 	}
 	taken, err := fx.client.GetKey(ctx, "taken")
@@ -216,26 +216,26 @@ func (fx registryFixture) testUndoes(t *testing.T) {
 		}, wantErr: os.ErrNotExist},
 		"policy refused by the verifier": {mod: func(s *Spec, _ func()) {
 			s.ReleasePolicy = []byte("package p\nresult := \n")
-		}, wantErr: admin.ErrInvalidPolicy},
+		}, wantErr: keyregistry.ErrInvalidPolicy},
 		"name taken": {mod: func(s *Spec, _ func()) {
 			s.AgentConfig.KeyName = "taken"
-		}, wantErr: admin.ErrKeyExists, early: true},
+		}, wantErr: keyregistry.ErrKeyExists, early: true},
 		"name taken, customer key": {mod: func(s *Spec, _ func()) {
 			s.AgentConfig.KeyName = "taken"
 			s.KeyOrigin, s.GenerateKey, s.KeyFile = KeyOriginCustomer, true, filepath.Join(fx.keys, "taken.key")
-		}, wantErr: admin.ErrKeyExists, early: true},
+		}, wantErr: keyregistry.ErrKeyExists, early: true},
 		// Taken between the build's check and its create: the verifier
 		// refuses, and the key that was there stays.
 		"name taken meanwhile": {mod: func(s *Spec, _ func()) {
 			s.AgentConfig.KeyName = "taken"
 			s.Registry = tamperRegistry{Registry: fx.client, getUnknown: true}
-		}, wantErr: admin.ErrKeyExists},
+		}, wantErr: keyregistry.ErrKeyExists},
 		"verifier stored another policy": {mod: func(s *Spec, _ func()) {
 			s.Registry = tamperRegistry{Registry: fx.client, policySuffix: "\n# changed\n"}
-		}, wantErr: admin.ErrBadAnswer},
+		}, wantErr: keyregistry.ErrBadAnswer},
 		"verifier returned a short key": {mod: func(s *Spec, _ func()) {
 			s.Registry = tamperRegistry{Registry: fx.client, truncate: true}
-		}, wantErr: admin.ErrBadAnswer},
+		}, wantErr: keyregistry.ErrBadAnswer},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -267,7 +267,7 @@ func (fx registryFixture) testUndoes(t *testing.T) {
 			if s.AgentConfig.KeyName == "taken" {
 				return
 			}
-			if _, err := fx.client.GetKey(context.Background(), keyName); !errors.Is(err, admin.ErrKeyUnknown) {
+			if _, err := fx.client.GetKey(context.Background(), keyName); !errors.Is(err, keyregistry.ErrKeyUnknown) {
 				t.Errorf("a failed build left key %s on the verifier: %v", keyName, err)
 			}
 		})
@@ -292,14 +292,14 @@ type tamperRegistry struct {
 	truncate bool
 }
 
-func (r tamperRegistry) GetKey(ctx context.Context, name string) (*admin.Key, error) {
+func (r tamperRegistry) GetKey(ctx context.Context, name string) (*keyregistry.Key, error) {
 	if r.getUnknown {
-		return nil, admin.ErrKeyUnknown
+		return nil, keyregistry.ErrKeyUnknown
 	}
 	return r.Registry.GetKey(ctx, name)
 }
 
-func (r tamperRegistry) CreateKey(ctx context.Context, req admin.CreateKeyRequest) (*admin.KeyResponse, error) {
+func (r tamperRegistry) CreateKey(ctx context.Context, req keyregistry.CreateKeyRequest) (*keyregistry.KeyResponse, error) {
 	req.ReleasePolicy += r.policySuffix
 	resp, err := r.Registry.CreateKey(ctx, req)
 	if err == nil && r.truncate {

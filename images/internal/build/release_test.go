@@ -17,7 +17,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/tester"
 
-	"github.com/confidant-cvm/confidant/images/internal/admin/admintest"
+	"github.com/confidant-cvm/confidant/images/internal/keyregistry/admintest"
 	"github.com/confidant-cvm/confidant/images/internal/measure"
 )
 

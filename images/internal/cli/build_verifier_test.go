@@ -16,9 +16,9 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 
-	"github.com/confidant-cvm/confidant/images/internal/admin/admintest"
 	"github.com/confidant-cvm/confidant/images/internal/build"
 	"github.com/confidant-cvm/confidant/images/internal/encrypt"
+	"github.com/confidant-cvm/confidant/images/internal/keyregistry/admintest"
 )
 
 // verifierKey is `confidant-verifier admin key show NAME --json`.

@@ -9,8 +9,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/confidant-cvm/confidant/images/internal/admin"
 	"github.com/confidant-cvm/confidant/images/internal/build"
+	"github.com/confidant-cvm/confidant/images/internal/keyregistry"
 )
 
 // buildSpec turns the flags into a build spec, reporting every problem of
@@ -86,7 +86,7 @@ func keySpec(spec *build.Spec, f buildFlags) []error {
 		errs = append(errs, fmt.Errorf("%w: a customer-managed key needs --key-file (with --generate-key for a new one); or let the verifier make the key with --admin-socket", ErrUsage))
 	}
 	if f.adminSocket != "" {
-		c, err := admin.NewClient(f.adminSocket, 0)
+		c, err := keyregistry.NewClient(f.adminSocket, 0)
 		if err != nil {
 			errs = append(errs, err)
 		}

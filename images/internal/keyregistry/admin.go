@@ -1,4 +1,4 @@
-// Package admin is the image tool's client of the verifier's admin API,
+// Package keyregistry is the image tool's client of the verifier's admin API,
 // over the admin unix socket (<state-dir>/admin.sock of confidant-verifier
 // serve). It covers what an image build needs: look a key up, create a
 // platform-managed key and get its material once, import a
@@ -11,7 +11,7 @@
 // Key material is kept out of strings: requests are assembled and answers
 // decoded in byte slices that are zeroed once used. Copies the standard
 // library's HTTP transport makes in its own buffers are beyond reach.
-package admin
+package keyregistry
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package admin_test
+package keyregistry_test
 
 import (
 	"bytes"
@@ -12,8 +12,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/confidant-cvm/confidant/images/internal/admin"
-	"github.com/confidant-cvm/confidant/images/internal/admin/admintest"
+	"github.com/confidant-cvm/confidant/images/internal/keyregistry"
+	"github.com/confidant-cvm/confidant/images/internal/keyregistry/admintest"
 )
 
 const simPolicy = `package t
@@ -25,19 +25,19 @@ result := {"allow": input.tee.kind == "sim-sev-snp", "reasons": []}
 func TestClientAgainstVerifier(t *testing.T) {
 	v := admintest.Start(t)
 	ctx := context.Background()
-	c, err := admin.NewClient(v.Socket, 0)
+	c, err := keyregistry.NewClient(v.Socket, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	if _, err := c.GetKey(ctx, "disk"); !errors.Is(err, admin.ErrKeyUnknown) {
+	if _, err := c.GetKey(ctx, "disk"); !errors.Is(err, keyregistry.ErrKeyUnknown) {
 		t.Fatalf("GetKey of a missing key: %v, want ErrKeyUnknown", err)
 	}
-	resp, err := c.CreateKey(ctx, admin.CreateKeyRequest{Name: "disk", ReleasePolicy: simPolicy, ReturnKey: true})
+	resp, err := c.CreateKey(ctx, keyregistry.CreateKeyRequest{Name: "disk", ReleasePolicy: simPolicy, ReturnKey: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(resp.KeyMaterial) != 32 || resp.Version != 1 || resp.Key.Origin != admin.OriginPlatform || resp.Key.LatestVersion != 1 {
+	if len(resp.KeyMaterial) != 32 || resp.Version != 1 || resp.Key.Origin != keyregistry.OriginPlatform || resp.Key.LatestVersion != 1 {
 		t.Fatalf("create answered %+v (key of %d bytes)", resp.Key, len(resp.KeyMaterial))
 	}
 	k, err := c.GetKey(ctx, "disk")
@@ -48,17 +48,17 @@ func TestClientAgainstVerifier(t *testing.T) {
 		t.Errorf("GetKey = %+v", k)
 	}
 	// Without return_key no material comes back.
-	resp, err = c.CreateKey(ctx, admin.CreateKeyRequest{Name: "kept"})
+	resp, err = c.CreateKey(ctx, keyregistry.CreateKeyRequest{Name: "kept"})
 	if err != nil || resp.KeyMaterial != nil {
 		t.Fatalf("create without return_key: %+v, %v", resp, err)
 	}
 
 	material := bytes.Repeat([]byte{7}, 32)
-	resp, err = c.CreateKey(ctx, admin.CreateKeyRequest{Name: "imported", ReleasePolicy: simPolicy, KeyMaterial: material})
+	resp, err = c.CreateKey(ctx, keyregistry.CreateKeyRequest{Name: "imported", ReleasePolicy: simPolicy, KeyMaterial: material})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.Key.Origin != admin.OriginCustomer || resp.KeyMaterial != nil || resp.Version != 1 {
+	if resp.Key.Origin != keyregistry.OriginCustomer || resp.KeyMaterial != nil || resp.Version != 1 {
 		t.Errorf("import answered %+v", resp)
 	}
 	if !bytes.Equal(material, bytes.Repeat([]byte{7}, 32)) {
@@ -66,20 +66,20 @@ func TestClientAgainstVerifier(t *testing.T) {
 	}
 
 	tests := map[string]struct {
-		req     admin.CreateKeyRequest
+		req     keyregistry.CreateKeyRequest
 		wantErr error
 	}{
-		"name taken":           {req: admin.CreateKeyRequest{Name: "disk"}, wantErr: admin.ErrKeyExists},
-		"policy does not load": {req: admin.CreateKeyRequest{Name: "x", ReleasePolicy: "package x\nresult := 1 +"}, wantErr: admin.ErrInvalidPolicy},
-		"policy has no result": {req: admin.CreateKeyRequest{Name: "x", ReleasePolicy: "package x\nallow := true\n"}, wantErr: admin.ErrInvalidPolicy},
-		"key too short":        {req: admin.CreateKeyRequest{Name: "x", KeyMaterial: []byte("short")}},
-		"import and return":    {req: admin.CreateKeyRequest{Name: "x", KeyMaterial: material, ReturnKey: true}},
-		"bad name":             {req: admin.CreateKeyRequest{Name: "../x"}},
+		"name taken":           {req: keyregistry.CreateKeyRequest{Name: "disk"}, wantErr: keyregistry.ErrKeyExists},
+		"policy does not load": {req: keyregistry.CreateKeyRequest{Name: "x", ReleasePolicy: "package x\nresult := 1 +"}, wantErr: keyregistry.ErrInvalidPolicy},
+		"policy has no result": {req: keyregistry.CreateKeyRequest{Name: "x", ReleasePolicy: "package x\nallow := true\n"}, wantErr: keyregistry.ErrInvalidPolicy},
+		"key too short":        {req: keyregistry.CreateKeyRequest{Name: "x", KeyMaterial: []byte("short")}},
+		"import and return":    {req: keyregistry.CreateKeyRequest{Name: "x", KeyMaterial: material, ReturnKey: true}},
+		"bad name":             {req: keyregistry.CreateKeyRequest{Name: "../x"}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			_, err := c.CreateKey(ctx, tc.req)
-			var answer *admin.Error
+			var answer *keyregistry.Error
 			if !errors.As(err, &answer) || answer.Status/100 != 4 {
 				t.Fatalf("CreateKey: %v, want a 4xx answer", err)
 			}
@@ -88,31 +88,31 @@ func TestClientAgainstVerifier(t *testing.T) {
 			}
 		})
 	}
-	if _, err := c.GetKey(ctx, "x"); !errors.Is(err, admin.ErrKeyUnknown) {
+	if _, err := c.GetKey(ctx, "x"); !errors.Is(err, keyregistry.ErrKeyUnknown) {
 		t.Errorf("a refused create left key x: %v", err)
 	}
 
 	if err := c.DeleteKey(ctx, "disk"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.GetKey(ctx, "disk"); !errors.Is(err, admin.ErrKeyUnknown) {
+	if _, err := c.GetKey(ctx, "disk"); !errors.Is(err, keyregistry.ErrKeyUnknown) {
 		t.Errorf("GetKey after delete: %v", err)
 	}
-	if err := c.DeleteKey(ctx, "disk"); !errors.Is(err, admin.ErrKeyUnknown) {
+	if err := c.DeleteKey(ctx, "disk"); !errors.Is(err, keyregistry.ErrKeyUnknown) {
 		t.Errorf("deleting a deleted key: %v, want ErrKeyUnknown", err)
 	}
 
 	// A verifier that is gone: a transport error, not an answer.
 	v.Stop()
 	_, err = c.GetKey(ctx, "kept")
-	var answer *admin.Error
+	var answer *keyregistry.Error
 	if err == nil || errors.As(err, &answer) {
 		t.Errorf("GetKey from a stopped verifier: %v", err)
 	}
 }
 
 // serveUnix serves h on a unix socket until the test ends.
-func serveUnix(t *testing.T, h http.HandlerFunc) *admin.Client {
+func serveUnix(t *testing.T, h http.HandlerFunc) *keyregistry.Client {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "adm")
 	if err != nil {
@@ -127,7 +127,7 @@ func serveUnix(t *testing.T, h http.HandlerFunc) *admin.Client {
 	srv := &http.Server{Handler: h}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
-	c, err := admin.NewClient(sock, 0)
+	c, err := keyregistry.NewClient(sock, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,13 +145,13 @@ func TestCreateKeyChecksTheAnswer(t *testing.T) {
 		wantErr   error
 	}{
 		"good":                {answer: good, returnKey: true},
-		"other key":           {answer: strings.Replace(good, `"k"`, `"j"`, 1), returnKey: true, wantErr: admin.ErrBadAnswer},
-		"no version":          {answer: strings.Replace(good, `"version": 1`, `"version": 0`, 1), returnKey: true, wantErr: admin.ErrBadAnswer},
-		"material not asked":  {answer: good, wantErr: admin.ErrBadAnswer},
-		"material missing":    {answer: `{"key": {"name": "k"}, "version": 1}`, returnKey: true, wantErr: admin.ErrBadAnswer},
-		"material not base64": {answer: strings.Replace(good, "AAEC", "!!!!", 1), returnKey: true, wantErr: admin.ErrBadAnswer},
-		"material a number":   {answer: `{"key": {"name": "k"}, "version": 1, "key_material": 5}`, returnKey: true, wantErr: admin.ErrBadAnswer},
-		"not JSON":            {answer: `<html>`, returnKey: true, wantErr: admin.ErrBadAnswer},
+		"other key":           {answer: strings.Replace(good, `"k"`, `"j"`, 1), returnKey: true, wantErr: keyregistry.ErrBadAnswer},
+		"no version":          {answer: strings.Replace(good, `"version": 1`, `"version": 0`, 1), returnKey: true, wantErr: keyregistry.ErrBadAnswer},
+		"material not asked":  {answer: good, wantErr: keyregistry.ErrBadAnswer},
+		"material missing":    {answer: `{"key": {"name": "k"}, "version": 1}`, returnKey: true, wantErr: keyregistry.ErrBadAnswer},
+		"material not base64": {answer: strings.Replace(good, "AAEC", "!!!!", 1), returnKey: true, wantErr: keyregistry.ErrBadAnswer},
+		"material a number":   {answer: `{"key": {"name": "k"}, "version": 1, "key_material": 5}`, returnKey: true, wantErr: keyregistry.ErrBadAnswer},
+		"not JSON":            {answer: `<html>`, returnKey: true, wantErr: keyregistry.ErrBadAnswer},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -159,7 +159,7 @@ func TestCreateKeyChecksTheAnswer(t *testing.T) {
 				w.WriteHeader(http.StatusCreated)
 				w.Write([]byte(tc.answer))
 			})
-			resp, err := c.CreateKey(context.Background(), admin.CreateKeyRequest{Name: "k", ReturnKey: tc.returnKey})
+			resp, err := c.CreateKey(context.Background(), keyregistry.CreateKeyRequest{Name: "k", ReturnKey: tc.returnKey})
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("CreateKey: %v, want %v", err, tc.wantErr)
 			}
@@ -182,13 +182,13 @@ func TestRequestWireFormat(t *testing.T) {
 		w.Write([]byte(`{"error": "key_exists", "reasons": ["a key of that name exists"]}`))
 	})
 	ctx := context.Background()
-	reqs := []admin.CreateKeyRequest{
+	reqs := []keyregistry.CreateKeyRequest{
 		{Name: "k", ReleasePolicy: "package p\n", ReturnKey: true},
 		{Name: "k", KeyMaterial: []byte{0xfb, 0xff, 0x00}},
 		{Name: "k"},
 	}
 	for _, req := range reqs {
-		if _, err := c.CreateKey(ctx, req); !errors.Is(err, admin.ErrKeyExists) || !strings.Contains(err.Error(), "a key of that name exists") {
+		if _, err := c.CreateKey(ctx, req); !errors.Is(err, keyregistry.ErrKeyExists) || !strings.Contains(err.Error(), "a key of that name exists") {
 			t.Errorf("CreateKey: %v", err)
 		}
 	}
@@ -221,8 +221,8 @@ func TestErrorAnswers(t *testing.T) {
 		wantCode string
 		wantErr  error
 	}{
-		"unknown":       {status: 404, body: `{"error": "key_unknown", "reasons": ["no key x"]}`, wantCode: "key_unknown", wantErr: admin.ErrKeyUnknown},
-		"policy":        {status: 400, body: `{"error": "invalid_policy", "reasons": ["x"]}`, wantCode: "invalid_policy", wantErr: admin.ErrInvalidPolicy},
+		"unknown":       {status: 404, body: `{"error": "key_unknown", "reasons": ["no key x"]}`, wantCode: "key_unknown", wantErr: keyregistry.ErrKeyUnknown},
+		"policy":        {status: 400, body: `{"error": "invalid_policy", "reasons": ["x"]}`, wantCode: "invalid_policy", wantErr: keyregistry.ErrInvalidPolicy},
 		"plain text":    {status: 502, body: `bad gateway`, wantCode: "Bad Gateway"},
 		"404 not ours":  {status: 404, body: `404 page not found`, wantCode: "Not Found"},
 		"empty":         {status: 503, wantCode: "Service Unavailable"},
@@ -236,11 +236,11 @@ func TestErrorAnswers(t *testing.T) {
 				w.Write([]byte(tc.body))
 			})
 			_, err := c.GetKey(context.Background(), "x")
-			var answer *admin.Error
+			var answer *keyregistry.Error
 			if !errors.As(err, &answer) || answer.Status != tc.status || answer.Code != tc.wantCode {
 				t.Fatalf("GetKey: %#v", err)
 			}
-			for _, s := range []error{admin.ErrKeyUnknown, admin.ErrKeyExists, admin.ErrInvalidPolicy} {
+			for _, s := range []error{keyregistry.ErrKeyUnknown, keyregistry.ErrKeyExists, keyregistry.ErrInvalidPolicy} {
 				if errors.Is(err, s) != (s == tc.wantErr) {
 					t.Errorf("errors.Is(%v, %v) = %v", err, s, !(s == tc.wantErr))
 				}
@@ -266,11 +266,11 @@ func FuzzSecretUnmarshal(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var s admin.Secret
+		var s keyregistry.Secret
 		if err := s.UnmarshalJSON(b); err != nil && s != nil {
 			t.Errorf("error %v with a secret", err)
 		}
-		var resp admin.KeyResponse
+		var resp keyregistry.KeyResponse
 		_ = json.Unmarshal(append(append([]byte(`{"key": {"name": "k"}, "key_material": `), b...), '}'), &resp)
 	})
 }
@@ -279,7 +279,7 @@ func FuzzSecretUnmarshal(f *testing.F) {
 // the Secret, never into the API's string field it shadows, and the rest of
 // the API's body decodes as usual.
 func TestKeyResponseMaterialIsBytes(t *testing.T) {
-	var resp admin.KeyResponse
+	var resp keyregistry.KeyResponse
 	body := `{"key":{"name":"k","origin":"platform","latest_version":1},"version":1,"key_material":"AAEC"}`
 	if err := json.Unmarshal([]byte(body), &resp); err != nil {
 		t.Fatal(err)
@@ -287,7 +287,7 @@ func TestKeyResponseMaterialIsBytes(t *testing.T) {
 	if !bytes.Equal(resp.KeyMaterial, []byte{0, 1, 2}) || resp.KeyResponse.KeyMaterial != "" {
 		t.Errorf("key material %x as bytes, %q as a string; want 000102 as bytes only", []byte(resp.KeyMaterial), resp.KeyResponse.KeyMaterial)
 	}
-	if resp.Key.Name != "k" || resp.Key.Origin != admin.OriginPlatform || resp.Version != 1 {
+	if resp.Key.Name != "k" || resp.Key.Origin != keyregistry.OriginPlatform || resp.Version != 1 {
 		t.Errorf("decoded %+v", resp.KeyResponse)
 	}
 }

@@ -1,7 +1,7 @@
 // Package admin is the contract of the verifier's administration API,
 // imported by both ends: the verifier's handlers and admin client
 // (verifier/internal/admin) and the image tool's client
-// (images/internal/admin). It holds the paths, the key origins and the
+// (images/internal/keyregistry). It holds the paths, the key origins and the
 // request and response bodies. The API is served on its
 // own listener, never on the public port: a unix socket
 // (<state-dir>/admin.sock, mode 0600) by default, or TCP with mutual TLS.
