@@ -171,7 +171,7 @@ func TestCreateKeyChecksTheAnswer(t *testing.T) {
 }
 
 // TestRequestWireFormat: the request bodies are the verifier's
-// (verifier/internal/admin CreateKeyRequest), which refuses unknown fields.
+// (shared/api/admin CreateKeyRequest), which refuses unknown fields.
 func TestRequestWireFormat(t *testing.T) {
 	var got []string
 	c := serveUnix(t, func(w http.ResponseWriter, r *http.Request) {

@@ -1,6 +1,6 @@
 // Package admin is the contract of the verifier's administration API,
 // imported by both ends: the verifier's handlers and admin client
-// (verifier/internal/admin) and the image tool's client
+// (verifier/internal/adminclient) and the image tool's client
 // (images/internal/keyregistry). It holds the paths, the key origins and the
 // request and response bodies. The API is served on its
 // own listener, never on the public port: a unix socket
@@ -24,7 +24,11 @@
 // the public API.
 package admin
 
-import "time"
+import (
+	"encoding/base64"
+	"fmt"
+	"time"
+)
 
 // Paths.
 const (
@@ -171,4 +175,16 @@ type AuditReport struct {
 	HeadID     int64          `json:"head_id"`
 	HeadSHA256 string         `json:"head_sha256"`
 	Problems   []AuditProblem `json:"problems,omitempty"`
+}
+
+// EncodeKey encodes key material for the API: base64url without padding.
+func EncodeKey(k []byte) string { return base64.RawURLEncoding.EncodeToString(k) }
+
+// DecodeKey decodes key material from the API.
+func DecodeKey(s string) ([]byte, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("decoding key material: %w", err)
+	}
+	return b, nil
 }

@@ -24,7 +24,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/confidant-cvm/confidant/shared/termsafe"
-	"github.com/confidant-cvm/confidant/verifier/internal/admin"
+	"github.com/confidant-cvm/confidant/verifier/internal/adminclient"
 	"github.com/confidant-cvm/confidant/verifier/internal/server"
 )
 
@@ -40,8 +40,8 @@ type globals struct {
 	timeout        time.Duration
 }
 
-func (g *globals) client() (*admin.Client, error) {
-	cfg := admin.ClientConfig{Timeout: g.timeout}
+func (g *globals) client() (*adminclient.Client, error) {
+	cfg := adminclient.ClientConfig{Timeout: g.timeout}
 	if g.url != "" {
 		if g.tlsCert == "" || g.tlsKey == "" || g.tlsCA == "" {
 			return nil, errors.New("--url needs --tls-cert, --tls-key and --tls-ca (the admin API over TCP uses mutual TLS)")
@@ -66,7 +66,7 @@ func (g *globals) client() (*admin.Client, error) {
 			cfg.Socket = filepath.Join(g.stateDir, server.DefaultAdminSocket)
 		}
 	}
-	return admin.NewClient(cfg)
+	return adminclient.NewClient(cfg)
 }
 
 // printJSON prints v as indented JSON in pure ASCII (termsafe.JSON):
@@ -122,7 +122,7 @@ was started with --admin-listen; over TCP it needs mutual TLS (--url with
 	pf.StringVar(&g.tlsKey, "tls-key", "", "client key (PEM) for --url")
 	pf.StringVar(&g.tlsCA, "tls-ca", "", "CA of the admin server's certificate (PEM) for --url")
 	pf.BoolVar(&g.json, "json", false, "print JSON instead of text")
-	pf.DurationVar(&g.timeout, "timeout", admin.DefaultTimeout, "per-request timeout")
+	pf.DurationVar(&g.timeout, "timeout", adminclient.DefaultTimeout, "per-request timeout")
 	cmd.AddCommand(keyCmd(g), policyCmd(g), referenceCmd(g), auditCmd(g))
 	escapeErrors(cmd)
 	return cmd

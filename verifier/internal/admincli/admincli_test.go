@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/confidant-cvm/confidant/shared/exitcode"
-	"github.com/confidant-cvm/confidant/verifier/internal/admin"
 	"github.com/confidant-cvm/confidant/verifier/internal/admincli"
+	"github.com/confidant-cvm/confidant/verifier/internal/adminclient"
 	"github.com/confidant-cvm/confidant/verifier/internal/server"
 )
 
@@ -151,7 +151,7 @@ func TestKeyCommands(t *testing.T) {
 	if !strings.Contains(stdout, "NAME") || !strings.Contains(stdout, "os-disk") || !strings.Contains(stdout, "1,2") {
 		t.Fatalf("list: %s", stdout)
 	}
-	var list admin.KeyList
+	var list adminclient.KeyList
 	if err := json.Unmarshal([]byte(c.must("key", "list", "--json")), &list); err != nil || len(list.Keys) != 2 {
 		t.Fatalf("list --json: %+v, %v", list, err)
 	}
@@ -224,7 +224,7 @@ func TestAuditCommands(t *testing.T) {
 		t.Fatalf("verify after deleting a row: %v\n%s", err, stdout)
 	}
 	stdout, _, _ = c.run("audit", "verify", "--json")
-	var rep admin.AuditReport
+	var rep adminclient.AuditReport
 	if err := json.Unmarshal([]byte(stdout), &rep); err != nil || rep.OK || rep.Problems[0].ID != 3 {
 		t.Fatalf("verify --json: %+v, %v", rep, err)
 	}

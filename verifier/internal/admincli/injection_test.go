@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/confidant-cvm/confidant/shared/termsafe"
-	"github.com/confidant-cvm/confidant/verifier/internal/admin"
+	"github.com/confidant-cvm/confidant/verifier/internal/adminclient"
 )
 
 // Names that try to forge an audit row or drive the administrator's
@@ -89,7 +89,7 @@ func TestAuditOutputEscaped(t *testing.T) {
 
 	stdout = c.must("audit", "list", "--json")
 	printableOutput(t, "audit list --json", stdout, false)
-	var list admin.AuditList
+	var list adminclient.AuditList
 	if err := json.Unmarshal([]byte(stdout), &list); err != nil || len(list.Entries) != 4 {
 		t.Fatalf("audit list --json: %d entries, %v", len(list.Entries), err)
 	}
@@ -112,7 +112,7 @@ func TestAuditOutputEscaped(t *testing.T) {
 	sc := bufio.NewScanner(strings.NewReader(stdout))
 	n := 0
 	for sc.Scan() {
-		var e admin.AuditEntry
+		var e adminclient.AuditEntry
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil || e.KeyName != list.Entries[n].KeyName {
 			t.Fatalf("export line %d: %+v, %v", n+1, e, err)
 		}
@@ -147,7 +147,7 @@ func TestKeyOutputEscaped(t *testing.T) {
 	}
 	stdout = c.must("key", "show", "k", "--json")
 	printableOutput(t, "key show --json", stdout, false)
-	var k admin.Key
+	var k adminclient.Key
 	if err := json.Unmarshal([]byte(stdout), &k); err != nil || k.ReleasePolicy != src {
 		t.Fatalf("key show --json: %q, %v", k.ReleasePolicy, err)
 	}

@@ -7,9 +7,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	adminapi "github.com/confidant-cvm/confidant/shared/api/admin"
 	"github.com/confidant-cvm/confidant/shared/keyfile"
 	"github.com/confidant-cvm/confidant/shared/termsafe"
-	"github.com/confidant-cvm/confidant/verifier/internal/admin"
+	"github.com/confidant-cvm/confidant/verifier/internal/adminclient"
 	"github.com/spf13/cobra"
 )
 
@@ -46,7 +47,7 @@ gets the default release policy (policies/release/default.rego).`,
 			if err != nil {
 				return err
 			}
-			resp, err := c.CreateKey(cmd.Context(), admin.CreateKeyRequest{Name: args[0], ReleasePolicy: policy, ReturnKey: out != nil})
+			resp, err := c.CreateKey(cmd.Context(), adminclient.CreateKeyRequest{Name: args[0], ReleasePolicy: policy, ReturnKey: out != nil})
 			if err != nil {
 				return err
 			}
@@ -102,7 +103,7 @@ customer-managed key needs the new key in --key-file. Older versions stay
 releasable (by version) until they are deleted, so disks can be re-keyed.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req := admin.RotateKeyRequest{}
+			req := adminclient.RotateKeyRequest{}
 			if keyFile != "" && returnFile != "" {
 				return errors.New("give --key-file (customer-managed key) or --return-key-file (platform-managed key), not both")
 			}
@@ -112,7 +113,7 @@ releasable (by version) until they are deleted, so disks can be re-keyed.`,
 					return err
 				}
 				defer clear(material)
-				req.KeyMaterial = admin.EncodeKey(material)
+				req.KeyMaterial = adminapi.EncodeKey(material)
 			}
 			var out *keyfile.Writer
 			if returnFile != "" {
@@ -263,7 +264,7 @@ func keySetPolicyCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func versions(k admin.Key) string {
+func versions(k adminclient.Key) string {
 	var s []string
 	for _, v := range k.Versions {
 		s = append(s, fmt.Sprint(v.Version))
@@ -280,14 +281,14 @@ func short(sha string) string {
 
 // keyResult writes a returned key to its file and prints the result
 // without the key.
-func (g *globals) keyResult(resp *admin.KeyResponse, out *keyfile.Writer, verb string) error {
+func (g *globals) keyResult(resp *adminclient.KeyResponse, out *keyfile.Writer, verb string) error {
 	material := resp.KeyMaterial
 	resp.KeyMaterial = ""
 	if out != nil {
 		if material == "" {
 			return fmt.Errorf("key %s %s, but the verifier returned no key material for %s", resp.Key.Name, verb, out.Path())
 		}
-		k, err := admin.DecodeKey(material)
+		k, err := adminapi.DecodeKey(material)
 		if err != nil {
 			return err
 		}
@@ -299,7 +300,7 @@ func (g *globals) keyResult(resp *admin.KeyResponse, out *keyfile.Writer, verb s
 	}
 	if g.json {
 		v := struct {
-			*admin.KeyResponse
+			*adminclient.KeyResponse
 			KeyFile string `json:"key_file,omitempty"`
 		}{resp, ""}
 		if out != nil {

@@ -15,8 +15,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	admin "github.com/confidant-cvm/confidant/shared/api/admin"
 	"github.com/confidant-cvm/confidant/shared/termsafe"
-	"github.com/confidant-cvm/confidant/verifier/internal/admin"
 	"github.com/confidant-cvm/confidant/verifier/internal/attest"
 	"github.com/confidant-cvm/confidant/verifier/internal/fault"
 	"github.com/confidant-cvm/confidant/verifier/internal/policy"

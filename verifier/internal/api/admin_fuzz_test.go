@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/confidant-cvm/confidant/policies"
-	"github.com/confidant-cvm/confidant/verifier/internal/admin"
+	admin "github.com/confidant-cvm/confidant/shared/api/admin"
 	"github.com/confidant-cvm/confidant/verifier/internal/policy"
 	"github.com/confidant-cvm/confidant/verifier/internal/release"
 	"github.com/confidant-cvm/confidant/verifier/internal/seal"

@@ -23,13 +23,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/confidant-cvm/confidant/verifier/internal/admin"
+	adminapi "github.com/confidant-cvm/confidant/shared/api/admin"
+	"github.com/confidant-cvm/confidant/verifier/internal/adminclient"
 	"github.com/confidant-cvm/confidant/verifier/internal/api"
 	"github.com/confidant-cvm/confidant/verifier/internal/testguest"
 )
 
 func adminCode(err error) string {
-	var e *admin.Error
+	var e *adminclient.Error
 	if errors.As(err, &e) {
 		return e.Code
 	}
@@ -44,21 +45,21 @@ func TestAdminKeys(t *testing.T) {
 	ctx := context.Background()
 	simPolicy := releasePolicy(t, "sim_development.rego")
 
-	created, err := ac.CreateKey(ctx, admin.CreateKeyRequest{Name: "os-disk", ReleasePolicy: simPolicy, ReturnKey: true})
+	created, err := ac.CreateKey(ctx, adminclient.CreateKeyRequest{Name: "os-disk", ReleasePolicy: simPolicy, ReturnKey: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if created.Version != 1 || created.Key.Origin != admin.OriginPlatform || created.Key.LatestVersion != 1 || created.KeyMaterial == "" {
+	if created.Version != 1 || created.Key.Origin != adminclient.OriginPlatform || created.Key.LatestVersion != 1 || created.KeyMaterial == "" {
 		t.Fatalf("create: %+v", created)
 	}
 	secret := created.KeyMaterial
-	quiet, err := ac.CreateKey(ctx, admin.CreateKeyRequest{Name: "quiet"})
+	quiet, err := ac.CreateKey(ctx, adminclient.CreateKeyRequest{Name: "quiet"})
 	if err != nil || quiet.KeyMaterial != "" {
 		t.Fatalf("create without return_key: %+v, %v", quiet, err)
 	}
 	imported := bytes.Repeat([]byte{0x5a}, 32)
 	imp, err := ac.ImportKey(ctx, "customer", imported, simPolicy)
-	if err != nil || imp.Key.Origin != admin.OriginCustomer || imp.KeyMaterial != "" {
+	if err != nil || imp.Key.Origin != adminclient.OriginCustomer || imp.KeyMaterial != "" {
 		t.Fatalf("import: %+v, %v", imp, err)
 	}
 
@@ -67,32 +68,32 @@ func TestAdminKeys(t *testing.T) {
 		wantCode string
 	}{
 		"exists": {op: func() error {
-			_, err := ac.CreateKey(ctx, admin.CreateKeyRequest{Name: "os-disk"})
+			_, err := ac.CreateKey(ctx, adminclient.CreateKeyRequest{Name: "os-disk"})
 			return err
 		}, wantCode: api.CodeKeyExists},
 		"bad name": {op: func() error {
-			_, err := ac.CreateKey(ctx, admin.CreateKeyRequest{Name: "a/b"})
+			_, err := ac.CreateKey(ctx, adminclient.CreateKeyRequest{Name: "a/b"})
 			return err
 		}, wantCode: api.CodeMalformed},
 		"bad policy": {op: func() error {
-			_, err := ac.CreateKey(ctx, admin.CreateKeyRequest{Name: "x", ReleasePolicy: "package p\nresult := "})
+			_, err := ac.CreateKey(ctx, adminclient.CreateKeyRequest{Name: "x", ReleasePolicy: "package p\nresult := "})
 			return err
 		}, wantCode: api.CodeInvalidPolicy},
 		"import with return_key": {op: func() error {
-			_, err := ac.CreateKey(ctx, admin.CreateKeyRequest{Name: "x", KeyMaterial: admin.EncodeKey(imported), ReturnKey: true})
+			_, err := ac.CreateKey(ctx, adminclient.CreateKeyRequest{Name: "x", KeyMaterial: adminapi.EncodeKey(imported), ReturnKey: true})
 			return err
 		}, wantCode: api.CodeMalformed},
 		"import bad base64": {op: func() error {
-			_, err := ac.CreateKey(ctx, admin.CreateKeyRequest{Name: "x", KeyMaterial: "!!"})
+			_, err := ac.CreateKey(ctx, adminclient.CreateKeyRequest{Name: "x", KeyMaterial: "!!"})
 			return err
 		}, wantCode: api.CodeMalformed},
 		"import short": {op: func() error { _, err := ac.ImportKey(ctx, "x", []byte("short"), ""); return err }, wantCode: api.CodeMalformed},
 		"rotate unknown": {op: func() error {
-			_, err := ac.RotateKey(ctx, "none", admin.RotateKeyRequest{})
+			_, err := ac.RotateKey(ctx, "none", adminclient.RotateKeyRequest{})
 			return err
 		}, wantCode: api.CodeKeyUnknown},
 		"rotate customer without material": {op: func() error {
-			_, err := ac.RotateKey(ctx, "customer", admin.RotateKeyRequest{})
+			_, err := ac.RotateKey(ctx, "customer", adminclient.RotateKeyRequest{})
 			return err
 		}, wantCode: api.CodeMalformed},
 		"delete only version": {op: func() error { _, err := ac.DeleteKey(ctx, "quiet", 1); return err }, wantCode: api.CodeConflict},
@@ -110,11 +111,11 @@ func TestAdminKeys(t *testing.T) {
 		})
 	}
 
-	rot, err := ac.RotateKey(ctx, "os-disk", admin.RotateKeyRequest{})
+	rot, err := ac.RotateKey(ctx, "os-disk", adminclient.RotateKeyRequest{})
 	if err != nil || rot.Version != 2 || rot.KeyMaterial != "" || len(rot.Key.Versions) != 2 {
 		t.Fatalf("rotate: %+v, %v", rot, err)
 	}
-	if rot, err := ac.RotateKey(ctx, "customer", admin.RotateKeyRequest{KeyMaterial: admin.EncodeKey(bytes.Repeat([]byte{1}, 32))}); err != nil || rot.Version != 2 {
+	if rot, err := ac.RotateKey(ctx, "customer", adminclient.RotateKeyRequest{KeyMaterial: adminapi.EncodeKey(bytes.Repeat([]byte{1}, 32))}); err != nil || rot.Version != 2 {
 		t.Fatalf("rotate customer key: %+v, %v", rot, err)
 	}
 	list, err := ac.ListKeys(ctx)
@@ -128,7 +129,7 @@ func TestAdminKeys(t *testing.T) {
 	// Neither list nor show carries key material.
 	for _, v := range []any{list, show} {
 		b, _ := json.Marshal(v)
-		if bytes.Contains(b, []byte(secret)) || bytes.Contains(b, []byte(admin.EncodeKey(imported))) || bytes.Contains(b, []byte("key_material")) {
+		if bytes.Contains(b, []byte(secret)) || bytes.Contains(b, []byte(adminapi.EncodeKey(imported))) || bytes.Contains(b, []byte("key_material")) {
 			t.Fatalf("key material in %s", b)
 		}
 	}
@@ -324,11 +325,11 @@ func TestAdminSocket(t *testing.T) {
 	if err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("admin socket: %v, %v", fi, err)
 	}
-	ac, err := admin.NewClient(admin.ClientConfig{Socket: sock})
+	ac, err := adminclient.NewClient(adminclient.ClientConfig{Socket: sock})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ac.CreateKey(context.Background(), admin.CreateKeyRequest{Name: "via-socket"}); err != nil {
+	if _, err := ac.CreateKey(context.Background(), adminclient.CreateKeyRequest{Name: "via-socket"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.srv.AdminListener(); err == nil || !strings.Contains(err.Error(), "in use") {
@@ -381,13 +382,13 @@ func TestAdminTCP(t *testing.T) {
 	roots := x509.NewCertPool()
 	roots.AddCert(ca)
 
-	client := func(ca *x509.Certificate, key []byte) *admin.Client {
+	client := func(ca *x509.Certificate, key []byte) *adminclient.Client {
 		var certs []tls.Certificate
 		if ca != nil {
 			cert, k := leafFrom(t, ca, key, "operator")
 			certs = []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: k}}
 		}
-		c, err := admin.NewClient(admin.ClientConfig{URL: url, TLS: &tls.Config{RootCAs: roots, Certificates: certs}})
+		c, err := adminclient.NewClient(adminclient.ClientConfig{URL: url, TLS: &tls.Config{RootCAs: roots, Certificates: certs}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -402,11 +403,11 @@ func TestAdminTCP(t *testing.T) {
 		t.Fatal("a client certificate of another CA was accepted")
 	}
 	plain := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
-	if resp, err := plain.Get(url + admin.PathKeys); err == nil {
+	if resp, err := plain.Get(url + adminclient.PathKeys); err == nil {
 		resp.Body.Close()
 		t.Fatal("a client without a certificate was accepted")
 	}
-	if _, err := admin.NewClient(admin.ClientConfig{URL: url, TLS: &tls.Config{RootCAs: roots}}); err == nil {
+	if _, err := adminclient.NewClient(adminclient.ClientConfig{URL: url, TLS: &tls.Config{RootCAs: roots}}); err == nil {
 		t.Fatal("the client accepted a TCP URL without a client certificate")
 	}
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jws"
 
-	"github.com/confidant-cvm/confidant/verifier/internal/admin"
+	"github.com/confidant-cvm/confidant/verifier/internal/adminclient"
 	"github.com/confidant-cvm/confidant/verifier/internal/api"
 	"github.com/confidant-cvm/confidant/verifier/internal/testguest"
 	"github.com/confidant-cvm/confidant/verifier/internal/token"
@@ -197,21 +197,21 @@ func adminCases() []hostileCase {
 	}
 	const js = "application/json"
 	create := func(name, body string, code string) hostileCase {
-		return hostileCase{group: g, name: name, send: send(http.MethodPost, admin.PathKeys, js, body), status: http.StatusBadRequest, code: code,
+		return hostileCase{group: g, name: name, send: send(http.MethodPost, adminclient.PathKeys, js, body), status: http.StatusBadRequest, code: code,
 			audit: []string{code}}
 	}
 	// policy loads an appraisal policy whose result rule runs expr.
 	policy := func(name, expr, reason string) hostileCase {
 		src := "package corpus.appraisal\n\nkinds := {\"sim-sev-snp\"}\n\n" +
 			"x := " + expr + "\n\nresult := {\"verdict\": \"affirming\", \"reasons\": [], \"claims\": {\"x\": x}}\n"
-		return hostileCase{group: g, name: name, send: send(http.MethodPut, admin.PathPolicies+"/sim-sev-snp", "text/plain", src),
+		return hostileCase{group: g, name: name, send: send(http.MethodPut, adminclient.PathPolicies+"/sim-sev-snp", "text/plain", src),
 			status: http.StatusBadRequest, code: api.CodeInvalidPolicy, reason: reason, audit: []string{api.CodeInvalidPolicy}}
 	}
 	// release creates a key whose release policy allows when expr holds.
 	release := func(name, expr, reason string) hostileCase {
 		src := "package corpus.release\n\nresult := {\"allow\": true, \"reasons\": []} if " + expr + "\n"
-		body, _ := json.Marshal(admin.CreateKeyRequest{Name: "k-" + strings.ReplaceAll(name, " ", "-"), ReleasePolicy: src})
-		return hostileCase{group: g, name: name, send: send(http.MethodPost, admin.PathKeys, js, string(body)),
+		body, _ := json.Marshal(adminclient.CreateKeyRequest{Name: "k-" + strings.ReplaceAll(name, " ", "-"), ReleasePolicy: src})
+		return hostileCase{group: g, name: name, send: send(http.MethodPost, adminclient.PathKeys, js, string(body)),
 			status: http.StatusBadRequest, code: api.CodeInvalidPolicy, reason: reason, audit: []string{api.CodeInvalidPolicy}}
 	}
 	return []hostileCase{
@@ -221,7 +221,7 @@ func adminCases() []hostileCase {
 		create("key name empty", `{"name":""}`, api.CodeMalformed),
 		create("key material too short", `{"name":"short","key_material":"AAAA"}`, api.CodeMalformed),
 		create("return_key with imported material", `{"name":"imp","key_material":"`+b64url(make([]byte, 32))+`","return_key":true}`, api.CodeMalformed),
-		{group: g, name: "unknown field", send: send(http.MethodPost, admin.PathKeys, js, `{"name":"x","owner":"me"}`),
+		{group: g, name: "unknown field", send: send(http.MethodPost, adminclient.PathKeys, js, `{"name":"x","owner":"me"}`),
 			status: http.StatusBadRequest, code: api.CodeMalformed}, // refused before it is an admin action: not audited
 		policy("appraisal policy with a syntax error", "{", "rego_parse_error"),
 		policy("appraisal policy calling http.send", `http.send({"method": "GET", "url": "http://127.0.0.1:1"}).status_code`, "http.send"),
@@ -233,7 +233,7 @@ func adminCases() []hostileCase {
 		release("release policy resolving names", `count(net.lookup_ip_addr("localhost")) > 0`, "net.lookup_ip_addr"),
 		release("release policy drawing random numbers", `rand.intn("x", 2) == 1`, "rand.intn"),
 		release("release policy reading the clock", `time.now_ns() > 0`, "time.now_ns"),
-		{group: g, name: "reference values not JSON", send: send(http.MethodPut, admin.PathReferenceValues, js, "{"),
+		{group: g, name: "reference values not JSON", send: send(http.MethodPut, adminclient.PathReferenceValues, js, "{"),
 			status: http.StatusBadRequest, code: api.CodeInvalidPolicy, audit: []string{api.CodeInvalidPolicy}},
 	}
 }

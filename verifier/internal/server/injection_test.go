@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/confidant-cvm/confidant/shared/termsafe"
-	"github.com/confidant-cvm/confidant/verifier/internal/admin"
+	"github.com/confidant-cvm/confidant/verifier/internal/adminclient"
 	"github.com/confidant-cvm/confidant/verifier/internal/api"
 	"github.com/confidant-cvm/confidant/verifier/internal/store"
 	"github.com/confidant-cvm/confidant/verifier/internal/testguest"
@@ -97,7 +97,7 @@ func TestAdminInvalidKeyName(t *testing.T) {
 	ctx := context.Background()
 	for name, bad := range injectedNames {
 		t.Run(name, func(t *testing.T) {
-			_, err := ac.CreateKey(ctx, admin.CreateKeyRequest{Name: bad})
+			_, err := ac.CreateKey(ctx, adminclient.CreateKeyRequest{Name: bad})
 			if adminCode(err) != api.CodeMalformed {
 				t.Fatalf("create %q: %v, want %s", bad, err, api.CodeMalformed)
 			}

@@ -12,7 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/confidant-cvm/confidant/verifier/internal/admin"
+	adminapi "github.com/confidant-cvm/confidant/shared/api/admin"
+	"github.com/confidant-cvm/confidant/verifier/internal/adminclient"
 	"github.com/confidant-cvm/confidant/verifier/internal/api"
 	"github.com/confidant-cvm/confidant/verifier/internal/store"
 	"github.com/confidant-cvm/confidant/verifier/internal/store/pgtest"
@@ -58,11 +59,11 @@ func TestPostgresReplicas(t *testing.T) {
 	// each version as stored.
 	acA := a.adminClient()
 	v1 := a.createKey("os-disk", releasePolicy(t, "sim_development.rego"))
-	rot, err := acA.RotateKey(ctx, "os-disk", admin.RotateKeyRequest{ReturnKey: true})
+	rot, err := acA.RotateKey(ctx, "os-disk", adminclient.RotateKeyRequest{ReturnKey: true})
 	if err != nil || rot.Version != 2 {
 		t.Fatalf("rotate on a: %+v, %v", rot, err)
 	}
-	v2, _ := admin.DecodeKey(rot.KeyMaterial)
+	v2, _ := adminapi.DecodeKey(rot.KeyMaterial)
 	tok := a.token(testguest.Options{}, "")
 	if got := tpmUnwrap(t, decodeRelease(t, b.releaseReq("os-disk", tok, nil)).JWE); !bytes.Equal(got, v2) {
 		t.Fatal("replica b released another key than a's rotation made")
@@ -140,7 +141,7 @@ func TestPostgresOutage(t *testing.T) {
 	}
 	unavailable("attest", f.attest(body, ""))
 	unavailable("release", f.releaseReq("k", tok, nil))
-	if _, err := ac.RotateKey(ctx, "k", admin.RotateKeyRequest{}); adminCode(err) != api.CodeStoreUnavailable {
+	if _, err := ac.RotateKey(ctx, "k", adminclient.RotateKeyRequest{}); adminCode(err) != api.CodeStoreUnavailable {
 		t.Fatalf("rotate while cut: %v", err)
 	}
 	if r := f.do(http.MethodGet, "/readyz", nil); r.status != http.StatusServiceUnavailable || !hasReason(r.errBody(t).Reasons, "store unreachable") {
@@ -177,7 +178,7 @@ func TestPostgresOutage(t *testing.T) {
 	if r := f.releaseReq("k", tok, nil); r.status != http.StatusOK {
 		t.Fatalf("release after the outage: %v", r)
 	}
-	if _, err := ac.RotateKey(ctx, "k", admin.RotateKeyRequest{}); err != nil {
+	if _, err := ac.RotateKey(ctx, "k", adminclient.RotateKeyRequest{}); err != nil {
 		t.Fatalf("rotate after the outage: %v", err)
 	}
 	if rep, err := store.VerifyAudit(ctx, f.srv.Store); err != nil || !rep.OK {

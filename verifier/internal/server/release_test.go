@@ -20,8 +20,9 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jws"
 
+	adminapi "github.com/confidant-cvm/confidant/shared/api/admin"
 	"github.com/confidant-cvm/confidant/shared/keywrap"
-	"github.com/confidant-cvm/confidant/verifier/internal/admin"
+	"github.com/confidant-cvm/confidant/verifier/internal/adminclient"
 	"github.com/confidant-cvm/confidant/verifier/internal/api"
 	"github.com/confidant-cvm/confidant/verifier/internal/release"
 	"github.com/confidant-cvm/confidant/verifier/internal/store"
@@ -65,11 +66,11 @@ func (f *fixture) releaseReq(name, tok string, body []byte) response {
 
 // adminClient talks to the fixture's admin handler (the handler the admin
 // listener serves).
-func (f *fixture) adminClient() *admin.Client {
+func (f *fixture) adminClient() *adminclient.Client {
 	f.t.Helper()
 	srv := httptest.NewServer(f.srv.AdminHandler)
 	f.t.Cleanup(srv.Close)
-	c, err := admin.NewClient(admin.ClientConfig{URL: srv.URL, HTTPClient: srv.Client()})
+	c, err := adminclient.NewClient(adminclient.ClientConfig{URL: srv.URL, HTTPClient: srv.Client()})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -80,11 +81,11 @@ func (f *fixture) adminClient() *admin.Client {
 // returns its bytes.
 func (f *fixture) createKey(name, policy string) []byte {
 	f.t.Helper()
-	resp, err := f.adminClient().CreateKey(context.Background(), admin.CreateKeyRequest{Name: name, ReleasePolicy: policy, ReturnKey: true})
+	resp, err := f.adminClient().CreateKey(context.Background(), adminclient.CreateKeyRequest{Name: name, ReleasePolicy: policy, ReturnKey: true})
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	k, err := admin.DecodeKey(resp.KeyMaterial)
+	k, err := adminapi.DecodeKey(resp.KeyMaterial)
 	if err != nil || len(k) != 32 {
 		f.t.Fatalf("created key: %d bytes, %v", len(k), err)
 	}
@@ -175,11 +176,11 @@ func TestReleaseVersions(t *testing.T) {
 	ac := f.adminClient()
 	ctx := context.Background()
 	k1 := f.createKey("disk", releasePolicy(t, "sim_development.rego"))
-	rot, err := ac.RotateKey(ctx, "disk", admin.RotateKeyRequest{ReturnKey: true})
+	rot, err := ac.RotateKey(ctx, "disk", adminclient.RotateKeyRequest{ReturnKey: true})
 	if err != nil || rot.Version != 2 {
 		t.Fatalf("rotate: %+v, %v", rot, err)
 	}
-	k2, _ := admin.DecodeKey(rot.KeyMaterial)
+	k2, _ := adminapi.DecodeKey(rot.KeyMaterial)
 	tok := f.token(testguest.Options{}, "")
 	for body, want := range map[string][]byte{"": k2, `{"version": 1}`: k1, `{"version":2}`: k2, `{}`: k2} {
 		out := decodeRelease(t, f.releaseReq("disk", tok, []byte(body)))
@@ -335,12 +336,12 @@ func TestNoKeyWithoutAudit(t *testing.T) {
 // API.
 func TestAdminNotOnPublicPort(t *testing.T) {
 	f := newFixture(t, fixtureOpts{})
-	for _, p := range []string{admin.PathKeys, admin.PathAuditVerify} {
+	for _, p := range []string{adminclient.PathKeys, adminclient.PathAuditVerify} {
 		if r := f.do(http.MethodGet, p, nil); r.status != http.StatusNotFound {
 			t.Fatalf("GET %s on the public port: %v", p, r)
 		}
 	}
-	if r := f.do(http.MethodPost, admin.PathKeys, []byte(`{"name":"x"}`)); r.status != http.StatusNotFound {
+	if r := f.do(http.MethodPost, adminclient.PathKeys, []byte(`{"name":"x"}`)); r.status != http.StatusNotFound {
 		t.Fatalf("POST on the public port: %v", r)
 	}
 }

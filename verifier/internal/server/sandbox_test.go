@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/confidant-cvm/confidant/verifier/internal/admin"
+	"github.com/confidant-cvm/confidant/verifier/internal/adminclient"
 	"github.com/confidant-cvm/confidant/verifier/internal/api"
 	"github.com/confidant-cvm/confidant/verifier/internal/testguest"
 )
@@ -42,7 +42,7 @@ result := {"allow": time.now_ns() > 0, "reasons": []}
 
 result := {"allow": opa.runtime().env.HOME != "", "reasons": []}
 `
-	if _, err := ac.CreateKey(ctx, admin.CreateKeyRequest{Name: "os-disk"}); err != nil {
+	if _, err := ac.CreateKey(ctx, adminclient.CreateKeyRequest{Name: "os-disk"}); err != nil {
 		t.Fatal(err)
 	}
 	for name, tt := range map[string]struct {
@@ -51,14 +51,14 @@ result := {"allow": opa.runtime().env.HOME != "", "reasons": []}
 	}{
 		"appraisal policy": {op: func() error { _, err := ac.LoadPolicy(ctx, "sim-sev-snp", []byte(appraisal)); return err }, builtin: "http.send"},
 		"new key": {op: func() error {
-			_, err := ac.CreateKey(ctx, admin.CreateKeyRequest{Name: "k", ReleasePolicy: release})
+			_, err := ac.CreateKey(ctx, adminclient.CreateKeyRequest{Name: "k", ReleasePolicy: release})
 			return err
 		}, builtin: "time.now_ns"},
 		"key policy": {op: func() error { _, err := ac.SetReleasePolicy(ctx, "os-disk", env); return err }, builtin: "opa.runtime"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			err := tt.op()
-			var e *admin.Error
+			var e *adminclient.Error
 			if !errors.As(err, &e) || e.Status != http.StatusBadRequest || e.Code != api.CodeInvalidPolicy ||
 				!hasReason(e.Reasons, notPure(tt.builtin)) {
 				t.Fatalf("got %v, want 400 %s naming %s", err, api.CodeInvalidPolicy, tt.builtin)

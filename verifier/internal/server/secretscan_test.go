@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/confidant-cvm/confidant/shared/secretscan"
-	"github.com/confidant-cvm/confidant/verifier/internal/admin"
+	"github.com/confidant-cvm/confidant/verifier/internal/adminclient"
 	"github.com/confidant-cvm/confidant/verifier/internal/store"
 	"github.com/confidant-cvm/confidant/verifier/internal/testguest"
 )
@@ -56,7 +56,7 @@ func (f *fixture) secretFindings() ([]secretscan.Finding, error) {
 	found := f.secrets.Scan("verifier log", f.logs.Bytes())
 	srv := httptest.NewServer(f.srv.AdminHandler)
 	defer srv.Close()
-	c, err := admin.NewClient(admin.ClientConfig{URL: srv.URL, HTTPClient: srv.Client()})
+	c, err := adminclient.NewClient(adminclient.ClientConfig{URL: srv.URL, HTTPClient: srv.Client()})
 	if err != nil {
 		return nil, err
 	}

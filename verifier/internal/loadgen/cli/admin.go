@@ -3,16 +3,17 @@ package cli
 import (
 	"context"
 
-	"github.com/confidant-cvm/confidant/verifier/internal/admin"
+	adminapi "github.com/confidant-cvm/confidant/shared/api/admin"
+	"github.com/confidant-cvm/confidant/verifier/internal/adminclient"
 	"github.com/confidant-cvm/confidant/verifier/internal/loadgen"
 )
 
 // keyAdmin creates release keys through the verifier's admin API.
-type keyAdmin struct{ c *admin.Client }
+type keyAdmin struct{ c *adminclient.Client }
 
 // newAdmin connects to the verifier's admin socket.
 func newAdmin(socket string) (loadgen.KeyAdmin, error) {
-	c, err := admin.NewClient(admin.ClientConfig{Socket: socket})
+	c, err := adminclient.NewClient(adminclient.ClientConfig{Socket: socket})
 	if err != nil {
 		return nil, err
 	}
@@ -21,9 +22,9 @@ func newAdmin(socket string) (loadgen.KeyAdmin, error) {
 
 // CreateKey creates a platform-managed key and returns its material.
 func (a keyAdmin) CreateKey(ctx context.Context, name, releasePolicy string) ([]byte, error) {
-	resp, err := a.c.CreateKey(ctx, admin.CreateKeyRequest{Name: name, ReleasePolicy: releasePolicy, ReturnKey: true})
+	resp, err := a.c.CreateKey(ctx, adminclient.CreateKeyRequest{Name: name, ReleasePolicy: releasePolicy, ReturnKey: true})
 	if err != nil {
 		return nil, err
 	}
-	return admin.DecodeKey(resp.KeyMaterial)
+	return adminapi.DecodeKey(resp.KeyMaterial)
 }

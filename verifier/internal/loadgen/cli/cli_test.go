@@ -15,7 +15,7 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 
-	"github.com/confidant-cvm/confidant/verifier/internal/admin"
+	"github.com/confidant-cvm/confidant/verifier/internal/adminclient"
 	"github.com/confidant-cvm/confidant/verifier/internal/api"
 	"github.com/confidant-cvm/confidant/verifier/internal/loadgen"
 	"github.com/confidant-cvm/confidant/verifier/internal/server"
@@ -246,11 +246,11 @@ func TestUsageErrors(t *testing.T) {
 func TestRunReleaseDenied(t *testing.T) {
 	dir := initDir(t)
 	v := startVerifier(t, dir, true)
-	c, err := admin.NewClient(admin.ClientConfig{Socket: v.adminSocket})
+	c, err := adminclient.NewClient(adminclient.ClientConfig{Socket: v.adminSocket})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.CreateKey(context.Background(), admin.CreateKeyRequest{Name: "hardware-only"}); err != nil {
+	if _, err := c.CreateKey(context.Background(), adminclient.CreateKeyRequest{Name: "hardware-only"}); err != nil {
 		t.Fatal(err)
 	}
 	stdout, stderr, err := run(t, "run", "--dir", dir, "--verifier", v.url,

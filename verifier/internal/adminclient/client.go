@@ -1,11 +1,10 @@
-package admin
+package adminclient
 
 import (
 	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -152,18 +151,6 @@ func keyPath(name string, suffix string) string {
 	return PathKeys + "/" + url.PathEscape(name) + suffix
 }
 
-// EncodeKey encodes key material for the API.
-func EncodeKey(k []byte) string { return base64.RawURLEncoding.EncodeToString(k) }
-
-// DecodeKey decodes key material from the API.
-func DecodeKey(s string) ([]byte, error) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return nil, fmt.Errorf("decoding key material: %w", err)
-	}
-	return b, nil
-}
-
 // CreateKey creates a platform-managed key (req.KeyMaterial empty) or
 // imports a customer-managed one.
 func (c *Client) CreateKey(ctx context.Context, req CreateKeyRequest) (*KeyResponse, error) {
@@ -176,7 +163,7 @@ func (c *Client) CreateKey(ctx context.Context, req CreateKeyRequest) (*KeyRespo
 
 // ImportKey imports a customer-managed key.
 func (c *Client) ImportKey(ctx context.Context, name string, material []byte, releasePolicy string) (*KeyResponse, error) {
-	return c.CreateKey(ctx, CreateKeyRequest{Name: name, KeyMaterial: EncodeKey(material), ReleasePolicy: releasePolicy})
+	return c.CreateKey(ctx, CreateKeyRequest{Name: name, KeyMaterial: adminapi.EncodeKey(material), ReleasePolicy: releasePolicy})
 }
 
 // RotateKey adds a version to a key.

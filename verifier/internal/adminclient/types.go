@@ -1,10 +1,10 @@
-// Package admin is the verifier's administration API as seen by clients:
+// Package adminclient is the verifier's administration API as seen by clients:
 // a Client over the contract in shared/api/admin, whose paths, key origins
 // and bodies are re-exported here under their names. The API is served on
 // its own listener, never on the public port: a unix socket
 // (<state-dir>/admin.sock, mode 0600) by default, or TCP with mutual TLS.
 // shared/api/admin lists the routes.
-package admin
+package adminclient
 
 import adminapi "github.com/confidant-cvm/confidant/shared/api/admin"
 
