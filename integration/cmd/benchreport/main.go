@@ -60,18 +60,9 @@ func run(ctx context.Context, count int, out, only, rawFile string) error {
 	if err != nil {
 		return err
 	}
-	selected := ourSuites
-	if only != "" {
-		re, err := regexp.Compile(only)
-		if err != nil {
-			return fmt.Errorf("parsing -suites: %w", err)
-		}
-		selected = nil
-		for _, s := range ourSuites {
-			if re.MatchString(s.pkg) {
-				selected = append(selected, s)
-			}
-		}
+	selected, err := selectSuites(only)
+	if err != nil {
+		return err
 	}
 	tmp, err := os.MkdirTemp("", "benchreport-")
 	if err != nil {
@@ -90,20 +81,9 @@ func run(ctx context.Context, count int, out, only, rawFile string) error {
 	}
 
 	// Build every test binary before measuring anything.
-	bins := map[string]string{}
-	for _, s := range append([]suite{floorSuite}, selected...) {
-		if _, ok := bins[s.pkg]; ok {
-			continue
-		}
-		bin := filepath.Join(tmp, strings.ReplaceAll(s.pkg, "/", "_")+".test")
-		cmd := exec.CommandContext(ctx, "go", "test", "-c", "-o", bin, "./"+s.pkg)
-		cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=1")
-		info.commands = append(info.commands, fmt.Sprintf("CGO_ENABLED=1 go test -c -o $T/%s ./%s", filepath.Base(bin), s.pkg))
-		fmt.Fprintf(os.Stderr, "building %s\n", s.pkg)
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("building %s: %w\n%s", s.pkg, err, b)
-		}
-		bins[s.pkg] = bin
+	bins, err := buildTests(ctx, root, tmp, selected, &info)
+	if err != nil {
+		return err
 	}
 
 	var rawOut strings.Builder
@@ -141,8 +121,59 @@ func run(ctx context.Context, count int, out, only, rawFile string) error {
 	}
 	info.loadEnd = loadAverage()
 
+	if err := write(root, out, rawFile, rawOut.String(), info, res); err != nil {
+		return err
+	}
+	if len(info.failures) > 0 {
+		return errRunsFailed
+	}
+	return nil
+}
+
+// selectSuites returns our suites whose package matches only ("": all).
+func selectSuites(only string) ([]suite, error) {
+	if only == "" {
+		return ourSuites, nil
+	}
+	re, err := regexp.Compile(only)
+	if err != nil {
+		return nil, fmt.Errorf("parsing -suites: %w", err)
+	}
+	var selected []suite
+	for _, s := range ourSuites {
+		if re.MatchString(s.pkg) {
+			selected = append(selected, s)
+		}
+	}
+	return selected, nil
+}
+
+// buildTests builds the test binary of the floor suite and of every
+// selected suite's package into tmp, recording the commands in info.
+func buildTests(ctx context.Context, root, tmp string, selected []suite, info *runInfo) (map[string]string, error) {
+	bins := map[string]string{}
+	for _, s := range append([]suite{floorSuite}, selected...) {
+		if _, ok := bins[s.pkg]; ok {
+			continue
+		}
+		bin := filepath.Join(tmp, strings.ReplaceAll(s.pkg, "/", "_")+".test")
+		cmd := exec.CommandContext(ctx, "go", "test", "-c", "-o", bin, "./"+s.pkg)
+		cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=1")
+		info.commands = append(info.commands, fmt.Sprintf("CGO_ENABLED=1 go test -c -o $T/%s ./%s", filepath.Base(bin), s.pkg))
+		fmt.Fprintf(os.Stderr, "building %s\n", s.pkg)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("building %s: %w\n%s", s.pkg, err, b)
+		}
+		bins[s.pkg] = bin
+	}
+	return bins, nil
+}
+
+// write saves the raw output (if rawFile is set) and splices the report
+// into out.
+func write(root, out, rawFile, raw string, info runInfo, res results) error {
 	if rawFile != "" {
-		if err := os.WriteFile(rawFile, []byte(rawOut.String()), 0o644); err != nil {
+		if err := os.WriteFile(rawFile, []byte(raw), 0o644); err != nil {
 			return err
 		}
 	}
@@ -155,9 +186,6 @@ func run(ctx context.Context, count int, out, only, rawFile string) error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "wrote %s\n", path)
-	if len(info.failures) > 0 {
-		return errRunsFailed
-	}
 	return nil
 }
 

@@ -171,6 +171,14 @@ func render(info runInfo, r results) string {
 	}
 	w("```\n\n")
 
+	renderAll(&b, r)
+	w("\n%s\n", endMarker)
+	return b.String()
+}
+
+// renderAll writes the table of every result.
+func renderAll(b *strings.Builder, r results) {
+	w := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
 	w("### All results\n\n| benchmark | median | min – max | runs | MB/s | other metrics | allocs/op |\n|---|---:|---:|---:|---:|---|---:|\n")
 	for _, k := range r.keys() {
 		ns, ok := r.stat(k, "ns/op")
@@ -191,8 +199,6 @@ func render(info runInfo, r results) string {
 		}
 		w("| %s | %s | %s – %s | %d | %s | %s | %s |\n", k, fmtNs(ns.median), fmtNs(ns.min), fmtNs(ns.max), ns.n, mbs, other, allocs)
 	}
-	w("\n%s\n", endMarker)
-	return b.String()
 }
 
 // renderThroughput compares the appraisal handler's throughput with the
