@@ -23,11 +23,6 @@ import (
 	"github.com/confidant-cvm/confidant/verifier/internal/server"
 )
 
-// exitCode ends the program with a status and no further message.
-type exitCode int
-
-func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
-
 // Main runs the command line and returns the process exit code: 0, the
 // status a command chose (1 for a failed appraisal or inspection), or 2
 // with the error on stderr.
@@ -35,15 +30,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := newRoot(stdout, stderr)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
-	var (
-		code   exitCode
-		status interface{ ExitCode() int }
-	)
+	var status interface{ ExitCode() int } // shared/exitcode.Code, from a command
 	switch {
 	case err == nil:
 		return 0
-	case errors.As(err, &code):
-		return int(code)
 	case errors.As(err, &status):
 		return status.ExitCode()
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/confidant-cvm/confidant/shared/evidence"
+	"github.com/confidant-cvm/confidant/shared/exitcode"
 	"github.com/confidant-cvm/confidant/verifier/internal/server"
 )
 
@@ -59,7 +60,7 @@ func TestAppraise(t *testing.T) {
 	// Without --sim-root the simulated root is not trusted: every failed
 	// check is printed and the exit status is 1.
 	out, err = run(t, args...)
-	var code exitCode
+	var code exitcode.Code
 	if !errors.As(err, &code) || code != 1 {
 		t.Fatalf("err %v, want exit status 1", err)
 	}
@@ -83,7 +84,7 @@ func TestInspect(t *testing.T) {
 	}
 	// After the VCEK expired it does not verify.
 	out, err = run(t, append(milan, "--now", "2031-01-01T00:00:00Z")...)
-	var code exitCode
+	var code exitcode.Code
 	if !errors.As(err, &code) || code != 1 || !strings.Contains(out, `"verified": false`) {
 		t.Fatalf("expired: %v %s", err, out)
 	}

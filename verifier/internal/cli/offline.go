@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/confidant-cvm/confidant/shared/exitcode"
 	"github.com/confidant-cvm/confidant/verifier/internal/appraise"
 	"github.com/confidant-cvm/confidant/verifier/internal/fault"
 	"github.com/confidant-cvm/confidant/verifier/internal/offline"
@@ -52,7 +53,7 @@ Prints the claims a token would carry and exits 0, or prints every failed check
 				if werr := writeJSON(stdout, body); werr != nil {
 					return werr
 				}
-				return exitCode(1)
+				return exitcode.Code(1)
 			}
 			return writeJSON(stdout, claims)
 		},
@@ -127,7 +128,7 @@ Exits 0 only when the report verified. No network is used.`,
 				return err
 			}
 			if !out.Verified {
-				return exitCode(1)
+				return exitcode.Code(1)
 			}
 			return nil
 		},

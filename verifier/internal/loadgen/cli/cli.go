@@ -19,14 +19,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/confidant-cvm/confidant/shared/exitcode"
 	"github.com/confidant-cvm/confidant/shared/termsafe"
 	"github.com/confidant-cvm/confidant/verifier/internal/loadgen"
 )
-
-// exitCode ends the program with a status and no further message.
-type exitCode int
-
-func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 // Main runs the command line and returns the process exit code: 0, the
 // status a command chose, or 2 with the error on stderr.
@@ -34,12 +30,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := newRoot(stdout, stderr)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
-	var code exitCode
+	var status interface{ ExitCode() int } // shared/exitcode.Code, from a command
 	switch {
 	case err == nil:
 		return 0
-	case errors.As(err, &code):
-		return int(code)
+	case errors.As(err, &status):
+		return status.ExitCode()
 	}
 	fmt.Fprintln(stderr, "confidant-loadgen:", termsafe.Escape(err.Error()))
 	return 2
@@ -143,7 +139,7 @@ come from one: its refusals show up as rate_limited errors.`,
 				return err
 			}
 			if rep.Failures > 0 || rep.Successes == 0 {
-				return exitCode(1)
+				return exitcode.Code(1)
 			}
 			return nil
 		},

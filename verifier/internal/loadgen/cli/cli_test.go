@@ -15,6 +15,7 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 
+	"github.com/confidant-cvm/confidant/shared/exitcode"
 	"github.com/confidant-cvm/confidant/verifier/internal/adminclient"
 	"github.com/confidant-cvm/confidant/verifier/internal/api"
 	"github.com/confidant-cvm/confidant/verifier/internal/loadgen"
@@ -184,7 +185,7 @@ func TestRunWithoutSimRootIsDenied(t *testing.T) {
 	v := startVerifier(t, dir, false)
 	stdout, stderr, err := run(t, "run", "--dir", dir, "--verifier", v.url,
 		"--concurrency", "4", "--requests", "12", "--json", "--log-level", "warn")
-	var code exitCode
+	var code exitcode.Code
 	if !errors.As(err, &code) || code != 1 {
 		t.Fatalf("run: %v, want exit status 1\nstderr: %s", err, stderr)
 	}
@@ -255,7 +256,7 @@ func TestRunReleaseDenied(t *testing.T) {
 	}
 	stdout, stderr, err := run(t, "run", "--dir", dir, "--verifier", v.url,
 		"--concurrency", "2", "--requests", "4", "--json", "--release-key", "hardware-only", "--log-level", "warn")
-	var code exitCode
+	var code exitcode.Code
 	if !errors.As(err, &code) || code != 1 {
 		t.Fatalf("run: %v, want exit status 1\nstderr: %s", err, stderr)
 	}
