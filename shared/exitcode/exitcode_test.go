@@ -3,6 +3,7 @@ package exitcode
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -18,5 +19,18 @@ func TestCodeThroughWrapping(t *testing.T) {
 	}
 	if got := Code(1).Error(); got != "exit status 1" {
 		t.Errorf("Error() = %q", got)
+	}
+}
+
+func TestOf(t *testing.T) {
+	var stderr strings.Builder
+	if got := Of("prog", nil, &stderr); got != 0 || stderr.Len() != 0 {
+		t.Errorf("Of(nil) = %d, stderr %q", got, stderr.String())
+	}
+	if got := Of("prog", fmt.Errorf("appraise: %w", Code(1)), &stderr); got != 1 || stderr.Len() != 0 {
+		t.Errorf("Of(Code(1)) = %d, stderr %q", got, stderr.String())
+	}
+	if got := Of("prog", errors.New("bad\x1b[2Jinput"), &stderr); got != 2 || stderr.String() != "prog: bad\\x1b[2Jinput\n" {
+		t.Errorf("Of(error) = %d, stderr %q", got, stderr.String())
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/confidant-cvm/confidant/shared/exitcode"
 	"github.com/confidant-cvm/confidant/shared/termsafe"
 	"github.com/confidant-cvm/confidant/verifier/internal/admincli"
 	"github.com/confidant-cvm/confidant/verifier/internal/server"
@@ -29,16 +29,7 @@ import (
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := newRoot(stdout, stderr)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
-	var status interface{ ExitCode() int } // shared/exitcode.Code, from a command
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &status):
-		return status.ExitCode()
-	}
-	fmt.Fprintln(stderr, "confidant-verifier:", termsafe.Escape(err.Error()))
-	return 2
+	return exitcode.Of("confidant-verifier", root.ExecuteContext(ctx), stderr)
 }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {

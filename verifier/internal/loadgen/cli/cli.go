@@ -11,7 +11,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,16 +28,7 @@ import (
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := newRoot(stdout, stderr)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
-	var status interface{ ExitCode() int } // shared/exitcode.Code, from a command
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &status):
-		return status.ExitCode()
-	}
-	fmt.Fprintln(stderr, "confidant-loadgen:", termsafe.Escape(err.Error()))
-	return 2
+	return exitcode.Of("confidant-loadgen", root.ExecuteContext(ctx), stderr)
 }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
